@@ -1,0 +1,18 @@
+"""resdyn: residual networks as nonlinear dynamical systems."""
+
+from .models import (
+    CheckpointError,
+    NoUnitsFound,
+    Unit,
+    UnknownModel,
+    load_model,
+    model_card,
+    stages,
+    units,
+    zoo_names,
+)
+
+__version__ = "0.1.0"
+
+__all__ = ["CheckpointError", "NoUnitsFound", "Unit", "UnknownModel", "load_model", "model_card",
+           "stages", "units", "zoo_names"]

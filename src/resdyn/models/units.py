@@ -1,0 +1,170 @@
+"""Residual-unit discovery: which modules are residual units, their stages, kinds and shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import prod
+
+import torch
+from torch import Tensor, nn
+
+from .adapters import UnitParts, recognise
+
+
+@dataclass(frozen=True, eq=False)
+class Unit:
+    """One residual unit of a model, in forward order.
+
+    Attributes:
+        name: module path inside the model (``model.get_submodule(name)``).
+        module: the unit itself.
+        stage: 0-based stage index; a stage is the group of units under one parent container.
+        position: 0-based position inside its stage.
+        kind: ``"downsampling"`` (projection shortcut or changed shape) or ``"regular"``.
+        in_shape, out_shape: activation shapes (C, H, W) without the batch dimension.
+        parts: shortcut / residual branch / activation split, or None for units named by the
+            user in a family resdyn does not know (then only the whole unit can be analysed).
+    """
+
+    name: str
+    module: nn.Module
+    stage: int
+    position: int
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    parts: UnitParts | None
+
+    @property
+    def n_in(self) -> int:
+        return prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return prod(self.out_shape)
+
+    def forward(self, x: Tensor, alpha: float = 1.0) -> Tensor:
+        """activation(alpha * shortcut(x) + residual(x)); alpha = 1 is the unit itself.
+
+        Raises:
+            ValueError: alpha != 1 on a unit whose shortcut resdyn cannot separate.
+        """
+        if self.parts is None:
+            if alpha != 1.0:
+                raise ValueError(f"unit {self.name!r} ({type(self.module).__name__}) has no known "
+                                 "shortcut/residual split, so its skip connection cannot be scaled")
+            return self.module(x)
+        p = self.parts
+        return p.activation(alpha * p.shortcut(x) + p.residual(x))
+
+    def __repr__(self) -> str:
+        return (f"Unit({self.name!r}, stage={self.stage}, position={self.position}, kind={self.kind!r}, "
+                f"{self.in_shape}->{self.out_shape})")
+
+
+class NoUnitsFound(ValueError):
+    """The model has no residual units resdyn recognises."""
+
+
+def _parent(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def units(model: nn.Module, input_shape: Sequence[int], names: Sequence[str] | None = None,
+          ) -> list[Unit]:
+    """The residual units of ``model`` in forward order.
+
+    Args:
+        model: any nn.Module; recognised families are resdyn's own networks, pytorchcv ResUnit /
+            PreResUnit, torchvision BasicBlock / Bottleneck and look-alikes.
+        input_shape: (C, H, W) of one input image; used to record each unit's shapes.
+        names: module paths to treat as units, for models whose units resdyn does not recognise.
+
+    Returns:
+        list of :class:`Unit`; stages are the groups of units sharing a parent module.
+
+    Raises:
+        NoUnitsFound: nothing recognisable and no ``names`` given.
+        KeyError: a name in ``names`` is not a submodule.
+
+    Example:
+        >>> from resdyn import load_model, units
+        >>> us = units(load_model("cifar-resnet20"), (3, 32, 32))
+        >>> len(us), us[3].kind
+        (9, 'downsampling')
+    """
+    if names is None:
+        found = [(n, m) for n, m in model.named_modules() if n and recognise(m) is not None]
+        # a recognised unit nested inside another (never seen in practice) is not a unit of the model
+        found = [(n, m) for n, m in found
+                 if not any(n.startswith(o + ".") for o, _ in found if o != n)]
+        if not found:
+            raise NoUnitsFound(
+                f"no residual units recognised in {type(model).__name__}: resdyn knows resdyn, "
+                "pytorchcv (ResUnit, PreResUnit) and torchvision-style (BasicBlock, Bottleneck) units. "
+                "Pass the unit module names explicitly, e.g. units(model, shape, names=['layer1.0', "
+                "...]) or --units layer1.0,layer1.1 on the command line; list candidate names with "
+                "[n for n, _ in model.named_modules()].")
+    else:
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise KeyError(f"{type(model).__name__} has no submodule(s) {missing}; "
+                           f"top-level children are {[n for n, _ in model.named_children()]}")
+        found = [(n, modules[n]) for n in names]
+
+    shapes = _shapes(model, input_shape, [m for _, m in found])
+    order = sorted(range(len(found)), key=lambda i: shapes[i][2])
+    result, stage_of, count = [], {}, {}
+    for i in order:
+        name, module = found[i]
+        in_shape, out_shape, _ = shapes[i]
+        parent = _parent(name)
+        stage = stage_of.setdefault(parent, len(stage_of))
+        position = count.get(parent, 0)
+        count[parent] = position + 1
+        parts = recognise(module)
+        down = in_shape != out_shape or (parts is not None and parts.projection)
+        result.append(Unit(name, module, stage, position, "downsampling" if down else "regular",
+                           in_shape, out_shape, parts))
+    return result
+
+
+def _shapes(model: nn.Module, input_shape: Sequence[int], mods: list[nn.Module],
+            ) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
+    """(in_shape, out_shape, call order) of each module for one forward pass."""
+    record: dict[int, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
+
+    def hook(m: nn.Module, args: tuple, out: object) -> None:
+        if id(m) not in record and isinstance(out, Tensor) and args and isinstance(args[0], Tensor):
+            record[id(m)] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]), len(record))
+
+    handles = [m.register_forward_hook(hook) for m in mods]
+    was_training = model.training
+    try:
+        model.eval()
+        p = next(model.parameters(), None)
+        x = torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
+                        device=p.device if p is not None else "cpu")
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    never = [i for i, m in enumerate(mods) if id(m) not in record]
+    if never:
+        raise ValueError(f"{len(never)} unit(s) were not called in a forward pass of "
+                         f"{type(model).__name__} with input shape {tuple(input_shape)}")
+    return [record[id(m)] for m in mods]
+
+
+def stages(unit_list: Sequence[Unit]) -> list[list[Unit]]:
+    """Units grouped by stage, in order."""
+    out: list[list[Unit]] = []
+    for u in unit_list:
+        if u.stage == len(out):
+            out.append([])
+        out[u.stage].append(u)
+    return out

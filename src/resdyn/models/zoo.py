@@ -1,0 +1,165 @@
+"""The model zoo: turn a spec string (or an nn.Module) into an eval-mode network."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from .checkpoints import CheckpointError, load_checkpoint, load_state, read_state
+from .resnets import CIFAR_DEPTHS, cifar_resnet, preresnet
+
+SHIPPED = Path(__file__).parent / "shipped"
+DIGITS_DEPTHS = (20, 56, 110)
+TORCHVISION = ("resnet18", "resnet34", "resnet50")
+PYTORCHCV_EXAMPLES = ("resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10",
+                      "preresnet56_cifar10", "preresnet110_cifar10")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What resdyn knows about a loaded model: its spec, natural input shape and stored info."""
+
+    spec: str
+    input_shape: tuple[int, int, int]
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def model_card(model: nn.Module) -> ModelCard | None:
+    """The card :func:`load_model` attached to ``model``, or None for a user's own module."""
+    return getattr(model, "resdyn_card", None)
+
+
+def zoo_names() -> list[tuple[str, str]]:
+    """(spec pattern, description) of every model family in the zoo."""
+    return [
+        *[(f"cifar-resnet{d}", f"post-activation CIFAR ResNet-{d} (paper 000), random init")
+          for d in CIFAR_DEPTHS],
+        ("preresnet(L)", "pre-activation ResNet of paper 002, L blocks per section, random init"),
+        *[(f"digits-resnet{d}", "CIFAR-style ResNet trained on digits, shipped with resdyn")
+          for d in DIGITS_DEPTHS],
+        ("pytorchcv:NAME", "pytorchcv model with its pretrained weights, e.g. "
+         + ", ".join(f"pytorchcv:{n}" for n in PYTORCHCV_EXAMPLES[:3])),
+        *[(f"torchvision:{n}", "torchvision ImageNet ResNet (pretrained download or --weights)")
+          for n in TORCHVISION],
+        ("PATH.safetensors", "a checkpoint written by `resdyn train`"),
+    ]
+
+
+class UnknownModel(ValueError):
+    """A model spec that names nothing in the zoo."""
+
+
+def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
+               in_channels: int | None = None, num_classes: int | None = None) -> nn.Module:
+    """Build or load a network and put it in eval mode.
+
+    Args:
+        spec: a zoo name (see ``resdyn models``), a ``.safetensors`` checkpoint of resdyn's, or an
+            nn.Module (returned as is, in eval mode).
+        weights: a local state dict (``.pth`` read with ``weights_only=True``, or ``.safetensors``)
+            loaded strictly into the built model instead of any pretrained download.
+        in_channels, num_classes: for resdyn's own architectures (defaults 3 and 10).
+
+    Raises:
+        UnknownModel: the spec names nothing; the message lists the valid names.
+        CheckpointError: a weights file that is unreadable or does not fit.
+        RuntimeError: pretrained weights needed a download and the network is unreachable.
+
+    Example:
+        >>> model = load_model("cifar-resnet20")
+        >>> model_card(model).input_shape
+        (3, 32, 32)
+    """
+    if isinstance(spec, nn.Module):
+        if weights is not None:
+            load_state(spec, read_state(weights), weights)
+        return spec.eval()
+    model, card = _build(spec.strip(), weights, in_channels, num_classes)
+    model.resdyn_card = card
+    return model.eval()
+
+
+def _build(spec: str, weights, in_channels, num_classes) -> tuple[nn.Module, ModelCard]:
+    cin, ncls = in_channels or 3, num_classes or 10
+    if m := re.fullmatch(r"cifar-resnet(\d+)", spec):
+        depth = int(m.group(1))
+        if depth not in CIFAR_DEPTHS:
+            raise UnknownModel(f"cifar-resnet depth {depth} not in {CIFAR_DEPTHS}")
+        return _with_weights(cifar_resnet(depth, cin, ncls), weights), ModelCard(spec, (cin, 32, 32))
+    if m := re.fullmatch(r"preresnet(?:\((\d+)\)|-?(\d+))", spec):
+        blocks = int(m.group(1) or m.group(2))
+        return _with_weights(preresnet(blocks, cin, ncls), weights), ModelCard(spec, (cin, 32, 32))
+    if m := re.fullmatch(r"digits-resnet(\d+)", spec):
+        path = SHIPPED / f"{spec}.safetensors"
+        if int(m.group(1)) not in DIGITS_DEPTHS or not path.is_file():
+            raise UnknownModel(f"no shipped model {spec!r}; shipped: "
+                               f"{[f'digits-resnet{d}' for d in DIGITS_DEPTHS]}")
+        model, info = load_checkpoint(path)
+        return _with_weights(model, weights), ModelCard(spec, (1, 8, 8), info)
+    if spec.endswith(".safetensors"):
+        model, info = load_checkpoint(spec)
+        shape = tuple(info.get("input_shape", (model.arch.in_channels, 32, 32)))
+        return _with_weights(model, weights), ModelCard(spec, shape, info)  # type: ignore[arg-type]
+    if spec.startswith("pytorchcv:"):
+        return _pytorchcv(spec.split(":", 1)[1], weights), ModelCard(spec, _pytorchcv_shape(spec))
+    if spec.startswith("torchvision:"):
+        return _torchvision(spec.split(":", 1)[1], weights), ModelCard(spec, (3, 224, 224))
+    valid = ", ".join(n for n, _ in zoo_names())
+    raise UnknownModel(f"unknown model {spec!r}; valid models: {valid}")
+
+
+def _with_weights(model: nn.Module, weights) -> nn.Module:
+    if weights is not None:
+        load_state(model, read_state(weights), weights)
+    return model
+
+
+def _pytorchcv_shape(spec: str) -> tuple[int, int, int]:
+    return (3, 32, 32) if re.search(r"_(cifar10|cifar100|svhn)$", spec) else (3, 224, 224)
+
+
+def _offline_error(what: str, e: Exception) -> RuntimeError:
+    return RuntimeError(
+        f"could not download the pretrained weights of {what} ({type(e).__name__}: {e}). "
+        "This machine may be offline: download them on a connected machine and pass the file "
+        "with --weights FILE (Python: load_model(spec, weights=FILE)).")
+
+
+def _pytorchcv(name: str, weights) -> nn.Module:
+    from pytorchcv.model_provider import get_model
+
+    try:
+        model = get_model(name, pretrained=False)
+    except ValueError:
+        raise UnknownModel(f"pytorchcv has no model {name!r}; e.g. "
+                           + ", ".join(f"pytorchcv:{n}" for n in PYTORCHCV_EXAMPLES)) from None
+    if weights is not None:
+        return _with_weights(model, weights)
+    try:
+        return get_model(name, pretrained=True)
+    except (OSError, ConnectionError) as e:
+        raise _offline_error(f"pytorchcv:{name}", e) from None
+    except Exception as e:  # pytorchcv wraps network failures in several types
+        if "url" in str(e).lower() or "connect" in str(e).lower() or "resolve" in str(e).lower():
+            raise _offline_error(f"pytorchcv:{name}", e) from None
+        raise
+
+
+def _torchvision(name: str, weights) -> nn.Module:
+    import torchvision
+
+    if name not in TORCHVISION:
+        raise UnknownModel(f"unknown torchvision model {name!r}; valid: "
+                           + ", ".join(f"torchvision:{n}" for n in TORCHVISION))
+    if weights is not None:
+        return _with_weights(torchvision.models.get_model(name, weights=None), weights)
+    try:
+        return torchvision.models.get_model(name, weights="DEFAULT")
+    except (OSError, ConnectionError) as e:
+        raise _offline_error(f"torchvision:{name}", e) from None
+
+
+__all__ = ["CheckpointError", "ModelCard", "UnknownModel", "load_model", "model_card", "zoo_names"]
