@@ -1,5 +1,6 @@
 """resdyn: residual networks as nonlinear dynamical systems."""
 
+from .capture import Activations, capture
 from .models import (
     CheckpointError,
     NoUnitsFound,
@@ -14,5 +15,5 @@ from .models import (
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "NoUnitsFound", "Unit", "UnknownModel", "load_model", "model_card",
-           "stages", "units", "zoo_names"]
+__all__ = ["Activations", "CheckpointError", "NoUnitsFound", "Unit", "UnknownModel", "load_model", "model_card",
+           "stages", "units", "zoo_names", "capture"]
