@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -69,7 +71,13 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         if p.suffix == ".safetensors":
             return load_file(str(p))
-        state = torch.load(str(p), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notice says nothing useful here
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{p}: not a plain state dict of tensors (it holds other Python "
+                              "objects, which resdyn never unpickles). Re-save it with "
+                              "torch.save(model.state_dict(), FILE) or as .safetensors") from None
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{p}: cannot read weights ({first}). Expected a state dict saved "

@@ -1,0 +1,139 @@
+"""The model zoo, checkpoints and the messages users see for bad input."""
+
+import pickle
+
+import pytest
+import torch
+from pytorchcv.model_provider import get_model as pytorchcv_model
+from safetensors.torch import save_file
+
+from resdyn import CheckpointError, UnknownModel, load_model, model_card, zoo_names
+from resdyn.models import cifar_resnet, load_checkpoint, save_checkpoint
+
+
+def test_pytorchcv_state_dict_round_trip(tmp_path):
+    """A state dict made by pytorchcv itself loads through --weights and gives identical outputs."""
+    torch.manual_seed(0)
+    ref = pytorchcv_model("resnet56_cifar10", pretrained=False).eval()
+    for m in ref.modules():  # non-trivial BN statistics, so a wrong mapping would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "resnet56.pth"
+    torch.save(ref.state_dict(), path)
+    model = load_model("pytorchcv:resnet56_cifar10", weights=path)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    assert model_card(model).input_shape == (3, 32, 32)
+
+
+def test_safetensors_weights_for_torchvision(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None).eval()
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    model = load_model("torchvision:resnet18", weights=path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+
+
+def test_own_checkpoint_round_trip(tmp_path):
+    model = cifar_resnet(20, in_channels=1, num_classes=10).eval()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(model, path, info={"test_accuracy": 0.5, "input_shape": [1, 8, 8]},
+                    dtype=torch.float32)
+    loaded = load_model(str(path))
+    assert model_card(loaded).input_shape == (1, 8, 8)
+    assert model_card(loaded).info["test_accuracy"] == 0.5
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    m2, info = load_checkpoint(path)
+    assert m2.arch == model.arch and info["input_shape"] == [1, 8, 8]
+
+
+def test_zoo_lists_every_family():
+    names = [n for n, _ in zoo_names()]
+    for expected in ("cifar-resnet20", "cifar-resnet110", "preresnet(L)", "digits-resnet56",
+                     "pytorchcv:NAME", "torchvision:resnet50"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("spec", ["resnet56", "cifar-resnet57", "torchvision:resnet101",
+                                  "pytorchcv:not_a_model", "digits-resnet32"])
+def test_unknown_model_lists_valid(spec):
+    with pytest.raises(UnknownModel) as e:
+        load_model(spec)
+    msg = str(e.value)
+    assert spec.split(":")[-1].replace("cifar-", "").replace("digits-", "")[:6] in msg
+    assert any(v in msg for v in ("cifar-resnet56", "(20, 32, 44, 56, 110)", "torchvision:resnet18",
+                                  "pytorchcv:resnet56_cifar10", "digits-resnet56"))
+
+
+def test_preresnet_spec_forms():
+    assert len(load_model("preresnet(2)").stages[0]) == 2
+    assert len(load_model("preresnet-3").stages[0]) == 3
+
+
+def test_corrupted_checkpoint_names_file(tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(CheckpointError, match="broken.safetensors"):
+        load_model(str(bad))
+    pth = tmp_path / "broken.pth"
+    pth.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="broken.pth"):
+        load_model("cifar-resnet20", weights=pth)
+
+
+def test_foreign_checkpoint_names_key_mismatch(tmp_path):
+    path = tmp_path / "r20.pth"
+    torch.save(cifar_resnet(20).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"r20.pth.*missing key.*stages\.0\.3"):
+        load_model("cifar-resnet32", weights=path)
+    with pytest.raises(CheckpointError, match=r"unexpected key"):
+        load_model("pytorchcv:resnet20_cifar10", weights=path)
+
+
+def test_shape_mismatch_in_weights(tmp_path):
+    path = tmp_path / "c1.pth"
+    torch.save(cifar_resnet(20, in_channels=1).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*stem\.0\.weight"):
+        load_model("cifar-resnet20", weights=path)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_nothing_unsafe_is_unpickled(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"x": Evil()}, f)
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        load_model("cifar-resnet20", weights=path)
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_safetensors_without_resdyn_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="--weights"):
+        load_model(str(path))
+
+
+def test_offline_pretrained_download_says_how_to_fix(tmp_path, monkeypatch):
+    """The real download path runs; offline it fails with a message pointing to --weights."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"torchvision:resnet18.*--weights FILE"):
+        load_model("torchvision:resnet18")
+
+
+@pytest.mark.slow
+def test_offline_pytorchcv_download_says_how_to_fix():
+    with pytest.raises(RuntimeError, match=r"pytorchcv:resnet20_cifar10.*--weights FILE"):
+        load_model("pytorchcv:resnet20_cifar10")
