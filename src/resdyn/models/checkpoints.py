@@ -75,8 +75,8 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")  # torch's pickle-protocol notice says nothing useful here
             state = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{p}: not a plain state dict of tensors (it holds other Python "
-                              "objects, which resdyn never unpickles). Re-save it with "
+        raise CheckpointError(f"{p}: torch's safe loader refused it: corrupt, or not a plain state "
+                              "dict of tensors (Python objects are never unpickled). Re-save it with "
                               "torch.save(model.state_dict(), FILE) or as .safetensors") from None
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

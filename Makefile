@@ -1,0 +1,28 @@
+# Two entry points: `make demo` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out/demo
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/resdyn evaluate --model digits-resnet56 --data digits
+	$(BIN)/resdyn units --model digits-resnet56
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_spectra.py
+
+clean:
+	rm -rf $(VENV) out build src/*.egg-info

@@ -1,0 +1,153 @@
+"""The ``resdyn`` command line: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Residual networks as nonlinear dynamical systems.")
+# wide enough for unit tables when piped to a file (rich assumes 80 columns off a terminal)
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name or checkpoint (see `resdyn models`)")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="local state dict (.pth/.safetensors)")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="digits | cifar10 | mnist | PATH.npz | image folder")]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the library's input errors into one red line and exit status 2, not a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar fed by a callback(done, total, label)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[label]}"), TimeRemainingColumn(elapsed_when_finished=True),
+                  console=err, transient=False) as bar:
+        task = bar.add_task(description, total=None, label="")
+
+        def update(done: int, total: int, label: str = "") -> None:
+            bar.update(task, completed=done, total=total, label=label)
+
+        yield update
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected C,H,W such as 3,32,32; got {text!r}") from None
+    if len(shape) != 3:
+        raise typer.BadParameter(f"expected three numbers C,H,W; got {text!r}")
+    return shape
+
+
+def _load(model: str, weights: Path | None):
+    from .models import load_model, model_card
+
+    m = load_model(model, weights)
+    card = model_card(m)
+    return m, card
+
+
+@app.command()
+def models() -> None:
+    """List the model zoo."""
+    from .models import zoo_names
+
+    table = Table("spec", "what it is", title="resdyn model zoo")
+    for name, desc in zoo_names():
+        table.add_row(name, desc)
+    console.print(table)
+
+
+@app.command("units")
+def units_cmd(model: ModelOpt, weights: WeightsOpt = None,
+              input_shape: Annotated[str | None, typer.Option(help="C,H,W (default: the model's)")] = None,
+              names: Annotated[str | None, typer.Option("--units", help="comma-separated module names, "
+                                                        "for models resdyn does not recognise")] = None,
+              ) -> None:
+    """Print the residual units of a model: stage, position, kind and shapes."""
+    from .models import units
+
+    with _user_errors():
+        m, card = _load(model, weights)
+        shape = _shape(input_shape) or (card.input_shape if card else None)
+        if shape is None:
+            raise ValueError("give --input-shape C,H,W for this model")
+        us = units(m, shape, names.split(",") if names else None)
+    console.print(units_table(us, f"{model}: {len(us)} residual units, input {shape}"))
+
+
+def units_table(us, title: str) -> Table:
+    table = Table("#", "name", "stage", "pos", "kind", "in", "out", "n_in", "n_out", title=title)
+    for i, u in enumerate(us):
+        table.add_row(str(i), u.name, str(u.stage), str(u.position), u.kind,
+                      "x".join(map(str, u.in_shape)), "x".join(map(str, u.out_shape)),
+                      str(u.n_in), str(u.n_out))
+    return table
+
+
+@app.command()
+def evaluate(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
+             device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu") -> None:
+    """Test accuracy and mean loss of a model on a data set's test split."""
+    from .data import check_compatible, load_data
+    from .train import evaluate as evaluate_model
+
+    with _user_errors():
+        m, card = _load(model, weights)
+        ds = load_data(data, split="test")
+        check_compatible(m, ds)
+        result = evaluate_model(m, ds, device=device)
+    acc, loss = result[0], result[1]
+    recorded = card.info.get("test_accuracy") if card else None
+    line = f"{model} on {data} test split ({len(ds.y)} images): accuracy {acc:.4f}, mean loss {loss:.4f}"
+    if recorded is not None:
+        line += f" (recorded at training: {float(recorded):.4f})"
+    console.print(line)
+
+
+@app.command()
+def train(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option(help="FILE.safetensors")],
+          epochs: Annotated[int, typer.Option(min=1)] = 30,
+          seed: int = 0, device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu") -> None:
+    """Train a zoo architecture on a data set and save weights + architecture (safetensors)."""
+    from .train import train_and_save
+
+    if out.suffix != ".safetensors":
+        raise typer.BadParameter(f"--out must end in .safetensors; got {out}")
+    with _user_errors(), progress_bar("training") as update:
+        def progress(epoch: int, step: int, total: int, loss: float) -> None:
+            update(step, total, f"epoch {epoch}  loss {loss:.3f}")
+
+        result = train_and_save(model, data, epochs, out, seed, device, progress)
+    console.print(f"saved {out}: test accuracy {result.test_accuracy:.4f} "
+                  f"after {epochs} epochs ({result.seconds:.0f} s)")
+
+
+def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`
+    app(prog_name="resdyn")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
