@@ -164,3 +164,17 @@ def test_explicit_unit_names():
         us[0].forward(torch.zeros(1, 4, 8, 8), alpha=0.5)
     with pytest.raises(KeyError, match="no submodule"):
         units(Opaque(), (1, 8, 8), names=["nope"])
+
+
+def test_units_of_a_skip_scaled_copy():
+    """with_skip_scale wraps units; discovery sees the wrappers as the units, with α in the shortcut."""
+    from resdyn.models.interventions import with_skip_scale
+
+    m = load_model("cifar-resnet20", in_channels=1)
+    scaled = with_skip_scale(m, 0.5)
+    us = units(scaled, (1, 8, 8))
+    assert len(us) == 9 and _kinds(us).count("downsampling") == 2
+    _forward_matches(scaled, us)
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(us[1].forward(x), torch.relu(0.5 * x + us[1].module.unit.residual(x)))
