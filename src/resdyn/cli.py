@@ -145,6 +145,95 @@ def train(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option(help
                   f"after {epochs} epochs ({result.seconds:.0f} s)")
 
 
+def _model_and_data(model: str, weights: Path | None, data: str):
+    from .data import check_compatible, load_data
+
+    m, card = _load(model, weights)
+    ds = load_data(data, split="test")
+    check_compatible(m, ds)
+    return m, ds
+
+
+ImagesOpt = Annotated[int, typer.Option("--images", "-k", min=1, help="number of test images")]
+MethodOpt = Annotated[str, typer.Option(help="auto | dense | arpack | lobpcg | slq")]
+
+
+@app.command()
+def spectra(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
+            images: ImagesOpt = 5,
+            names: Annotated[str, typer.Option("--units", help="all, or comma-separated unit "
+                                               "(and stage) names")] = "all",
+            with_stages: Annotated[bool, typer.Option("--stages/--no-stages",
+                                                      help="also the stage Jacobians")] = False,
+            method: MethodOpt = "auto",
+            k: Annotated[int | None, typer.Option("--k", help="how many values (top k)")] = None,
+            out: Annotated[Path, typer.Option(help="output folder")] = Path("out/spectra"),
+            ) -> None:
+    """Singular spectra of unit (and stage) Jacobians for K test images -> DIR/spectra.parquet."""
+    from .models import units
+    from .studies.spectra import spectra_table, write_spectra
+
+    with _user_errors():
+        m, ds = _model_and_data(model, weights, data)
+        us = units(m, ds.input_shape)
+        chosen = "all" if names == "all" else names.split(",")
+        with progress_bar("spectra") as update:
+            rows = spectra_table(m, ds.x[:images], ds.y[:images], us, names=chosen,
+                                 stages=with_stages, method=method, k=k, model_name=model,
+                                 progress=update)
+        path = write_spectra(rows, out)
+    shares = rows[["n_above", "n_plateau", "n_below", "n_zero"]].sum()
+    console.print(f"{len(rows)} spectra ({', '.join(sorted(set(rows['method'])))}) -> {path}; "
+                  f"overall shares above/plateau/below/zero: "
+                  + " / ".join(f"{v / max(shares.sum(), 1):.3f}" for v in shares))
+
+
+@app.command()
+def check(model: ModelOpt, weights: WeightsOpt = None,
+          input_shape: Annotated[str | None, typer.Option(help="C,H,W (default: the model's)")] = None,
+          seed: int = 0) -> None:
+    """Taylor and adjoint tests of every unit and stage Jacobian operator (PASS/FAIL table)."""
+    from .check import check_model
+
+    with _user_errors():
+        m, card = _load(model, weights)
+        shape = _shape(input_shape) or (card.input_shape if card else None)
+        if shape is None:
+            raise ValueError("give --input-shape C,H,W for this model")
+        table = check_model(m, shape, seed=seed)
+    t = Table(*[str(c) for c in table.columns], title=f"{model}: Jacobian checks at a random input")
+    for _, row in table.iterrows():
+        t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(t)
+    failed = int((~table["passed"]).sum())
+    console.print(f"{len(table) - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stability(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
+              images: ImagesOpt = 5, method: MethodOpt = "auto",
+              k: Annotated[int | None, typer.Option("--k", help="top-k values instead of all")] = None,
+              eps: Annotated[float, typer.Option(help="FGSM/PGD budget in pixel units")] = 0.1,
+              unit: Annotated[str | None, typer.Option(help="unit for skip scaling and "
+                                                       "interpolation")] = None,
+              seed: int = 0,
+              out: Annotated[Path, typer.Option(help="output folder (resumable)")] = Path(
+                  "out/stability"),
+              ) -> None:
+    """The stability study of paper 000: spectra, propagation, skip scaling, interpolation."""
+    from .studies.stability import StabilityConfig, run_stability
+
+    with _user_errors():
+        m, ds = _model_and_data(model, weights, data)
+        config = StabilityConfig(images=images, seed=seed, method=method, k=k, eps=eps, unit=unit)
+        with progress_bar("stability") as update:
+            result = run_stability(m, ds, out, config, model_name=model, progress=update)
+    console.print(f"{result.tasks_run} tasks run; tables, figures and summary in {result.out}/")
+    console.print(result.summary.read_text(), markup=False, highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`
     app(prog_name="resdyn")
 

@@ -152,10 +152,11 @@ def interventions(skip: pd.DataFrame, interp: pd.DataFrame, path: Path, model: s
     top = max(float(np.max(v)) for v in interp["values"])
     edges = np.linspace(0, top, 60)
     for _, r in interp.sort_values("t").iterrows():
-        right.hist(np.asarray(r["values"], dtype=float), bins=edges, histtype="step", lw=1.2,
+        v = np.asarray(r["values"], dtype=float)
+        right.hist(v[v > 1e-6 * max(1.0, v.max())], bins=edges, histtype="step", lw=1.2,
                    label=f"t = {r['t']:g}")
     right.set_title(f"weight interpolation θ̂(t) = tθ + (1−t)η: {interp['unit'].iloc[0]}", fontsize=9)
-    right.set_xlabel("σ")
+    right.set_xlabel("σ (zeros of the output ReLU left out)")
     right.set_ylabel("count")
     right.legend(fontsize=7)
     fig.suptitle(f"{model}: effect of unit architecture and weights on the spectrum")
