@@ -14,6 +14,7 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/resdyn evaluate --model digits-resnet56 --data digits
 	$(BIN)/resdyn units --model digits-resnet56
+	$(BIN)/resdyn stability --model digits-resnet56 --data digits --images 5 --out $(OUT)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

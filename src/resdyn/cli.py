@@ -21,7 +21,8 @@ err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name or checkpoint (see `resdyn models`)")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="local state dict (.pth/.safetensors)")]
-DataOpt = Annotated[str, typer.Option("--data", "-d", help="digits | cifar10 | mnist | PATH.npz | image folder")]
+DataOpt = Annotated[str, typer.Option("--data", "-d",
+                                      help="digits | cifar10 | mnist | PATH.npz | image folder")]
 
 
 @contextmanager
@@ -119,7 +120,7 @@ def evaluate(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = No
         ds = load_data(data, split="test")
         check_compatible(m, ds)
         result = evaluate_model(m, ds, device=device)
-    acc, loss = result[0], result[1]
+    acc, loss = result.accuracy, result.loss
     recorded = card.info.get("test_accuracy") if card else None
     line = f"{model} on {data} test split ({len(ds.y)} images): accuracy {acc:.4f}, mean loss {loss:.4f}"
     if recorded is not None:

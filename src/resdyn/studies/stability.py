@@ -207,7 +207,7 @@ def plateau(values: np.ndarray, width: float = 0.02) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class StabilityResult:
-    """Where the study wrote its outputs, and its tables."""
+    """Where the study wrote its outputs (tables, figures, summary.md, report.html), and its tables."""
 
     out: Path
     tables: dict[str, pd.DataFrame] = field(repr=False)
@@ -298,6 +298,7 @@ def run_stability(model: nn.Module, data: Dataset, out: str | Path,
     import time
 
     from .. import plots
+    from ..report import write_report
     from .stability_summary import image_variation, markdown
 
     out = Path(out)
@@ -334,6 +335,8 @@ def run_stability(model: nn.Module, data: Dataset, out: str | Path,
     summary = out / "summary.md"
     summary.write_text(markdown(model_name, data.name, meta["images"], meta["labels"], sp, pr,
                                 tables["skip"], tables["interpolation"], config.eps, seconds))
+    write_report(out / "report.html", f"Stability study: {model_name}", summary.read_text(),
+                 figures)
     (out / "config.json").write_text(json.dumps({"model": model_name, "data": data.name,
                                                  **asdict(config)}, indent=2, default=str))
     return StabilityResult(out, tables, figures, summary, ran)

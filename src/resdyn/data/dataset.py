@@ -1,0 +1,146 @@
+"""The in-memory data set every resdyn analysis and training run consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+SPLITS = ("train", "test")
+
+
+class DataError(ValueError):
+    """A data file, folder or array that resdyn cannot use as given."""
+
+
+class UnknownData(ValueError):
+    """A data spec that names no data set, file or folder."""
+
+
+class DownloadError(RuntimeError):
+    """A torchvision data set is not on disk and could not be downloaded."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images already normalised, with their labels and the normalisation that was applied.
+
+    The data spec owns normalisation: ``x = (pixels - mean) / std`` per channel, where pixels
+    lie in ``pixel_range`` (normally [0, 1]). Models trained by resdyn see exactly ``x``.
+
+    Attributes:
+        x: (N, C, H, W) float32, normalised.
+        y: (N,) int64 labels in [0, classes).
+        name: the spec the data was loaded from (``"digits"``, ``"cifar10"``, a path ...).
+        split: ``"train"``, ``"test"``, or ``"all"`` for a file/folder that has no split.
+        classes: number of classes.
+        mean, std: per-channel normalisation constants, length C.
+        pixel_range: (lo, hi) of raw pixel values before normalisation.
+        class_names: optional label names, length ``classes`` (empty when unknown).
+
+    Example:
+        >>> from resdyn.data import load_data
+        >>> d = load_data("digits")
+        >>> d.x.shape, d.input_shape, d.classes
+        (torch.Size([450, 1, 8, 8]), (1, 8, 8), 10)
+    """
+
+    x: Tensor
+    y: Tensor
+    name: str
+    split: str
+    classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pixel_range: tuple[float, float] = (0.0, 1.0)
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Cheap invariant checks: a Dataset that exists is always usable downstream.
+        if self.x.ndim != 4 or self.x.dtype != torch.float32:
+            raise DataError(f"Dataset.x must be a (N, C, H, W) float32 tensor; got shape "
+                            f"{tuple(self.x.shape)} and dtype {self.x.dtype}")
+        if self.y.shape != (self.x.shape[0],) or self.y.dtype != torch.int64:
+            raise DataError(f"Dataset.y must be a ({self.x.shape[0]},) int64 tensor matching x; got "
+                            f"shape {tuple(self.y.shape)} and dtype {self.y.dtype}")
+        c = self.x.shape[1]
+        if len(self.mean) != c or len(self.std) != c:
+            raise DataError(f"mean and std need one value per channel ({c}); got "
+                            f"{len(self.mean)} and {len(self.std)}")
+        if len(self.y) and (int(self.y.min()) < 0 or int(self.y.max()) >= self.classes):
+            raise DataError(f"labels must lie in [0, {self.classes}); got "
+                            f"[{int(self.y.min())}, {int(self.y.max())}]")
+        if self.class_names and len(self.class_names) != self.classes:
+            raise DataError(f"{len(self.class_names)} class names for {self.classes} classes")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"input_shape={self.input_shape}, classes={self.classes})")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        c, h, w = self.x.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def bounds(self) -> tuple[Tensor, Tensor]:
+        """(lo, hi), each (C, 1, 1) float32: the pixel range mapped into normalised space.
+
+        Attacks clamp to these so a perturbed image stays a valid image:
+        lo = (pixel_lo - mean) / std, hi = (pixel_hi - mean) / std.
+        """
+        mean, std = self._stats()
+        lo, hi = self.pixel_range
+        return (lo - mean) / std, (hi - mean) / std
+
+    def to_pixels(self, x: Tensor) -> Tensor:
+        """Undo the normalisation: x (..., C, H, W) -> x * std + mean."""
+        mean, std = self._stats()
+        return x * std.to(x) + mean.to(x)
+
+    def from_pixels(self, pixels: Tensor) -> Tensor:
+        """Apply the normalisation: pixels (..., C, H, W) -> (pixels - mean) / std."""
+        mean, std = self._stats()
+        return (pixels - mean.to(pixels)) / std.to(pixels)
+
+    def subset(self, index: Sequence[int] | Tensor | slice) -> Dataset:
+        """A new Dataset of the selected samples (same normalisation, name and split)."""
+        if isinstance(index, slice):
+            return replace(self, x=self.x[index], y=self.y[index])
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return replace(self, x=self.x[idx], y=self.y[idx])
+
+    def _stats(self) -> tuple[Tensor, Tensor]:
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+        return mean, std
+
+
+def channel_stats(pixels: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and population standard deviation of (N, C, H, W) pixels.
+
+    A constant channel gets std 1 so normalising it never divides by zero.
+    """
+    p = pixels.double().transpose(0, 1).reshape(pixels.shape[1], -1)
+    mean = p.mean(dim=1)
+    std = p.std(dim=1, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def normalise(pixels: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """(pixels - mean) / std per channel of (N, C, H, W), as float32."""
+    m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    return ((pixels.double() - m) / s).float()
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")

@@ -1,0 +1,121 @@
+"""Turn a data spec string into a :class:`Dataset`, and check a model accepts it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .dataset import DataError, Dataset, UnknownData, check_split
+from .digits import load_digits_data
+from .files import load_image_folder, load_npz
+from .torchvision_sets import load_cifar10, load_mnist
+
+Loader = Callable[[str, str | Path | None], Dataset]
+
+NAMED: dict[str, tuple[Loader, str]] = {
+    "digits": (lambda split, root: load_digits_data(split),
+               "scikit-learn's 8x8 handwritten digits, (1, 8, 8), 1347 train / 450 test; "
+               "embedded, no download"),
+    "cifar10": (lambda split, root: load_cifar10(split, root),
+                "CIFAR-10 via torchvision, (3, 32, 32), 50000 train / 10000 test; downloaded "
+                "to ~/.cache/resdyn/data ($RESDYN_DATA)"),
+    "mnist": (lambda split, root: load_mnist(split, root),
+              "MNIST via torchvision, (1, 28, 28), 60000 train / 10000 test; downloaded "
+              "to ~/.cache/resdyn/data ($RESDYN_DATA)"),
+}
+
+
+def data_names() -> list[tuple[str, str]]:
+    """(spec, description) of every kind of data spec :func:`load_data` accepts."""
+    return [*((name, desc) for name, (_, desc) in NAMED.items()),
+            ("PATH.npz", "arrays x (N, C, H, W) in [0, 1] and y (N,) (or x_train, y_train, "
+                         "x_test, y_test; optional mean, std)"),
+            ("FOLDER", "images in one sub-folder per class (torchvision ImageFolder), "
+                       "optionally under train/ and test/")]
+
+
+def load_data(spec: str | Path, *, root: str | Path | None = None, split: str = "test",
+              image_size: int | None = None) -> Dataset:
+    """Load a data set by spec, normalised and in memory.
+
+    Args:
+        spec: ``"digits"``, ``"cifar10"``, ``"mnist"``, a ``PATH.npz`` or a folder of images
+            (see :func:`data_names`).
+        root: cache folder for cifar10/mnist (default $RESDYN_DATA or ~/.cache/resdyn/data).
+        split: ``"train"`` or ``"test"``; a file or folder without a split returns all of it.
+        image_size: image folders only: resize every image to image_size x image_size.
+
+    Returns:
+        :class:`Dataset` with x (N, C, H, W) float32 normalised and y (N,) int64.
+
+    Raises:
+        UnknownData: the spec is not a known name, an existing .npz file or a folder.
+        DataError: a file or folder that does not hold usable images.
+        DownloadError: cifar10/mnist are not on disk and cannot be downloaded.
+
+    Example:
+        >>> from resdyn.data import load_data
+        >>> train = load_data("digits", split="train")
+        >>> len(train), train.input_shape
+        (1347, (1, 8, 8))
+    """
+    check_split(split)
+    text = str(spec).strip()
+    if text.lower() in NAMED:
+        if image_size is not None:
+            raise ValueError(f"image_size applies to image folders only, not to {text!r}")
+        return NAMED[text.lower()][0](split, root)
+    path = Path(text).expanduser()
+    if text.endswith(".npz"):
+        if not path.is_file():
+            raise DataError(f"data file {path} does not exist; expected a .npz with "
+                            "arrays x (N, C, H, W) and y (N,)")
+        return load_npz(path, split)
+    if path.is_dir():
+        return load_image_folder(path, split, image_size)
+    valid = "; ".join(f"{n} ({d})" for n, d in data_names())
+    raise UnknownData(f"unknown data {text!r}: not a data set name, a .npz file or an existing "
+                      f"folder. Valid data: {valid}")
+
+
+def check_compatible(model: nn.Module, data: Dataset) -> None:
+    """Run one image of ``data`` through ``model`` and raise if the model cannot take it.
+
+    The model's train/eval state is restored; nothing is changed.
+
+    Raises:
+        DataError: the forward pass failed (the message gives the data's input shape and the
+            model's expected shape when known), or the model has fewer outputs than the data
+            has classes.
+    """
+    from ..models import model_card
+
+    card = model_card(model)
+    expected = card.input_shape if card is not None else None
+    who = f"model {card.spec!r}" if card is not None else f"model {type(model).__name__}"
+    p = next(model.parameters(), None)
+    x = data.x[:1].to(device=p.device if p is not None else "cpu",
+                      dtype=p.dtype if p is not None else torch.float32)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        wants = (f"expects input shape {expected}" if expected is not None
+                 else f"rejected it ({first})")
+        raise DataError(f"data {data.name!r} has input shape {data.input_shape} but {who} {wants}"
+                        f"; forward pass error: {first}. Fix: pick data whose images match the "
+                        "model, or build the model for this data (e.g. load_model(spec, "
+                        f"in_channels={data.input_shape[0]}, num_classes={data.classes}))"
+                        ) from None
+    finally:
+        model.train(was_training)
+    if out.ndim != 2 or out.shape[1] < data.classes:
+        raise DataError(f"{who} gives outputs of shape {tuple(out.shape[1:])} per image but data "
+                        f"{data.name!r} has {data.classes} classes; expected ({data.classes},). "
+                        f"Fix: build the model with num_classes={data.classes}")

@@ -1,0 +1,324 @@
+"""Train and evaluate classifiers on a :class:`~resdyn.data.Dataset`; write resdyn checkpoints.
+
+Recipe: SGD with Nesterov momentum 0.9 and weight decay, one epoch of linear warm-up then a
+cosine decay to zero (per step), cross-entropy loss, and random shifts of up to ``shift`` pixels
+(padding with the image background, pixel value 0) as the only augmentation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data import Dataset, check_compatible, load_data
+from .models import ResNet, load_model, save_checkpoint
+from .models.blocks import ResidualUnit
+
+Progress = Callable[[int, int, int, float], None]
+"""progress(epoch, step, total_steps, loss): epoch 1-based; step 1-based and counted over the
+whole run (so step == total_steps at the end); loss of the batch just taken."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Statistics of one training epoch (test figures are None without test data)."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    lr: float
+    test_accuracy: float | None
+    test_loss: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`: final-epoch figures, wall time and the per-epoch history."""
+
+    train_loss: float
+    test_accuracy: float | None
+    test_loss: float | None
+    seconds: float
+    history: tuple[EpochRecord, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Outcome of :func:`evaluate`.
+
+    Attributes:
+        accuracy: share of correctly classified images, correct.sum() / N.
+        loss: mean cross-entropy over the N images.
+        losses: (N,) float32 per-image cross-entropy (on the CPU).
+        correct: (N,) bool, prediction == label.
+        predictions: (N,) int64 arg-max class.
+    """
+
+    accuracy: float
+    loss: float
+    losses: Tensor
+    correct: Tensor
+    predictions: Tensor
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, refusing CUDA when this torch build or machine has none."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e}); expected 'cpu', "
+                         "'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available "
+                         "(torch.cuda.is_available() is False). Fix: use device='cpu', or a "
+                         "CUDA build of torch on a machine with an NVIDIA GPU")
+    return dev
+
+
+def _check_positive(**values: float) -> None:
+    for name, v in values.items():
+        if not v > 0:
+            raise ValueError(f"{name} must be positive; got {v}")
+
+
+def _shift(x: Tensor, lo: Tensor, shift: int, gen: torch.Generator) -> Tensor:
+    """Translate each image of x (B, C, H, W) by up to ``shift`` pixels; new pixels get ``lo``."""
+    b, c, h, w = x.shape
+    padded = F.pad(x - lo, (shift, shift, shift, shift)) + lo
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, b), generator=gen).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    return padded[torch.arange(b, device=x.device)[:, None, None, None],
+                  torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
+    order = torch.randperm(n, generator=gen)
+    parts = list(order.split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) < 2:  # BatchNorm cannot train on a single image
+        parts.pop()
+    return parts
+
+
+def zero_init_residuals(model: nn.Module) -> int:
+    """Start every post-activation residual branch at zero: γ = 0 in its last BatchNorm.
+
+    Each unit then begins as relu(shortcut(x)), the identity on its (non-negative) input, which
+    lets deep post-activation ResNets (110 layers) train at full learning rate (Goyal et al.
+    2017, "Accurate, large minibatch SGD"; torchvision's ``zero_init_residual``). Branches that
+    end in a convolution (pre-activation units) are left alone. Changes ``model`` in place.
+
+    Returns:
+        the number of branches set to zero.
+    """
+    count = 0
+    for unit in model.modules():
+        if isinstance(unit, ResidualUnit) and isinstance(unit.residual, nn.Sequential):
+            last = unit.residual[-1]
+            if isinstance(last, nn.BatchNorm2d) and last.weight is not None:
+                with torch.no_grad():
+                    last.weight.zero_()
+                count += 1
+    return count
+
+
+def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int = 128,
+          lr: float = 0.1, weight_decay: float = 5e-4, warmup_epochs: int = 1, shift: int = 1,
+          seed: int = 0,
+          device: str | torch.device = "cpu", progress: Progress | None = None,
+          test_data: Dataset | None = None) -> TrainResult:
+    """Train ``model`` in place on ``train_data`` and leave it in eval mode on ``device``.
+
+    Deterministic for a given seed, model initialisation and device: shuffling and shifts draw
+    from a private ``torch.Generator(seed)`` (the global RNG is untouched) and deterministic
+    algorithms are switched on for the run.
+
+    Args:
+        model: classifier mapping (B, C, H, W) to (B, classes) logits.
+        train_data: images and labels to fit.
+        epochs: passes over the data (>= 1).
+        batch_size: images per step. lr: peak learning rate. weight_decay: L2 penalty.
+        warmup_epochs: epochs of linear learning-rate warm-up before the cosine decay.
+        shift: maximum random translation in pixels (0 switches augmentation off).
+        seed: seeds shuffling and augmentation (not the model's initial weights).
+        device: "cpu", "cuda" or "cuda:N"; the model is moved there.
+        progress: called after every step, see :data:`Progress`.
+        test_data: evaluated after every epoch when given.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        ValueError: non-positive epochs/batch_size/lr, CUDA requested but absent.
+        DataError: the model cannot take the data's images (see ``check_compatible``).
+
+    Example:
+        >>> from resdyn.data import load_data
+        >>> from resdyn.models import cifar_resnet
+        >>> data = load_data("digits", split="train").subset(range(64))
+        >>> result = train(cifar_resnet(8, in_channels=1), data, epochs=1)
+        >>> len(result.history)
+        1
+    """
+    if not isinstance(epochs, int) or not isinstance(batch_size, int):
+        raise TypeError(f"epochs and batch_size must be integers; got {epochs!r}, {batch_size!r}")
+    _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    if shift < 0 or weight_decay < 0:
+        raise ValueError(f"shift and weight_decay must be >= 0; got {shift}, {weight_decay}")
+    if len(train_data) < 2:
+        raise ValueError(f"need at least 2 training images; got {len(train_data)}")
+    dev = resolve_device(device)
+    model.to(dev)
+    check_compatible(model, train_data)
+    gen = torch.Generator().manual_seed(seed)
+    lo = train_data.bounds[0].to(dev)
+    steps_per_epoch = -(-len(train_data) // batch_size)
+    if steps_per_epoch > 1 and len(train_data) % batch_size == 1:
+        steps_per_epoch -= 1  # _batches drops a last batch of one image
+    total = epochs * steps_per_epoch
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                          weight_decay=weight_decay)
+    warmup = min(warmup_epochs * steps_per_epoch, total - 1)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    history: list[EpochRecord] = []
+    start, step = time.perf_counter(), 0
+    try:
+        for epoch in range(1, epochs + 1):
+            t0, loss_sum, hits, seen = time.perf_counter(), 0.0, 0, 0
+            lr_now = opt.param_groups[0]["lr"]
+            model.train()
+            for idx in _batches(len(train_data), batch_size, gen):
+                xb = train_data.x[idx].to(dev, non_blocking=True)
+                yb = train_data.y[idx].to(dev, non_blocking=True)
+                if shift:
+                    xb = _shift(xb, lo, shift, gen)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                value = float(loss.detach())
+                loss_sum += value * len(idx)
+                hits += int((logits.detach().argmax(1) == yb).sum())
+                seen += len(idx)
+                if progress is not None:
+                    progress(epoch, step, total, value)
+            test = evaluate(model, test_data) if test_data is not None else None
+            history.append(EpochRecord(epoch, loss_sum / seen, hits / seen, lr_now,
+                                       test.accuracy if test else None,
+                                       test.loss if test else None, time.perf_counter() - t0))
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        model.eval()
+    last = history[-1]
+    return TrainResult(last.train_loss, last.test_accuracy, last.test_loss,
+                       time.perf_counter() - start, tuple(history))
+
+
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 512,
+             device: str | torch.device | None = None) -> Evaluation:
+    """Accuracy and cross-entropy of ``model`` on ``data`` in eval mode.
+
+    The model's train/eval state is restored afterwards. ``device=None`` runs where the model's
+    parameters are; a device moves the model there.
+
+    Returns:
+        :class:`Evaluation` with accuracy, mean loss and per-image losses (N,), correct (N,)
+        and predictions (N,).
+
+    Example:
+        >>> from resdyn import load_model
+        >>> from resdyn.data import load_data
+        >>> ev = evaluate(load_model("digits-resnet20"), load_data("digits"))
+        >>> ev.accuracy > 0.95
+        True
+    """
+    _check_positive(batch_size=batch_size)
+    if device is not None:
+        model.to(resolve_device(device))
+    p = next(model.parameters(), None)
+    dev = p.device if p is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    losses, preds = [], []
+    try:
+        with torch.no_grad():
+            for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):
+                logits = model(xb.to(dev))
+                losses.append(F.cross_entropy(logits, yb.to(dev), reduction="none").float().cpu())
+                preds.append(logits.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    loss_all, pred_all = torch.cat(losses), torch.cat(preds)
+    correct = pred_all == data.y
+    return Evaluation(accuracy=int(correct.sum()) / len(data), loss=float(loss_all.double().mean()),
+                      losses=loss_all, correct=correct, predictions=pred_all)
+
+
+def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path, seed: int = 0,
+                   device: str | torch.device = "cpu", progress: Progress | None = None, *,
+                   root: str | Path | None = None, batch_size: int = 128, lr: float = 0.1,
+                   ) -> TrainResult:
+    """Build ``model_spec`` for ``data_spec``, train it, and write a resdyn checkpoint to ``out``.
+
+    Steps: load the train and test splits; build the model under ``torch.manual_seed(seed)``
+    (the global RNG is restored afterwards) with ``in_channels`` and ``num_classes`` of the data;
+    for a freshly initialised network (not a checkpoint) :func:`zero_init_residuals`;
+    :func:`train`; save (float16 storage); reload that file and evaluate it on the test split on
+    the CPU; save again, recording that accuracy. So ``info["test_accuracy"]`` is exactly what
+    ``evaluate(load_model(out), load_data(data_spec))`` reproduces.
+
+    Returns:
+        :class:`TrainResult` whose test_accuracy/test_loss are those of the saved (reloaded)
+        weights; ``history`` keeps the float32 figures measured during training.
+
+    Raises:
+        ValueError: the model spec is not one of resdyn's own architectures (only those can be
+            written as resdyn checkpoints).
+    """
+    train_data = load_data(data_spec, root=root, split="train")
+    test_data = load_data(data_spec, root=root, split="test")
+    c = train_data.input_shape[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = load_model(model_spec, in_channels=c, num_classes=train_data.classes)
+    if not isinstance(model, ResNet):
+        raise ValueError(f"train_and_save writes resdyn checkpoints, which hold resdyn's own "
+                        f"networks; {model_spec!r} built a {type(model).__name__}. Fix: use "
+                        "cifar-resnetN or preresnet(L)")
+    fresh = not (model_spec.endswith(".safetensors") or model_spec.startswith("digits-"))
+    zeroed = zero_init_residuals(model) if fresh else 0
+    result = train(model, train_data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                   device=device, progress=progress, test_data=test_data)
+    info: dict[str, object] = {
+        "model": model_spec, "data": data_spec, "input_shape": list(train_data.input_shape),
+        "classes": train_data.classes, "mean": list(train_data.mean), "std": list(train_data.std),
+        "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+        "zero_init_residuals": zeroed,
+        "train_loss": result.train_loss, "train_seconds": round(result.seconds, 1),
+        "test_split": test_data.split, "test_accuracy_float32": result.test_accuracy,
+    }
+    save_checkpoint(model, out, info=info)
+    reloaded = load_model(str(out))
+    ev = evaluate(reloaded, test_data, device="cpu")
+    save_checkpoint(reloaded, out, info={**info, "test_accuracy": ev.accuracy,
+                                         "test_loss": ev.loss})
+    return replace(result, test_accuracy=ev.accuracy, test_loss=ev.loss)
