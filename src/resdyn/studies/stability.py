@@ -108,21 +108,21 @@ def propagation_task(model: nn.Module, unit_list: Sequence[Unit], x: torch.Tenso
     deltas = {name: a.delta for name, a in attacks.items()}
     for name, a in attacks.items():
         deltas[f"random-{name}"] = random_like(a.delta, seed=seed + 1)
+    names = list(deltas)
+    perturbed = capture(model, x + torch.cat([deltas[n] for n in names]), unit_list)
+    predicted = {n: [] for n in names}
+    for u in unit_list:
+        # one operator per unit, applied to every perturbation's incoming difference at once
+        din = (perturbed.inputs[u.name] - clean.inputs[u.name]).double().flatten(1)  # (P, n)
+        jv = unit_jacobian(u, clean.inputs[u.name][0]).matmat(din.T)  # (m, P)
+        for j, n in enumerate(names):
+            nin = float(din[j].norm())
+            predicted[n].append(float(jv[:, j].norm()) / nin if nin > 0 else np.nan)
     frames = []
     for name, delta in deltas.items():
         p = propagate(model, unit_list, x, delta)
         frame = p.to_frame().drop(columns="sample")
-        pert = capture(model, x + delta, unit_list)
-        predicted = []
-        for u in unit_list:
-            din = (pert.inputs[u.name][0] - clean.inputs[u.name][0]).double()
-            nin = float(din.norm())
-            if nin == 0.0:
-                predicted.append(np.nan)
-                continue
-            jv = unit_jacobian(u, clean.inputs[u.name][0]).matvec(din.reshape(-1))
-            predicted.append(float(jv.norm()) / nin)
-        frame["predicted_growth"] = predicted
+        frame["predicted_growth"] = predicted[name]
         frame["perturbation"] = name
         frame["image"] = image
         frame["label"] = int(y)
