@@ -1,0 +1,149 @@
+"""Pure functions from spectra to numbers: singular value bins and stiffness measures.
+
+Singular value bins (DESIGN §1, §4), in this order of precedence:
+zero = σ ≤ zero_rtol·max(1, σ_max); plateau = 1 − plateau_tol ≤ σ ≤ 1 + plateau_tol (|σ − 1| ≤ tol);
+above = σ > 1 + plateau_tol;
+below = the rest (0 < σ < 1 − plateau_tol, not zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .spectra.results import Density
+
+ZERO_RTOL = 1e-6
+PLATEAU_TOL = 0.01
+
+
+@dataclass(frozen=True)
+class SingularSummary:
+    """Bins and summary numbers of a set of n singular values.
+
+    Attributes:
+        n: number of values.
+        n_zero, n_plateau, n_above, n_below: bin counts (they sum to n).
+        share_zero, share_plateau, share_above, share_below: counts / n.
+        sigma_max: largest value (0 for none).
+        condition: σ_max / σ_min over the non-zero values (inf if none is non-zero).
+        rank: numerical rank = n − n_zero.
+    """
+
+    n: int
+    n_zero: int
+    n_plateau: int
+    n_above: int
+    n_below: int
+    share_zero: float
+    share_plateau: float
+    share_above: float
+    share_below: float
+    sigma_max: float
+    condition: float
+    rank: int
+
+
+def _shares(n: int, zero: int, plateau: int, above: int, below: int, sigma_max: float,
+            condition: float) -> SingularSummary:
+    d = max(n, 1)
+    return SingularSummary(n, zero, plateau, above, below, zero / d, plateau / d, above / d,
+                           below / d, sigma_max, condition, n - zero)
+
+
+def singular_summary(values: np.ndarray, *, zero_rtol: float = ZERO_RTOL,
+                     plateau_tol: float = PLATEAU_TOL) -> SingularSummary:
+    """Bin singular values into zero / plateau / above / below and summarise them.
+
+    Args:
+        values: (n,) non-negative singular values, any order.
+        zero_rtol: zero threshold relative to max(1, σ_max).
+        plateau_tol: half-width of the plateau around 1.
+
+    Returns:
+        SingularSummary.
+
+    Example:
+        >>> s = singular_summary(np.array([2.0, 1.005, 0.5, 0.0]))
+        >>> (s.n_above, s.n_plateau, s.n_below, s.n_zero, s.condition)
+        (1, 1, 1, 1, 4.0)
+    """
+    s = np.asarray(values, dtype=np.float64).reshape(-1)
+    if s.size and s.min() < 0:
+        raise ValueError(f"singular values must be non-negative; got min {s.min()}")
+    sigma_max = float(s.max()) if s.size else 0.0
+    zero = s <= zero_rtol * max(1.0, sigma_max)
+    # 1 − tol ≤ σ ≤ 1 + tol as a closed interval of floats (|σ − 1| ≤ tol would drop 0.99, 1.01)
+    plateau = ~zero & (s >= 1.0 - plateau_tol) & (s <= 1.0 + plateau_tol)
+    above = ~zero & ~plateau & (s > 1.0 + plateau_tol)
+    below = ~zero & ~plateau & ~above
+    nonzero = s[~zero]
+    condition = float(sigma_max / nonzero.min()) if nonzero.size else float("inf")
+    return _shares(s.size, int(zero.sum()), int(plateau.sum()), int(above.sum()),
+                   int(below.sum()), sigma_max, condition)
+
+
+def density_summary(density: Density, *, zero_rtol: float = ZERO_RTOL,
+                    plateau_tol: float = PLATEAU_TOL) -> SingularSummary:
+    """The same bins estimated from an SLQ density of σ² (counts rounded to integers).
+
+    The estimates come from the quadrature rules (nodes θ = σ², weights); their standard errors
+    are in ``density.count``. σ_max is the largest node's root; the condition number is not
+    estimable from a density and is NaN.
+    """
+    top = float(np.sqrt(max(density.nodes.max(), 0.0)))
+    z = (zero_rtol * max(1.0, top)) ** 2
+    lo, hi = (1.0 - plateau_tol) ** 2, (1.0 + plateau_tol) ** 2
+    zero = round(density.count(-np.inf, z)[0])
+    # below: (z, lo); plateau: [lo, hi]; above: (hi, inf); nudge lo down so it is inclusive
+    below = round(density.count(z, np.nextafter(lo, -np.inf))[0])
+    plateau = round(density.count(np.nextafter(lo, -np.inf), hi)[0])
+    above = density.n - zero - below - plateau
+    return _shares(density.n, zero, plateau, max(above, 0), below, top, float("nan"))
+
+
+@dataclass(frozen=True)
+class EigenSummary:
+    """Stiffness measures of a set of eigenvalues (DESIGN §1, paper 003).
+
+    Attributes:
+        n: number of eigenvalues.
+        share_negative: share with Re λ < 0.
+        stiffness_signed: max Re λ / min Re λ (negative when the real parts have both signs;
+            NaN when min Re λ = 0).
+        stiffness_ratio: max |Re λ| / min |Re λ| over Re λ ≠ 0 (NaN if none).
+        spectral_radius: max |λ|.
+    """
+
+    n: int
+    share_negative: float
+    stiffness_signed: float
+    stiffness_ratio: float
+    spectral_radius: float
+
+
+def eigen_summary(values: np.ndarray, *, zero_rtol: float = 1e-12) -> EigenSummary:
+    """Stiffness measures of eigenvalues.
+
+    Args:
+        values: (n,) complex (or real) eigenvalues.
+        zero_rtol: |Re λ| ≤ zero_rtol·max(1, ρ) counts as Re λ = 0 in the classical ratio, so
+            round-off does not masquerade as a tiny real part (ρ: spectral radius).
+
+    Example:
+        >>> e = eigen_summary(np.array([2.0, -1.0, 0.5 + 1j]))
+        >>> (e.share_negative, e.stiffness_signed, e.stiffness_ratio, e.spectral_radius)
+        (0.3333333333333333, -2.0, 4.0, 2.0)
+    """
+    lam = np.asarray(values, dtype=np.complex128).reshape(-1)
+    nan = float("nan")
+    if lam.size == 0:
+        return EigenSummary(0, nan, nan, nan, nan)
+    re = lam.real
+    rho = float(np.abs(lam).max())
+    lo = float(re.min())
+    signed = float(re.max() / lo) if lo != 0 else nan
+    nz = np.abs(re[np.abs(re) > zero_rtol * max(1.0, rho)])
+    ratio = float(nz.max() / nz.min()) if nz.size else nan
+    return EigenSummary(lam.size, float((re < 0).mean()), signed, ratio, rho)

@@ -1,0 +1,339 @@
+"""Jacobians of functions, modules, residual units and stages as matrix-free operators.
+
+J·v is a JVP and Jᵀ·w a VJP (torch.func); blocks go through ``vmap`` so one batched network
+pass serves many vectors. Modules are analysed on a private deep copy in float64 and eval mode:
+the user's model is never modified, and in-place activations cannot touch the stored point.
+
+For a unit x -> σ(α·S(x) + R(x)) the Jacobian is J = diag(σ'(α·S(x) + R(x)))·(α·J_S + J_R);
+autodiff applies this formula exactly, and rows where an output ReLU is off (pre-activation ≤ 0)
+are recorded in ``zero_rows`` because they are exactly zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jvp, vjp, vmap
+
+from ..models.adapters import recognise
+from ..models.units import Unit
+from .base import LinearOperator
+
+Flat = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class JacobianOperator(LinearOperator):
+    """J = dF/dx at a point, for F: (n,) -> (m,) on flat vectors.
+
+    The constructor does no work; use :func:`function_jacobian`, :func:`module_jacobian`,
+    :func:`unit_jacobian`, :func:`residual_jacobian` or :func:`stage_jacobian` to build one.
+
+    Attributes:
+        fn: F on flat vectors, (n,) -> (m,); must be a pure function (no state is kept).
+        x: (n,) the point of linearisation (float64 unless asked otherwise).
+        out_size: m.
+        zero_rows: optional (m,) bool mask of rows known to be exactly zero.
+    """
+
+    fn: Flat
+    x: Tensor
+    out_size: int
+    zero_rows: Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+        return (self.out_size, self.x.numel())
+
+    @property
+    def dtype(self) -> torch.dtype:  # type: ignore[override]
+        return self.x.dtype
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self.x.device
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """J v by one JVP: (n,) -> (m,)."""
+        return jvp(self.fn, (self.x,), (v.to(self.x),))[1]
+
+    def rmatvec(self, w: Tensor) -> Tensor:
+        """Jᵀ w by one VJP: (m,) -> (n,)."""
+        return vjp(self.fn, self.x)[1](w.to(self.x))[0]
+
+    def matmat(self, v: Tensor) -> Tensor:
+        """J V by vmapped JVPs in chunks: (n, k) -> (m, k)."""
+        def one(col: Tensor) -> Tensor:
+            return jvp(self.fn, (self.x,), (col,))[1]
+
+        return _blocked(self, one, v.to(self.x), self.out_size)
+
+    def rmatmat(self, w: Tensor) -> Tensor:
+        """Jᵀ W by vmapped VJPs (one forward pass per call): (m, k) -> (n, k)."""
+        _, pull = vjp(self.fn, self.x)
+        return _blocked(self, lambda col: pull(col)[0], w.to(self.x), self.x.numel())
+
+
+def _blocked(op: LinearOperator, f: Callable[[Tensor], Tensor], block: Tensor, rows: int,
+             ) -> Tensor:
+    """f (vmapped over columns) applied to a block in chunks of ``op.chunk_size()`` columns."""
+    step, k = op.chunk_size(), block.shape[1]
+    g = vmap(f, in_dims=1, out_dims=1)
+    if k <= step:
+        return g(block)
+    out = torch.empty(rows, k, dtype=op.dtype, device=op.device)
+    for s in range(0, k, step):
+        out[:, s:s + step] = g(block[:, s:s + step])
+    return out
+
+
+class _Pure:
+    """F(x) = functional_call(module, state, x): the module's forward with fixed tensors."""
+
+    def __init__(self, module: nn.Module, shape: tuple[int, ...]):
+        self.module, self.shape = module, shape
+        self.state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+    def __call__(self, v: Tensor) -> Tensor:
+        # clone: an in-place first op (ReLU(inplace=True)) must not rewrite the stored point
+        return functional_call(self.module, self.state, (v.reshape(self.shape).clone(),)
+                               ).reshape(-1)
+
+
+class _UnitForward(nn.Module):
+    """One variant of a unit as a module: "unit" (σ(αS + R)), "residual" (R) or "shortcut" (S)."""
+
+    def __init__(self, unit: Unit, variant: str, alpha: float):
+        super().__init__()
+        self.inner, self.unit, self.variant, self.alpha = unit.module, unit, variant, alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.variant == "unit":
+            return self.unit.forward(x, self.alpha)
+        p = self.unit.parts
+        assert p is not None
+        return p.residual(x) if self.variant == "residual" else p.shortcut(x)
+
+
+def analysis_copy(module: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """A deep copy of ``module`` in ``dtype`` and eval mode with frozen parameters.
+
+    Warns (UserWarning) when a BatchNorm of the original is in train mode: the analysis uses
+    running statistics, so the network is a fixed function of its input.
+    """
+    bn = nn.modules.batchnorm._BatchNorm
+    if any(isinstance(m, bn) and m.training for m in module.modules()):
+        warnings.warn(f"{type(module).__name__} has BatchNorm in train mode; resdyn analyses an "
+                      "eval-mode copy (running statistics). Call model.eval() to silence this.",
+                      UserWarning, stacklevel=3)
+    clone = copy.deepcopy(module).to(dtype).eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+def _device(module: nn.Module, x: Tensor) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else x.device
+
+
+def function_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor, *,
+                      dtype: torch.dtype = torch.float64,
+                      zero_rows: Tensor | None = None) -> JacobianOperator:
+    """The Jacobian of any function at ``x``.
+
+    Args:
+        fn: maps a tensor shaped like ``x`` to a tensor of any shape; it must work in ``dtype``
+            and be pure (torch.func transforms it).
+        x: the point, any shape (n elements); converted to ``dtype``, device kept.
+        dtype: working precision (float64 by default).
+        zero_rows: optional (m,) bool mask of outputs known to have zero derivative.
+
+    Returns:
+        JacobianOperator of shape (m, n), m = fn(x).numel().
+
+    Example:
+        >>> import torch
+        >>> A = torch.randn(3, 3, dtype=torch.float64)
+        >>> J = function_jacobian(lambda x: x + A @ x, torch.zeros(3))
+        >>> torch.allclose(J.dense(), torch.eye(3, dtype=torch.float64) + A)
+        True
+    """
+    shape = tuple(x.shape)
+
+    def flat(v: Tensor) -> Tensor:
+        return fn(v.reshape(shape).clone()).reshape(-1)
+
+    x0 = x.detach().to(dtype).reshape(-1)
+    with torch.no_grad():
+        m = flat(x0).numel()
+    return JacobianOperator(flat, x0, m, zero_rows)
+
+
+def module_jacobian(module: nn.Module, x: Tensor, *,
+                    dtype: torch.dtype = torch.float64) -> JacobianOperator:
+    """The Jacobian of any nn.Module at input ``x`` (as the module takes it, batch dim included).
+
+    The module is deep-copied to ``dtype`` and eval mode; the original is untouched.
+
+    Args:
+        module: e.g. ``model.get_submodule("layer1.0.conv1")`` or a whole network.
+        x: (1, *shape) input batch of one (or whatever shape the module expects).
+
+    Returns:
+        JacobianOperator of shape (module(x).numel(), x.numel()) on the module's device.
+    """
+    clone = analysis_copy(module, dtype)
+    x0 = x.detach().to(device=_device(clone, x), dtype=dtype)
+    pure = _Pure(clone, tuple(x0.shape))
+    with torch.no_grad():
+        m = pure(x0.reshape(-1)).numel()
+    return JacobianOperator(pure, x0.reshape(-1), m)
+
+
+def copy_unit(unit: Unit, dtype: torch.dtype = torch.float64) -> Unit:
+    """The unit with its module replaced by an :func:`analysis_copy` and parts re-derived.
+
+    Raises:
+        ValueError: the unit has parts but resdyn cannot re-derive them on a copy.
+    """
+    clone = analysis_copy(unit.module, dtype)
+    parts = recognise(clone) if unit.parts is not None else None
+    if unit.parts is not None and parts is None:
+        raise ValueError(f"unit {unit.name!r}: its shortcut/residual split was given by hand and "
+                         "cannot be rebuilt on a float64 copy; use function_jacobian instead")
+    return replace(unit, module=clone, parts=parts)
+
+
+def _unit_input(unit: Unit, x: Tensor) -> Tensor:
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"unit {unit.name!r}: expected one input (C, H, W) or (1, C, H, W), e.g. "
+                         f"capture(...).inputs[name][i]; got shape {tuple(x.shape)}")
+    return x
+
+
+def _variant(unit: Unit, x: Tensor, variant: str, alpha: float, dtype: torch.dtype,
+             ) -> JacobianOperator:
+    if variant != "unit" and unit.parts is None:
+        raise ValueError(f"unit {unit.name!r} ({type(unit.module).__name__}) has no known "
+                         f"shortcut/residual split, so its {variant} branch cannot be separated")
+    x = _unit_input(unit, x)
+    u = copy_unit(unit, dtype)
+    x0 = x.detach().to(device=_device(u.module, x), dtype=dtype)
+    pure = _Pure(_UnitForward(u, variant, alpha), tuple(x0.shape))
+    with torch.no_grad():
+        m = pure(x0.reshape(-1)).numel()
+    zero = relu_off(u, x0, alpha) if variant == "unit" else None
+    return JacobianOperator(pure, x0.reshape(-1), m, zero)
+
+
+def relu_off(unit: Unit, x: Tensor, alpha: float = 1.0) -> Tensor | None:
+    """(m,) bool mask of outputs where the unit's output ReLU is off (α·S(x) + R(x) ≤ 0).
+
+    Those rows of J are exactly zero (torch's ReLU derivative at 0 is 0). None when the unit
+    has no output ReLU or no known parts.
+    """
+    p = unit.parts
+    if p is None or not isinstance(p.activation, nn.ReLU):
+        return None
+    with torch.no_grad():
+        pre = alpha * p.shortcut(x.clone()) + p.residual(x.clone())
+    return (pre <= 0).reshape(-1)
+
+
+def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
+                  dtype: torch.dtype = torch.float64) -> JacobianOperator:
+    """J of the unit x -> σ(α·S(x) + R(x)) at x; alpha = 1 is the unit itself.
+
+    Args:
+        unit: from :func:`resdyn.units`.
+        x: (C, H, W) or (1, C, H, W) input, e.g. ``capture(model, xb, us).inputs[unit.name][i]``;
+            its shape defines the operator (fully convolutional units accept any size).
+        alpha: shortcut scale; J = diag(σ'(α S(x) + R(x)))(α J_S + J_R).
+        dtype: working precision (float64 by default).
+
+    Returns:
+        JacobianOperator of shape (n_out, n_in) with ``zero_rows`` set when σ is a ReLU.
+
+    Raises:
+        ValueError: bad input shape, or alpha != 1 on a unit without a known split.
+
+    Example:
+        >>> import torch
+        >>> from resdyn import load_model, units
+        >>> us = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))
+        >>> J = unit_jacobian(us[0], torch.randn(16, 8, 8))
+        >>> J.shape
+        (1024, 1024)
+    """
+    return _variant(unit, x, "unit", alpha, dtype)
+
+
+def residual_jacobian(unit: Unit, x: Tensor, *, dtype: torch.dtype = torch.float64,
+                      ) -> JacobianOperator:
+    """J_R, the Jacobian of the residual branch alone at x; shape (n_out, n_in).
+
+    Raises:
+        ValueError: the unit has no known shortcut/residual split.
+    """
+    return _variant(unit, x, "residual", 1.0, dtype)
+
+
+def shortcut_jacobian(unit: Unit, x: Tensor, *, dtype: torch.dtype = torch.float64,
+                      ) -> JacobianOperator:
+    """J_S, the Jacobian of the shortcut alone (identity or projection); shape (n_out, n_in)."""
+    return _variant(unit, x, "shortcut", 1.0, dtype)
+
+
+class _Chain(nn.Module):
+    def __init__(self, copies: Sequence[Unit]):
+        super().__init__()
+        self.copies = copies
+        self.mods = nn.ModuleList([u.module for u in copies])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for u in self.copies:
+            x = u.forward(x)
+        return x
+
+
+def stage_jacobian(stage: Sequence[Unit], x: Tensor, *,
+                   dtype: torch.dtype = torch.float64) -> JacobianOperator:
+    """J of a stage (the composition u_L ∘ ... ∘ u_1 of its units) at the stage input x.
+
+    Equals J_L ··· J_1 with each J_i at its own input (chain rule); zero rows are the last
+    unit's killed outputs.
+
+    Args:
+        stage: units in forward order, e.g. one list of :func:`resdyn.stages`.
+        x: (C, H, W) or (1, C, H, W) input of the first unit.
+
+    Raises:
+        ValueError: empty stage or bad input shape.
+    """
+    if len(stage) == 0:
+        raise ValueError("stage_jacobian needs at least one unit")
+    x = _unit_input(stage[0], x)
+    copies = [copy_unit(u, dtype) for u in stage]
+    x0 = x.detach().to(device=_device(copies[0].module, x), dtype=dtype)
+    with torch.no_grad():
+        last_in = x0
+        for u in copies[:-1]:
+            last_in = u.forward(last_in.clone())
+    pure = _Pure(_Chain(copies), tuple(x0.shape))
+    with torch.no_grad():
+        m = pure(x0.reshape(-1)).numel()
+    return JacobianOperator(pure, x0.reshape(-1), m, relu_off(copies[-1], last_in))
+
+
+def stage_name(stage: Sequence[Unit]) -> str:
+    """A stage's name: its units' parent module path ("stages.0", "layer1"), else "stage<i>"."""
+    parent = stage[0].name.rsplit(".", 1)[0] if "." in stage[0].name else ""
+    return parent or f"stage{stage[0].stage}"

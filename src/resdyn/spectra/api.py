@@ -1,0 +1,217 @@
+"""Entry points: :func:`singular_values` and :func:`eigenvalues`, methods picked by name.
+
+Adding a solver is one function with the signature ``(op, k, which, **options)`` and one line in
+``SINGULAR_METHODS`` or ``EIGEN_METHODS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..operators.base import LinearOperator, MatrixOperator
+from .dense import dense_eigenvalues, dense_singular_values, svd_singular_values
+from .krylov import arpack_eigenvalues, arpack_singular_values
+from .results import Eigenvalues, SingularValues
+from .slq import slq_singular_values
+
+SINGULAR_METHODS: dict[str, Callable[..., SingularValues]] = {
+    "dense": dense_singular_values,
+    "svd": svd_singular_values,
+    "arpack": arpack_singular_values,
+    "slq": slq_singular_values,
+}
+EIGEN_METHODS: dict[str, Callable[..., Eigenvalues]] = {
+    "dense": dense_eigenvalues,
+    "arpack": arpack_eigenvalues,
+}
+SINGULAR_WHICH = ("largest", "smallest")
+EIGEN_WHICH = ("LM", "SM", "LR", "SR", "LI", "SI")
+#: ARPACK pays off when k is at most this share of the (deflated) size.
+ARPACK_SHARE = 0.1
+#: Below this size dense is always cheap enough.
+SMALL = 512
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes a dense solve may use: half the available memory of ``device``.
+
+    CPU: MemAvailable of /proc/meminfo (free plus reclaimable cache), else free pages, else
+    an assumed 8 GiB.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def _as_operator(op: LinearOperator | torch.Tensor | np.ndarray) -> LinearOperator:
+    if isinstance(op, LinearOperator):
+        return op
+    if isinstance(op, np.ndarray | torch.Tensor):
+        t = torch.as_tensor(op)
+        if t.dim() != 2:
+            raise ValueError(f"expected a matrix (m, n) or a LinearOperator; got shape "
+                             f"{tuple(t.shape)}")
+        return MatrixOperator(t if t.is_floating_point() else t.double())
+    raise TypeError(f"expected a resdyn LinearOperator, a torch.Tensor or a numpy array; got "
+                    f"{type(op).__name__}")
+
+
+def _pick(name: str, table: dict[str, Callable], what: str) -> Callable:
+    if name not in table:
+        raise ValueError(f"unknown {what} method {name!r}; valid: auto, {', '.join(table)}")
+    return table[name]
+
+
+def _kept_rows(op: LinearOperator) -> int:
+    return op.shape[0] - (int(op.zero_rows.sum()) if op.zero_rows is not None else 0)
+
+
+def _gib(b: float) -> str:
+    return f"{b / 2**30:.2f} GiB"
+
+
+def choose_singular(op: LinearOperator, k: int | None) -> tuple[str, str]:
+    """(method, reason) for ``method="auto"`` from the size and the free memory."""
+    r, n = _kept_rows(op), op.shape[1]
+    a, b = min(r, n), max(r, n)
+    need = 8 * (a * b + a * a)  # the float64 block and its Gram
+    budget = memory_budget(op.device)
+    fits = need <= budget
+    if k is not None and a > SMALL and k <= ARPACK_SHARE * a:
+        return "arpack", f"k={k} <= {ARPACK_SHARE:.0%} of the deflated size {a}"
+    if fits:
+        return "dense", f"{a}x{b} block + Gram need {_gib(need)} <= budget {_gib(budget)}"
+    if k is not None and k < a:
+        return "arpack", f"dense needs {_gib(need)} > budget {_gib(budget)}"
+    return "slq", (f"all values requested but dense needs {_gib(need)} > budget {_gib(budget)}: "
+                   "density of σ² by SLQ instead")
+
+
+def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = None,
+                    method: str = "auto", which: str = "largest",
+                    seed: int | torch.Generator | None = 0, **options) -> SingularValues:
+    """Singular values of an operator J (m, n).
+
+    Args:
+        op: a :class:`~resdyn.operators.LinearOperator` (e.g. ``unit_jacobian(unit, x)``) or a
+            matrix (m, n).
+        k: how many (None: all min(m, n) for dense/svd; arpack defaults to 6).
+        method: "auto", "dense" (Gram + symmetric eigensolver, all values), "svd" (plain SVD,
+            all values, slower, accurate tiny values), "arpack" (top/bottom k, matrix-free),
+            "slq" (density of σ² with error bars, matrix-free).
+        which: "largest" or "smallest".
+        seed: for the random start vectors / probes.
+        **options: passed to the method (e.g. tol, maxiter, ncv for arpack; probes, steps for
+            slq).
+
+    Returns:
+        SingularValues (values descending, method, converged, residuals or error bound,
+        matvecs, seconds; ``reason`` says why auto chose the method).
+
+    Raises:
+        ValueError: unknown method or which (the message lists the valid ones), bad k.
+
+    Example:
+        >>> import torch
+        >>> A = torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64))
+        >>> singular_values(A).values
+        array([3., 2., 1.])
+    """
+    op = _as_operator(op)
+    if which not in SINGULAR_WHICH:
+        raise ValueError(f"unknown which={which!r}; valid: {', '.join(SINGULAR_WHICH)}")
+    if k is not None and not 1 <= k <= min(op.shape):
+        raise ValueError(f"k must be in [1, {min(op.shape)}] for a {op.shape} operator; got {k}")
+    reason = "requested"
+    if method == "auto":
+        method, reason = choose_singular(op, k)
+    solver = _pick(method, SINGULAR_METHODS, "singular value")
+    if method == "arpack":
+        result = solver(op, 6 if k is None else k, which, seed=seed, **options)
+    elif method == "slq":
+        result = solver(op, k, which, seed=seed, **options)
+    else:
+        result = solver(op, k, which, **options)
+    return dataclasses.replace(result, reason=reason)
+
+
+def choose_eigen(op: LinearOperator, k: int | None) -> tuple[str, str]:
+    """(method, reason) for ``method="auto"`` in :func:`eigenvalues`.
+
+    Raises:
+        ValueError: all values requested but the dense solve does not fit in memory.
+    """
+    r = _kept_rows(op)
+    need = 8 * 4 * r * r  # block, complex values, LAPACK workspace
+    budget = memory_budget(op.device)
+    if k is not None and r > SMALL and k <= ARPACK_SHARE * r:
+        return "arpack", f"k={k} <= {ARPACK_SHARE:.0%} of the deflated size {r}"
+    if need <= budget:
+        return "dense", f"{r}x{r} block needs ~{_gib(need)} <= budget {_gib(budget)}"
+    if k is not None and k < r - 1:
+        return "arpack", f"dense needs ~{_gib(need)} > budget {_gib(budget)}"
+    raise ValueError(f"all {op.shape[0]} eigenvalues need ~{_gib(need)} of memory, more than the "
+                     f"budget {_gib(budget)}; pass k (e.g. k=20, which='LR') to use ARPACK")
+
+
+def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = None,
+                method: str = "auto", which: str = "LM",
+                seed: int | torch.Generator | None = 0, **options) -> Eigenvalues:
+    """Eigenvalues of a square operator J (n, n), sorted by descending real part.
+
+    Args:
+        op: a square :class:`~resdyn.operators.LinearOperator` or matrix.
+        k: how many (None: all, dense only).
+        method: "auto", "dense" (LAPACK geev on the deflated block) or "arpack" (Arnoldi).
+        which: with k: "LM", "SM", "LR", "SR", "LI" or "SI" (largest/smallest magnitude,
+            real part, imaginary part), as in scipy.sparse.linalg.eigs.
+        seed: ARPACK start vector seed.
+        **options: tol, maxiter, ncv for arpack.
+
+    Returns:
+        Eigenvalues (complex128 values, method, converged, residuals, matvecs, seconds).
+
+    Raises:
+        ValueError: a non-square operator (down-sampling units have singular values only),
+            unknown method or which, bad k.
+
+    Example:
+        >>> import torch
+        >>> eigenvalues(torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)).values
+        array([0.+1.j, 0.-1.j])
+    """
+    op = _as_operator(op)
+    m, n = op.shape
+    if m != n:
+        raise ValueError(f"eigenvalues need a square operator; this one is {m}x{n} (a "
+                         "down-sampling unit or stage?). Use singular_values for non-square "
+                         "Jacobians")
+    if which not in EIGEN_WHICH:
+        raise ValueError(f"unknown which={which!r}; valid: {', '.join(EIGEN_WHICH)}")
+    if k is not None and not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}]; got {k}")
+    reason = "requested"
+    if method == "auto":
+        method, reason = choose_eigen(op, k)
+    solver = _pick(method, EIGEN_METHODS, "eigenvalue")
+    if method == "arpack":
+        result = solver(op, 6 if k is None else k, which, seed=seed, **options)
+    else:
+        result = solver(op, k, which, **options)
+    return dataclasses.replace(result, reason=reason)
