@@ -49,3 +49,15 @@ def test_mismatched_weights_name_file_and_keys(tmp_path):
 def test_bad_input_shape():
     r = runner.invoke(app, ["units", "--model", "cifar-resnet20", "--input-shape", "3,32"])
     assert r.exit_code != 0 and "C,H,W" in r.output
+
+
+def test_threads_option_sets_torch_threads():
+    before = torch.get_num_threads()
+    try:
+        r = runner.invoke(app, ["--threads", "1", "models"])
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 1
+        r = runner.invoke(app, ["--threads", "0", "models"])
+        assert r.exit_code == 2 and "threads" in r.output
+    finally:
+        torch.set_num_threads(before)

@@ -25,6 +25,17 @@ DataOpt = Annotated[str, typer.Option("--data", "-d",
                                       help="digits | cifar10 | mnist | PATH.npz | image folder")]
 
 
+@app.callback()
+def _options(threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="CPU threads for torch (default: torch's choice, one per core); "
+        "1 is often fastest when other work shares the CPU")] = None) -> None:
+    """Residual networks as nonlinear dynamical systems."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the library's input errors into one red line and exit status 2, not a traceback."""

@@ -74,16 +74,8 @@ class LinearOperator:
             index: (r,) row indices.
             out: optional preallocated (r, n) tensor to fill (avoids a concatenated copy).
         """
-        index = torch.as_tensor(index, dtype=torch.long, device=self.device)
         m, n = self.shape
-        out = _buffer(out, (len(index), n), self)
-        step = self.chunk_size()
-        for s in range(0, len(index), step):
-            idx = index[s:s + step]
-            e = torch.zeros(m, len(idx), dtype=self.dtype, device=self.device)
-            e[idx, torch.arange(len(idx), device=self.device)] = 1
-            out[s:s + len(idx)] = self.rmatmat(e).T
-        return out
+        return self._unit_products(index, m, n, self.rmatmat, out)
 
     def columns(self, index: Tensor | Sequence[int], out: Tensor | None = None) -> Tensor:
         """Selected columns J[:, index] as rows of the result, shape (len(index), m).
@@ -91,15 +83,20 @@ class LinearOperator:
         Returned transposed (one column of J per row) so a caller can fill a row-major buffer
         chunk by chunk; ``columns(idx).T`` is J[:, idx].
         """
-        index = torch.as_tensor(index, dtype=torch.long, device=self.device)
         m, n = self.shape
-        out = _buffer(out, (len(index), m), self)
+        return self._unit_products(index, n, m, self.matmat, out)
+
+    def _unit_products(self, index: Tensor | Sequence[int], size: int, width: int,
+                       apply, out: Tensor | None) -> Tensor:
+        """Rows ``apply(e_i).T`` for the unit vectors e_i (length ``size``), i in ``index``."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        out = _buffer(out, (len(index), width), self)
         step = self.chunk_size()
         for s in range(0, len(index), step):
             idx = index[s:s + step]
-            e = torch.zeros(n, len(idx), dtype=self.dtype, device=self.device)
+            e = torch.zeros(size, len(idx), dtype=self.dtype, device=self.device)
             e[idx, torch.arange(len(idx), device=self.device)] = 1
-            out[s:s + len(idx)] = self.matmat(e).T
+            out[s:s + len(idx)] = apply(e).T
         return out
 
     def dense(self) -> Tensor:

@@ -12,13 +12,15 @@ are recorded in ``zero_rows`` because they are exactly zero.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp, vjp, vmap
+from torch.func import functional_call, vjp, vmap
+from torch.func import jvp as _torch_jvp
 
 from ..models.adapters import recognise
 from ..models.units import Unit
@@ -27,8 +29,49 @@ from .base import LinearOperator
 Flat = Callable[[Tensor], Tensor]
 
 
+@functools.cache
+def _load_jvp_decompositions() -> None:
+    """Load torch's forward-AD decompositions once, quietly.
+
+    torch registers them through ``torch.jit.script`` on the first JVP of a process, which
+    raises a FutureWarning about torch's own internals that a user can do nothing about.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from torch._decomp import decompositions_for_jvp  # noqa: F401
+
+
+def jvp(fn: Flat, primals: tuple[Tensor, ...], tangents: tuple[Tensor, ...]):
+    """torch.func.jvp (forward-mode product), without torch's internal deprecation warning."""
+    _load_jvp_decompositions()
+    return _torch_jvp(fn, primals, tangents)
+
+
+class AtPoint(LinearOperator):
+    """An operator linearised at a flat point ``x`` with ``out_size`` outputs.
+
+    Subclasses are dataclasses with the fields ``x`` (n,) and ``out_size`` (m); shape, dtype and
+    device follow from them.
+    """
+
+    x: Tensor
+    out_size: int
+
+    @property
+    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+        return (self.out_size, self.x.numel())
+
+    @property
+    def dtype(self) -> torch.dtype:  # type: ignore[override]
+        return self.x.dtype
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self.x.device
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class JacobianOperator(LinearOperator):
+class JacobianOperator(AtPoint):
     """J = dF/dx at a point, for F: (n,) -> (m,) on flat vectors.
 
     The constructor does no work; use :func:`function_jacobian`, :func:`module_jacobian`,
@@ -45,18 +88,6 @@ class JacobianOperator(LinearOperator):
     x: Tensor
     out_size: int
     zero_rows: Tensor | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
-        return (self.out_size, self.x.numel())
-
-    @property
-    def dtype(self) -> torch.dtype:  # type: ignore[override]
-        return self.x.dtype
-
-    @property
-    def device(self) -> torch.device:  # type: ignore[override]
-        return self.x.device
 
     def matvec(self, v: Tensor) -> Tensor:
         """J v by one JVP: (n,) -> (m,)."""

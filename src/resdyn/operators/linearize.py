@@ -14,11 +14,11 @@ from torch import Tensor
 from torch.func import vjp
 
 from .base import Adjoint, Composed, LinearOperator, Restricted
-from .jacobian import Flat, JacobianOperator, _blocked
+from .jacobian import AtPoint, Flat, JacobianOperator, _blocked
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class LinearizedJacobian(LinearOperator):
+class LinearizedJacobian(AtPoint):
     """J at a point with the forward pass done once: products replay its saved graph.
 
     Made by :func:`linearize` for solvers that apply J many times (ARPACK, SLQ): Jᵀw is the
@@ -36,18 +36,6 @@ class LinearizedJacobian(LinearOperator):
     x: Tensor
     out_size: int
     zero_rows: Tensor | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
-        return (self.out_size, self.x.numel())
-
-    @property
-    def dtype(self) -> torch.dtype:  # type: ignore[override]
-        return self.x.dtype
-
-    @property
-    def device(self) -> torch.device:  # type: ignore[override]
-        return self.x.device
 
     def matvec(self, v: Tensor) -> Tensor:
         return self.forward(v.to(self.x))
