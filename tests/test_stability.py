@@ -16,6 +16,7 @@ from resdyn.studies.stability import (
     propagation_task,
     run_stability,
     skip_task,
+    stability_tasks,
 )
 from resdyn.studies.stability_summary import image_variation
 
@@ -118,6 +119,17 @@ def test_config_rejects_bad_input():
         StabilityConfig(images=1)
     with pytest.raises(ValueError, match="t must lie in"):
         StabilityConfig(ts=(0.5, 1.5))
+
+
+def test_tasks_name_bad_units_and_keep_values_for_slq():
+    model, data = cifar_resnet(8, in_channels=1).eval(), load_data("digits")
+    with pytest.raises(ValueError, match="unknown unit 'stages.9.9'"):
+        stability_tasks(model, data, StabilityConfig(images=2, unit="stages.9.9"), "m")
+    tasks, meta = stability_tasks(model, data, StabilityConfig(images=2, method="slq"), "m")
+    methods = {t.analysis: t.kwargs["method"] for t in tasks if "method" in t.kwargs}
+    # spectra as densities; skip scaling and interpolation need values (plateau positions)
+    assert methods == {"spectra": "slq", "skip": "auto", "interpolation": "auto"}
+    assert meta["focus"] == "stages.0.0"  # the 5th unit of a 1-unit stage is its last
 
 
 @pytest.mark.slow

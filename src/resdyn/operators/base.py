@@ -62,10 +62,13 @@ class LinearOperator:
         return compose(self, other)
 
     def chunk_size(self) -> int:
-        """Identity vectors per batch when materialising, bounded by :data:`CHUNK_BYTES`."""
+        """Vectors per batch when materialising: bounded by :data:`CHUNK_BYTES` and by 1/16 of
+        the wider side, so the batch's work stays small next to the matrix being built.
+        """
         itemsize = torch.empty((), dtype=self.dtype).element_size()
+        wide = max(1, *self.shape)
         # several intermediates per vector inside a network: budget 8 copies of the wider side
-        return max(1, CHUNK_BYTES // (8 * itemsize * max(1, *self.shape)))
+        return max(1, min(CHUNK_BYTES // (8 * itemsize * wide), max(64, wide // 16)))
 
     def rows(self, index: Tensor | Sequence[int], out: Tensor | None = None) -> Tensor:
         """Selected rows J[index, :], shape (len(index), n), by VJPs against unit vectors.

@@ -31,7 +31,8 @@ class StabilityConfig:
     Attributes:
         images: how many test images (the first ``images`` of a seeded permutation).
         seed: drives image choice, random perturbations, PGD start and interpolation noise.
-        method, k: spectrum method and count for units and stages (see ``singular_values``).
+        method, k: spectrum method and count for units and stages (see ``singular_values``);
+            with "slq" (densities, no values) skip scaling and interpolation use "auto".
         eps: FGSM/PGD budget in pixel units (the data's pixel range, normally [0, 1]); converted
             per channel to the model's normalised input space as eps / std_c.
         pgd_steps: PGD iterations (ℓ∞, random start).
@@ -229,9 +230,9 @@ def stability_tasks(model: nn.Module, data: Dataset, config: StabilityConfig,
     bounds = data.bounds
     acts = capture(model, x, unit_list)
     by_name = {u.name: u for u in unit_list}
-    focus = by_name[config.unit] if config.unit else fifth_unit(groups[0])
     if config.unit and config.unit not in by_name:
         raise ValueError(f"unknown unit {config.unit!r}; units: {list(by_name)}")
+    focus = by_name[config.unit] if config.unit else fifth_unit(groups[0])
     proj_names = config.projection_units or default_projection_units(unit_list)
     unknown = [n for n in proj_names if n not in by_name]
     if unknown:
@@ -257,14 +258,16 @@ def stability_tasks(model: nn.Module, data: Dataset, config: StabilityConfig,
                               dict(model=model, unit=by_name[name], unit_list=unit_list, x=x[i],
                                    y=y[i], image=int(image), eps=eps, bounds=bounds)))
     first = int(idx[0])
+    # skip scaling and interpolation read plateau positions off the values: SLQ has none
+    values_method = "auto" if config.method == "slq" else config.method
     for alpha in config.alphas:
         tasks.append(Task("skip", f"img{first}-alpha{alpha:g}", skip_task,
                           dict(unit=focus, x_in=acts.inputs[focus.name][0], alpha=alpha,
-                               image=first, method=config.method, k=config.k)))
+                               image=first, method=values_method, k=config.k)))
     for t in config.ts:
         tasks.append(Task("interpolation", f"img{first}-t{t:g}", interpolation_task,
                           dict(model=model, unit_name=focus.name, input_shape=data.input_shape,
-                               x=x[0], t=t, image=first, seed=config.seed, method=config.method,
+                               x=x[0], t=t, image=first, seed=config.seed, method=values_method,
                                k=config.k)))
     meta = {"units": unit_list, "stages": groups, "images": [int(i) for i in idx],
             "labels": [int(v) for v in y], "focus": focus.name, "projection_units": proj_names}
