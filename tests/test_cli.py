@@ -61,3 +61,12 @@ def test_threads_option_sets_torch_threads():
         assert r.exit_code == 2 and "threads" in r.output
     finally:
         torch.set_num_threads(before)
+
+
+def test_spectra_progress_is_printed_off_a_terminal(tmp_path):
+    # CliRunner's streams are not terminals: progress comes as plain lines, ending at n/n
+    r = runner.invoke(app, ["spectra", "--model", "digits-resnet20", "--images", "1",
+                            "--units", "stages.0.0,stages.2.0", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "spectra 2/2 " in r.output and "s elapsed" in r.output
+    assert (tmp_path / "spectra.parquet").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +49,27 @@ def _user_errors() -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar fed by a callback(done, total, label)."""
+def progress_bar(description: str, every: float = 10.0,
+                 ) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar fed by a callback(done, total, label).
+
+    Off a terminal (a log file, a batch job) a live bar shows nothing until the end, so there
+    the callback prints a plain line at most every ``every`` seconds, and at the last step.
+    """
+    if not err.is_terminal:
+        start, last = time.monotonic(), -every
+
+        def line(done: int, total: int, label: str = "") -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= every or done == total:
+                last = now
+                left = (now - start) / done * (total - done) if done else float("nan")
+                err.print(f"{description} {done}/{total} {label} — {now - start:.0f} s elapsed, "
+                          f"~{left:.0f} s left", highlight=False, soft_wrap=True)
+
+        yield line
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[label]}"), TimeRemainingColumn(elapsed_when_finished=True),
                   console=err, transient=False) as bar:
