@@ -263,7 +263,7 @@ def stability(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = N
         with progress_bar("stability") as update:
             result = run_stability(m, ds, out, config, model_name=model, progress=update)
     console.print(f"{result.tasks_run} tasks run; tables, figures and summary in {result.out}/")
-    console.print(result.summary.read_text(), markup=False, highlight=False)
+    console.print(result.summary.read_text(), markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`

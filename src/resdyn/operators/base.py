@@ -166,15 +166,10 @@ class MatrixOperator(LinearOperator):
         return self.matrix.clone()
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Adjoint(LinearOperator):
-    """Jᵀ of an operator J: shape (n, m); its products are J's adjoint products."""
+class Wrapper(LinearOperator):
+    """An operator derived from another one, ``op``: same dtype and device."""
 
     op: LinearOperator
-
-    @property
-    def shape(self) -> tuple[int, int]:  # type: ignore[override]
-        return (self.op.shape[1], self.op.shape[0])
 
     @property
     def dtype(self) -> torch.dtype:  # type: ignore[override]
@@ -183,6 +178,17 @@ class Adjoint(LinearOperator):
     @property
     def device(self) -> torch.device:  # type: ignore[override]
         return self.op.device
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Adjoint(Wrapper):
+    """Jᵀ of an operator J: shape (n, m); its products are J's adjoint products."""
+
+    op: LinearOperator
+
+    @property
+    def shape(self) -> tuple[int, int]:  # type: ignore[override]
+        return (self.op.shape[1], self.op.shape[0])
 
     def matmat(self, v: Tensor) -> Tensor:
         return self.op.rmatmat(v)
@@ -249,7 +255,7 @@ class Composed(LinearOperator):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Restricted(LinearOperator):
+class Restricted(Wrapper):
     """The submatrix J[rows][:, cols] of an operator J without forming J.
 
     Products embed a vector into zeros on the missing coordinates, apply J (or Jᵀ) and keep the
@@ -270,14 +276,6 @@ class Restricted(LinearOperator):
         m, n = self.op.shape
         return (m if self.rows_kept is None else len(self.rows_kept),
                 n if self.cols_kept is None else len(self.cols_kept))
-
-    @property
-    def dtype(self) -> torch.dtype:  # type: ignore[override]
-        return self.op.dtype
-
-    @property
-    def device(self) -> torch.device:  # type: ignore[override]
-        return self.op.device
 
     @staticmethod
     def _embed(v: Tensor, index: Tensor | None, size: int) -> Tensor:
