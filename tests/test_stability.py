@@ -18,7 +18,7 @@ from resdyn.studies.stability import (
     skip_task,
     stability_tasks,
 )
-from resdyn.studies.stability_summary import image_variation
+from resdyn.studies.stability_summary import image_variation, partial
 
 
 def _conv_matrix(conv: nn.Conv2d, shape) -> torch.Tensor:
@@ -112,6 +112,15 @@ def test_image_variation_is_zero_for_identical_spectra():
     assert var.loc["u", "max_abs"] == 0.0
     assert var.loc["w", "max_abs"] == 1.0 and var.loc["w", "mean_abs"] == 0.75
     assert var.loc["w", "relative"] == pytest.approx(0.75 / 1.125)
+
+
+def test_partial_spectra_are_recognised():
+    sizes = {"u": 4, "v": 3}
+    full = pd.DataFrame({"name": ["u", "v"], "method": ["dense", "slq"],
+                         "values": [[2.0, 1.0, 1.0, 0.0], []]})  # slq: bins from the density
+    assert not partial(full, sizes)
+    top = pd.DataFrame({"unit": ["u"], "method": ["arpack"], "values": [[2.0, 1.0]]})
+    assert partial(top, sizes, "unit")
 
 
 def test_config_rejects_bad_input():

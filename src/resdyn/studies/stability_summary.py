@@ -59,9 +59,37 @@ def plateau_shares(spectra: pd.DataFrame) -> pd.DataFrame:
             .mean().reset_index())
 
 
+def partial(table: pd.DataFrame, sizes: dict[str, int], name_column: str = "name") -> bool:
+    """Whether any row holds fewer values than its Jacobian has (a top-k run, ``--k``).
+
+    ``sizes``: min(n_in, n_out) per unit or stage name. SLQ rows carry no values but complete
+    bin counts (from the density), so they count as complete.
+    """
+    rows = table[table["method"] != "slq"]
+    return any(len(v) < sizes.get(n, 0) for n, v in zip(rows[name_column], rows["values"],
+                                                        strict=True))
+
+
+def _judged(claim: dict[str, object], is_partial: bool) -> dict[str, object]:
+    """Mark a claim that needs whole spectra as not judged when only the top k were computed."""
+    if is_partial:
+        claim["holds"] = None
+        claim["evidence"] = ("only the top k values were computed (--k), so shares and plateaus "
+                             "describe those alone; run without --k, or with --method slq. "
+                             + str(claim["evidence"]))
+    return claim
+
+
 def claims(spectra: pd.DataFrame, prop: pd.DataFrame, skip: pd.DataFrame,
            interp: pd.DataFrame) -> list[dict[str, object]]:
-    """Each qualitative claim of paper 000 with the measured numbers and whether it holds here."""
+    """Each qualitative claim of paper 000 with the measured numbers and whether it holds here.
+
+    ``holds`` is True, False, or None where the claim needs whole spectra and only the top k
+    values were computed.
+    """
+    sizes = {n: min(a, b) for n, a, b in zip(spectra["name"], spectra["n_in"], spectra["n_out"],
+                                             strict=True)}
+    top_k = partial(spectra, sizes)
     shares = plateau_shares(spectra)
     reg = shares[shares["kind"] == "regular"]
     down = shares[shares["kind"] == "downsampling"]
@@ -70,11 +98,11 @@ def claims(spectra: pd.DataFrame, prop: pd.DataFrame, skip: pd.DataFrame,
     img = float(var["relative"].median())
     unit = unit_to_unit_distance(spectra)
     out = [
-        {"claim": "most singular values of regular units lie near 1 (plateau)",
+        _judged({"claim": "most singular values of regular units lie near 1 (plateau)",
          "holds": reg_median > 0.5,
          "evidence": f"median plateau share over regular units {reg_median:.3f} (> 0.5 needed); "
                      "per stage " + ", ".join(f"{int(s) + 1}: {g['plateau_share'].mean():.3f}"
-                                             for s, g in reg.groupby("stage"))},
+                                             for s, g in reg.groupby("stage"))}, top_k),
         {"claim": "spectra are nearly independent of the image",
          "holds": bool(img < 0.25 * unit) if np.isfinite(unit) else img < 0.05,
          "evidence": f"median relative image-to-image distance {img:.4f} vs unit-to-unit distance "
@@ -83,26 +111,28 @@ def claims(spectra: pd.DataFrame, prop: pd.DataFrame, skip: pd.DataFrame,
     ]
     if len(down):
         worst = float(down["plateau_share"].max())
-        out.append({"claim": "down-sampling units differ (little or no plateau)",
+        out.append(_judged({"claim": "down-sampling units differ (little or no plateau)",
                     "holds": worst < 0.5 * reg_median,
                     "evidence": "plateau share of down-sampling units "
                                 + ", ".join(f"{n}: {p:.3f}" for n, p in
                                             zip(down["name"], down["plateau_share"], strict=True))
-                                + f" vs regular median {reg_median:.3f} (holds if all below half)"})
+                                + f" vs regular median {reg_median:.3f} (holds if all below half)"},
+                           top_k))
     moved = skip[skip["alpha"] > 0]
     errs = (moved["plateau_position"] - moved["alpha"]).abs()
-    out.append({"claim": "scaling the skip by α moves the plateau to α",
+    out.append(_judged({"claim": "scaling the skip by α moves the plateau to α",
                 "holds": bool((errs <= 0.02).all()),
                 "evidence": "plateau position per α: " + ", ".join(
                     f"α={a:g}: {p:.3f}" for a, p in zip(moved["alpha"], moved["plateau_position"],
                                                          strict=True))
-                            + " (holds if within 0.02 of α)"})
+                            + " (holds if within 0.02 of α)"}, partial(skip, sizes, "unit")))
     by_t = interp.set_index("t")["plateau_share"].sort_index()
-    out.append({"claim": "interpolating the weights toward noise removes the plateau",
+    out.append(_judged({"claim": "interpolating the weights toward noise removes the plateau",
                 "holds": bool(by_t.iloc[0] < 0.5 * by_t.iloc[-1]),
                 "evidence": "plateau share per t: " + ", ".join(f"t={t:g}: {s:.3f}"
                                                                for t, s in by_t.items())
-                            + f"; largest at t={by_t.idxmax():g} (paper: t=0.5)"})
+                            + f"; largest at t={by_t.idxmax():g} (paper: t=0.5)"},
+                       partial(interp, sizes, "unit")))
     adv, rnd = (prop[prop["perturbation"] == k] for k in ("fgsm", "random-fgsm"))
     final_ratio = (adv.groupby("index")["out_norm"].mean() / rnd.groupby("index")["out_norm"].mean())
     out.append({"claim": "adversarial perturbations grow faster than random ones of equal size",
@@ -132,7 +162,8 @@ def markdown(model: str, data: str, images: list[int], labels: list[int], spectr
              f"{seconds:.0f} s.", "", "## Paper 000's claims on this model", "",
              "| claim | holds here | evidence |", "|---|---|---|"]
     for c in claims(spectra, prop, skip, interp):
-        lines.append(f"| {c['claim']} | {'yes' if c['holds'] else 'no'} | {c['evidence']} |")
+        verdict = {True: "yes", False: "no", None: "not judged"}[c["holds"]]
+        lines.append(f"| {c['claim']} | {verdict} | {c['evidence']} |")
     lines += ["", "## Numbers", "",
               "Plateau share (0.99 ≤ σ ≤ 1.01) per stage, regular units: "
               + ", ".join(f"stage {int(s) + 1}: {g['plateau_share'].mean():.3f}" for s, g in
