@@ -159,6 +159,9 @@ def test_study_end_to_end_and_resume(tmp_path):
     assert "| most singular values of regular units lie near 1 (plateau) |" in text
     again = run_stability(model, data, tmp_path, cfg, model_name="tiny")
     assert again.tasks_run == 0
+    n = r.tasks_run
+    assert f"This run computed {n} of {n} tasks" in text
+    assert f"computed 0 of {n} tasks" in again.summary.read_text()
     pd.testing.assert_frame_equal(again.tables["spectra"], sp)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k

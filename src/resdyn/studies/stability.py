@@ -337,7 +337,8 @@ def run_stability(model: nn.Module, data: Dataset, out: str | Path,
     seconds = time.perf_counter() - start
     summary = out / "summary.md"
     summary.write_text(markdown(model_name, data.name, meta["images"], meta["labels"], sp, pr,
-                                tables["skip"], tables["interpolation"], config.eps, seconds))
+                                tables["skip"], tables["interpolation"], config.eps, seconds,
+                                ran, len(tasks)))
     write_report(out / "report.html", f"Stability study: {model_name}", summary.read_text(),
                  figures)
     (out / "config.json").write_text(json.dumps({"model": model_name, "data": data.name,

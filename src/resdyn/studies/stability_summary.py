@@ -149,8 +149,9 @@ def claims(spectra: pd.DataFrame, prop: pd.DataFrame, skip: pd.DataFrame,
 
 def markdown(model: str, data: str, images: list[int], labels: list[int], spectra: pd.DataFrame,
              prop: pd.DataFrame, skip: pd.DataFrame, interp: pd.DataFrame, eps: float,
-             seconds: float) -> str:
-    """summary.md: the study's findings as numbers."""
+             seconds: float, tasks_run: int, tasks_total: int) -> str:
+    """summary.md: the study's findings as numbers (``seconds``: this run, which computed
+    ``tasks_run`` of the ``tasks_total`` tasks; the others were resumed from the task store)."""
     shares = plateau_shares(spectra)
     adv = prop[prop["perturbation"] == "fgsm"]
     growth = adv.groupby(["index", "unit"])["growth"].mean().reset_index()
@@ -158,8 +159,10 @@ def markdown(model: str, data: str, images: list[int], labels: list[int], spectr
     flips = adv.drop_duplicates("image")["attack_flipped"]
     pgd_flips = prop[prop["perturbation"] == "pgd"].drop_duplicates("image")["attack_flipped"]
     lines = [f"# Stability study: {model} on {data}", "",
-             f"Images {images} (labels {labels}); FGSM/PGD budget ε = {eps:g} in pixel units; "
-             f"{seconds:.0f} s.", "", "## Paper 000's claims on this model", "",
+             f"Images {images} (labels {labels}); FGSM/PGD budget ε = {eps:g} in pixel units. "
+             f"This run computed {tasks_run} of {tasks_total} tasks in {seconds:.0f} s"
+             + (" (the rest were resumed from tasks/)." if tasks_run < tasks_total else "."), "",
+             "## Paper 000's claims on this model", "",
              "| claim | holds here | evidence |", "|---|---|---|"]
     for c in claims(spectra, prop, skip, interp):
         verdict = {True: "yes", False: "no", None: "not judged"}[c["holds"]]
