@@ -64,9 +64,9 @@ def progress_bar(description: str, every: float = 10.0,
             now = time.monotonic()
             if now - last >= every or done == total:
                 last = now
-                left = (now - start) / done * (total - done) if done else float("nan")
-                err.print(f"{description} {done}/{total} {label} — {now - start:.0f} s elapsed, "
-                          f"~{left:.0f} s left", highlight=False, soft_wrap=True)
+                left = f", ~{(now - start) / done * (total - done):.0f} s left" if done else ""
+                err.print(f"{description} {done}/{total} {label} — {now - start:.0f} s elapsed"
+                          f"{left}", highlight=False, soft_wrap=True)
 
         yield line
         return
