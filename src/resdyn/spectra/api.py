@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..operators.base import LinearOperator, MatrixOperator
+from ._util import check_which
 from .dense import dense_eigenvalues, dense_singular_values, svd_singular_values
 from .krylov import arpack_eigenvalues, arpack_singular_values
 from .results import Eigenvalues, SingularValues
@@ -78,6 +79,27 @@ def _pick(name: str, table: dict[str, Callable], what: str) -> Callable:
     return table[name]
 
 
+def _solve(op: LinearOperator, k: int | None, method: str, which: str,
+           seed: int | torch.Generator | None, options: dict,
+           choose: Callable[[LinearOperator, int | None], tuple[str, str]],
+           table: dict[str, Callable], what: str):
+    """Run the named solver (or the one ``choose`` picks for "auto") and record why.
+
+    The randomised solvers (arpack, slq) take the seed; arpack without k computes 6 values.
+    """
+    reason = "requested"
+    if method == "auto":
+        method, reason = choose(op, k)
+    solver = _pick(method, table, what)
+    if method == "arpack":
+        result = solver(op, 6 if k is None else k, which, seed=seed, **options)
+    elif method == "slq":
+        result = solver(op, k, which, seed=seed, **options)
+    else:
+        result = solver(op, k, which, **options)
+    return dataclasses.replace(result, reason=reason)
+
+
 def _kept_rows(op: LinearOperator) -> int:
     return op.shape[0] - (int(op.zero_rows.sum()) if op.zero_rows is not None else 0)
 
@@ -134,21 +156,11 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
         array([3., 2., 1.])
     """
     op = _as_operator(op)
-    if which not in SINGULAR_WHICH:
-        raise ValueError(f"unknown which={which!r}; valid: {', '.join(SINGULAR_WHICH)}")
+    check_which(which, SINGULAR_WHICH)
     if k is not None and not 1 <= k <= min(op.shape):
         raise ValueError(f"k must be in [1, {min(op.shape)}] for a {op.shape} operator; got {k}")
-    reason = "requested"
-    if method == "auto":
-        method, reason = choose_singular(op, k)
-    solver = _pick(method, SINGULAR_METHODS, "singular value")
-    if method == "arpack":
-        result = solver(op, 6 if k is None else k, which, seed=seed, **options)
-    elif method == "slq":
-        result = solver(op, k, which, seed=seed, **options)
-    else:
-        result = solver(op, k, which, **options)
-    return dataclasses.replace(result, reason=reason)
+    return _solve(op, k, method, which, seed, options, choose_singular, SINGULAR_METHODS,
+                  "singular value")
 
 
 def choose_eigen(op: LinearOperator, k: int | None) -> tuple[str, str]:
@@ -202,16 +214,7 @@ def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = 
         raise ValueError(f"eigenvalues need a square operator; this one is {m}x{n} (a "
                          "down-sampling unit or stage?). Use singular_values for non-square "
                          "Jacobians")
-    if which not in EIGEN_WHICH:
-        raise ValueError(f"unknown which={which!r}; valid: {', '.join(EIGEN_WHICH)}")
+    check_which(which, EIGEN_WHICH)
     if k is not None and not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}]; got {k}")
-    reason = "requested"
-    if method == "auto":
-        method, reason = choose_eigen(op, k)
-    solver = _pick(method, EIGEN_METHODS, "eigenvalue")
-    if method == "arpack":
-        result = solver(op, 6 if k is None else k, which, seed=seed, **options)
-    else:
-        result = solver(op, k, which, **options)
-    return dataclasses.replace(result, reason=reason)
+    return _solve(op, k, method, which, seed, options, choose_eigen, EIGEN_METHODS, "eigenvalue")
