@@ -54,5 +54,9 @@ def write_parquet(rows: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    rows.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        rows.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

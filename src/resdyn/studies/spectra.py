@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..metrics import density_summary, singular_summary
 from ..models.units import Unit
 from ..models.units import stages as group_stages
 from ..operators.jacobian import stage_jacobian, stage_name, unit_jacobian
+from ..runs import write_parquet
 from ..spectra.api import singular_values
 
 Progress = Callable[[int, int, str], None]
@@ -165,8 +165,8 @@ def spectra_table(model: nn.Module, x: Tensor, labels: Sequence[int] | Tensor | 
 def write_spectra(rows: pd.DataFrame, directory: str | os.PathLike) -> Path:
     """Append rows to ``directory/spectra.parquet`` safely; returns the file's path.
 
-    The file is rewritten whole through a temporary file in the same directory and an atomic
-    rename, under an exclusive lock (``spectra.parquet.lock``), so a crash never leaves a torn
+    The file is rewritten whole by :func:`resdyn.runs.write_parquet` (temporary file and atomic
+    rename), under an exclusive lock (``spectra.parquet.lock``), so a crash never leaves a torn
     file and concurrent writers on one machine do not lose rows.
     """
     directory = Path(directory)
@@ -177,14 +177,7 @@ def write_spectra(rows: pd.DataFrame, directory: str | os.PathLike) -> Path:
         table = rows
         if path.exists():
             table = pd.concat([pd.read_parquet(path), rows], ignore_index=True)
-        fd, tmp = tempfile.mkstemp(prefix=".spectra-", suffix=".parquet", dir=directory)
-        os.close(fd)
-        try:
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_parquet(table, path)
     return path
 
 
