@@ -119,17 +119,20 @@ def propagation_task(model: nn.Module, unit_list: Sequence[Unit], x: torch.Tenso
         for j, n in enumerate(names):
             nin = float(din[j].norm())
             predicted[n].append(float(jv[:, j].norm()) / nin if nin > 0 else np.nan)
+    # all perturbations in one batch: sample j of the propagation is perturbation names[j]
+    p = propagate(model, unit_list, x.expand(len(names), *x.shape[1:]),
+                  torch.cat([deltas[n] for n in names]))
+    table = p.to_frame()
     frames = []
-    for name, delta in deltas.items():
-        p = propagate(model, unit_list, x, delta)
-        frame = p.to_frame().drop(columns="sample")
+    for j, name in enumerate(names):
+        frame = table[table["sample"] == j].drop(columns="sample").reset_index(drop=True)
         frame["predicted_growth"] = predicted[name]
         frame["perturbation"] = name
         frame["image"] = image
         frame["label"] = int(y)
         attack = attacks[name.removeprefix("random-")]
-        frame["flipped"] = bool(p.pred_perturbed[0] != p.pred_clean[0])
-        frame["delta_l2"] = float(delta.flatten().norm())
+        frame["flipped"] = bool(p.pred_perturbed[j] != p.pred_clean[j])
+        frame["delta_l2"] = float(deltas[name].flatten().norm())
         frame["attack_flipped"] = bool(attack.flipped[0])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
