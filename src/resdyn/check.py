@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from .capture import capture
 from .models.units import Unit, stages, units
 from .operators.base import LinearOperator
-from .operators.jacobian import stage_jacobian, stage_name, unit_jacobian
+from .models.units import stage_name
+from .operators.jacobian import stage_jacobian, unit_jacobian
 
 
 @dataclass(frozen=True, eq=False)

@@ -168,3 +168,9 @@ def stages(unit_list: Sequence[Unit]) -> list[list[Unit]]:
             out.append([])
         out[u.stage].append(u)
     return out
+
+
+def stage_name(stage: Sequence[Unit]) -> str:
+    """A stage's name: its units' parent module path ("stages.0", "layer1"), else "stage<i>"."""
+    parent = stage[0].name.rsplit(".", 1)[0] if "." in stage[0].name else ""
+    return parent or f"stage{stage[0].stage}"

@@ -22,7 +22,6 @@ from .jacobian import (
     residual_jacobian,
     shortcut_jacobian,
     stage_jacobian,
-    stage_name,
     unit_jacobian,
 )
 from .linearize import LinearizedJacobian, linearize, linearized
@@ -30,5 +29,5 @@ from .linearize import LinearizedJacobian, linearize, linearized
 __all__ = ["Adjoint", "Composed", "JacobianOperator", "LinearOperator", "LinearizedJacobian",
            "MatrixOperator", "Restricted", "linearize", "linearized", "restrict",
            "analysis_copy", "compose", "copy_unit", "function_jacobian", "module_jacobian",
-           "relu_off", "residual_jacobian", "shortcut_jacobian", "stage_jacobian", "stage_name",
+           "relu_off", "residual_jacobian", "shortcut_jacobian", "stage_jacobian",
            "unit_jacobian"]

@@ -362,9 +362,3 @@ def stage_jacobian(stage: Sequence[Unit], x: Tensor, *,
     with torch.no_grad():
         m = pure(x0.reshape(-1)).numel()
     return JacobianOperator(pure, x0.reshape(-1), m, relu_off(copies[-1], last_in))
-
-
-def stage_name(stage: Sequence[Unit]) -> str:
-    """A stage's name: its units' parent module path ("stages.0", "layer1"), else "stage<i>"."""
-    parent = stage[0].name.rsplit(".", 1)[0] if "." in stage[0].name else ""
-    return parent or f"stage{stage[0].stage}"

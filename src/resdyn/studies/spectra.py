@@ -22,7 +22,8 @@ from ..capture import capture
 from ..metrics import density_summary, singular_summary
 from ..models.units import Unit
 from ..models.units import stages as group_stages
-from ..operators.jacobian import stage_jacobian, stage_name, unit_jacobian
+from ..models.units import stage_name
+from ..operators.jacobian import stage_jacobian, unit_jacobian
 from ..runs import write_parquet
 from ..spectra.api import singular_values
 

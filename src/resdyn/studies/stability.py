@@ -14,10 +14,9 @@ import torch
 from torch import nn
 
 from ..data import Dataset
-from ..models import Unit, stages, units
+from ..models import Unit, stage_name, stages, units
 from ..models.interventions import interpolate_weights
 from ..operators import unit_jacobian
-from ..operators.jacobian import stage_name
 from ..perturb import fgsm, pgd, propagate, random_like
 from ..runs import Task, TaskStore, run_tasks, write_parquet
 from ..runs.executor import Progress
