@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._torch import eval_mode
 from .models.units import Unit
 
 
@@ -62,11 +63,6 @@ def capture(model: nn.Module, x: Tensor, units: Sequence[Unit]) -> Activations:
         raise ValueError(f"capture expects a batch (B, C, H, W); got shape {tuple(x.shape)}")
     inputs: dict[str, Tensor] = {}
     outputs: dict[str, Tensor] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with _hooks(units, inputs, outputs), torch.no_grad():
-            logits = model(x)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), _hooks(units, inputs, outputs), torch.no_grad():
+        logits = model(x)
     return Activations(inputs, outputs, logits.detach())

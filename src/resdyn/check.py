@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ._torch import generator
 from .capture import capture
-from .models.units import Unit, stages, units
+from .models.units import Unit, stage_name, stages, units
 from .operators.base import LinearOperator
-from .models.units import stage_name
 from .operators.jacobian import stage_jacobian, unit_jacobian
 
 
@@ -111,7 +111,7 @@ def check_jacobian(op: LinearOperator, fn: Callable[[Tensor], Tensor], x: Tensor
     x = x.detach().to(device=op.device, dtype=op.dtype)
     if x.numel() != n:
         raise ValueError(f"x has {x.numel()} elements; the operator takes {n}")
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    g = generator(seed)
     v = torch.randn(n, generator=g, dtype=torch.float64).to(op.device, op.dtype)
     v = v / torch.linalg.vector_norm(v)
     w = torch.randn(m, generator=g, dtype=torch.float64).to(op.device, op.dtype)
@@ -156,7 +156,7 @@ def _one_image(model: nn.Module, x: Tensor | Sequence[int], seed: int) -> Tensor
     if len(shape) != 3:
         raise ValueError(f"expected an input shape (C, H, W); got {shape}")
     p = next(model.parameters(), None)
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     img = torch.randn(1, *shape, generator=g)
     return img.to(device=p.device, dtype=p.dtype) if p is not None else img
 

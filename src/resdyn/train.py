@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._torch import eval_mode, generator
 from .data import Dataset, check_compatible, load_data
 from .models import ResNet, load_model, save_checkpoint
 from .models.blocks import ResidualUnit
@@ -178,7 +179,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
     dev = resolve_device(device)
     model.to(dev)
     check_compatible(model, train_data)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     lo = train_data.bounds[0].to(dev)
     steps_per_epoch = -(-len(train_data) // batch_size)
     if steps_per_epoch > 1 and len(train_data) % batch_size == 1:
@@ -256,17 +257,12 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 512,
         model.to(resolve_device(device))
     p = next(model.parameters(), None)
     dev = p.device if p is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
     losses, preds = [], []
-    try:
-        with torch.no_grad():
-            for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):
-                logits = model(xb.to(dev))
-                losses.append(F.cross_entropy(logits, yb.to(dev), reduction="none").float().cpu())
-                preds.append(logits.argmax(1).cpu())
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):
+            logits = model(xb.to(dev))
+            losses.append(F.cross_entropy(logits, yb.to(dev), reduction="none").float().cpu())
+            preds.append(logits.argmax(1).cpu())
     loss_all, pred_all = torch.cat(losses), torch.cat(preds)
     correct = pred_all == data.y
     return Evaluation(accuracy=int(correct.sum()) / len(data), loss=float(loss_all.double().mean()),

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.func import vjp
 
+from .._torch import generator
 from .base import Adjoint, Composed, LinearOperator, Restricted
 from .jacobian import AtPoint, Flat, JacobianOperator, _blocked
 
@@ -62,7 +63,7 @@ def linearize(op: JacobianOperator, *, rtol: float = 1e-10) -> LinearOperator:
     def backward(w: Tensor) -> Tensor:
         return pull(w)[0]
 
-    g = torch.Generator(device="cpu").manual_seed(0)
+    g = generator(0)
     v = torch.randn(op.shape[1], generator=g, dtype=torch.float64).to(op.x)
     try:
         _, pull_t = vjp(backward, torch.zeros(op.out_size, dtype=op.dtype, device=op.device))

@@ -8,16 +8,16 @@ as ``(lo, hi)`` tensors broadcastable to (C, H, W), or ``None`` for an unbounded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._torch import Seed, eval_mode, generator
+
 Bounds = tuple[Tensor | float, Tensor | float]
-Seed = int | torch.Generator
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,26 +60,6 @@ class Attack:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _generator(seed: Seed) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator; got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside; every submodule's own train/eval flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def _check_batch(x: object, y: object) -> None:
@@ -203,7 +183,7 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Sequence[float] | 
     eps_t, record = _eps_tensor(eps, x)
     box = _bounds(bounds, x)
     x = x.detach()
-    with _eval_mode(model):
+    with eval_mode(model):
         g = _loss_grad(model, x, y)
         x_adv = _clip(x + eps_t * g.sign(), box)
         return _finish(model, x, y, x_adv, record, "fgsm")
@@ -307,9 +287,9 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Sequence[float] | T
     x = x.detach()
     delta = torch.zeros_like(x)
     if seed is not None:
-        delta = ball.start(delta, eps_t, _generator(seed))
+        delta = ball.start(delta, eps_t, generator(seed))
         delta = _clip(x + delta, box) - x
-    with _eval_mode(model):
+    with eval_mode(model):
         for _ in range(steps):
             g = _loss_grad(model, x + delta, y)
             delta = ball.project(delta + step_t * ball.direction(g), eps_t)
@@ -342,7 +322,7 @@ def random_like(delta: Tensor, *, seed: Seed) -> Tensor:
     """
     if not isinstance(delta, Tensor) or delta.dim() < 1 or not delta.is_floating_point():
         raise ValueError("delta must be a floating tensor with a leading batch dimension (B, ...)")
-    gen = _generator(seed)
+    gen = generator(seed)
     noise = (2 * torch.rand(delta.shape, generator=gen, dtype=delta.dtype) - 1).to(delta.device)
     target = delta.detach().reshape(delta.shape[0], -1).norm(dim=1)
     have = noise.reshape(delta.shape[0], -1).norm(dim=1).clamp_min(torch.finfo(delta.dtype).tiny)

@@ -1,0 +1,66 @@
+"""Small torch helpers shared by every layer: an eval-mode context and seeded generators.
+
+This module imports nothing from resdyn, so models, data, operators, perturb, capture, train and
+studies may all use it without creating a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+Seed = int | torch.Generator
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode inside the ``with``; restore every submodule's own flag after.
+
+    Restoring each submodule's flag (not ``model.train(was_training)``) keeps mixed states
+    intact, e.g. a network in train mode with a frozen BatchNorm in eval mode.
+
+    Yields:
+        the model itself.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train()
+        >>> _ = net[1].eval()
+        >>> with eval_mode(net):
+        ...     net.training
+        False
+        >>> net.training, net[1].training
+        (True, False)
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def generator(seed: Seed) -> torch.Generator:
+    """A CPU torch.Generator seeded with ``seed``, or ``seed`` itself when it is a Generator.
+
+    A Generator passed in is returned as is (and advanced by whoever draws from it), so a caller
+    can thread one stream of randomness through several functions.
+
+    Raises:
+        TypeError: ``seed`` is neither an int nor a torch.Generator (bool and None included).
+
+    Example:
+        >>> a = torch.randn(2, generator=generator(0))
+        >>> torch.equal(a, torch.randn(2, generator=torch.Generator().manual_seed(0)))
+        True
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or a torch.Generator; got {type(seed).__name__} "
+                        f"({seed!r}). Pass e.g. seed=0 or seed=torch.Generator().manual_seed(0)")
+    return torch.Generator().manual_seed(seed)
