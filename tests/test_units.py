@@ -7,7 +7,7 @@ from pytorchcv.model_provider import get_model as pytorchcv_model
 from torch import nn
 
 from resdyn import NoUnitsFound, load_model, stages, units
-from resdyn.models import cifar_resnet, preresnet
+from resdyn.models import cifar_resnet, natural_input_shape, preresnet
 
 
 def _forward_matches(model, us, seed=0):
@@ -166,15 +166,64 @@ def test_explicit_unit_names():
         units(Opaque(), (1, 8, 8), names=["nope"])
 
 
-def test_units_of_a_skip_scaled_copy():
-    """with_skip_scale wraps units; discovery sees the wrappers as the units, with α in the shortcut."""
-    from resdyn.models.interventions import with_skip_scale
+# --------------------------------------------------------------------------- inferred input shape
 
-    m = load_model("cifar-resnet20", in_channels=1)
-    scaled = with_skip_scale(m, 0.5)
-    us = units(scaled, (1, 8, 8))
-    assert len(us) == 9 and _kinds(us).count("downsampling") == 2
-    _forward_matches(scaled, us)
-    x = torch.randn(1, 16, 8, 8)
-    with torch.no_grad():
-        assert torch.allclose(us[1].forward(x), torch.relu(0.5 * x + us[1].module.unit.residual(x)))
+
+class _Plain(nn.Module):
+    """A model resdyn knows nothing about, wrapping another (so no ResNet arch is seen)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def _with_attributes(inner, **attributes):
+    model = _Plain(inner)
+    for k, v in attributes.items():
+        setattr(model, k, v)
+    return model
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: load_model("digits-resnet20"), (1, 8, 8)),  # the card: trained on 8x8 digits
+    (lambda: load_model("cifar-resnet20", in_channels=1), (1, 32, 32)),  # card of a zoo model
+    (lambda: cifar_resnet(20, in_channels=2), (2, 32, 32)),  # resdyn ResNet without a card
+    (lambda: preresnet(1, in_channels=1), (1, 32, 32)),
+    (lambda: pytorchcv_model("resnet20_cifar10", pretrained=False), (3, 32, 32)),  # in_size
+    (lambda: pytorchcv_model("resnet20_cifar10", pretrained=False, in_channels=1), (1, 32, 32)),
+    (lambda: _with_attributes(cifar_resnet(8, in_channels=2), in_size=(12, 12)), (2, 12, 12)),
+    (lambda: _with_attributes(cifar_resnet(8, in_channels=2), in_size=[16, 8], in_channels=2),
+     (2, 16, 8)),
+])
+def test_input_shape_inferred_where_the_model_states_it(make, shape):
+    model = make().eval()
+    assert natural_input_shape(model) == shape
+    inferred, given = units(model), units(model, shape)
+    assert [(u.name, u.in_shape, u.out_shape) for u in inferred] == \
+        [(u.name, u.in_shape, u.out_shape) for u in given]
+    assert inferred[0].in_shape[1:] == shape[1:]
+
+
+def test_input_shape_positional_and_keyword_forms():
+    model = cifar_resnet(20, in_channels=1)
+    a = units(model, (1, 8, 8))
+    b = units(model, input_shape=[1, 8, 8], names=None)
+    c = units(model, torch.Size([1, 8, 8]))
+    assert [u.in_shape for u in a] == [u.in_shape for u in b] == [u.in_shape for u in c]
+    assert a[0].in_shape == (16, 8, 8)
+
+
+def test_input_shape_required_when_the_model_states_none():
+    net = torchvision.models.resnet18(weights=None).eval()  # no card, no in_size
+    assert natural_input_shape(net) is None
+    assert natural_input_shape(_with_attributes(nn.Linear(2, 2), in_size=(8, 8))) is None  # no conv
+    assert natural_input_shape(_with_attributes(net, in_size=8)) is None  # not a pair
+    with pytest.raises(ValueError, match=r"needs the input shape of ResNet.*units\(model, \(3, "):
+        units(net)
+    assert len(units(net, (3, 64, 64))) == 8
+    for bad in ((8, 8), (1, 0, 8), (1, 8, 8, 1), "1x8x8", (1.0, 8, 8)):
+        with pytest.raises(ValueError, match=r"input_shape must be \(C, H, W\)"):
+            units(cifar_resnet(20, in_channels=1), bad)

@@ -3,9 +3,10 @@
 from .adapters import UnitParts
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
-from .units import NoUnitsFound, Unit, stage_name, stages, units
+from .units import NoUnitsFound, Unit, natural_input_shape, stage_name, stages, units
 from .zoo import ModelCard, UnknownModel, load_model, model_card, zoo_names
 
 __all__ = ["Arch", "CheckpointError", "ModelCard", "NoUnitsFound", "ResNet", "Unit", "UnitParts",
            "UnknownModel", "cifar_resnet", "load_checkpoint", "load_model", "model_card",
-           "preresnet", "save_checkpoint", "stage_name", "stages", "units", "zoo_names"]
+           "natural_input_shape", "preresnet", "save_checkpoint", "stage_name", "stages", "units",
+           "zoo_names"]

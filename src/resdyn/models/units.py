@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
@@ -9,7 +11,10 @@ from math import prod
 import torch
 from torch import Tensor, nn
 
+from .._torch import eval_mode
 from .adapters import UnitParts, recognise
+from .resnets import ResNet
+from .zoo import model_card
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,8 +53,11 @@ class Unit:
         """activation(alpha * shortcut(x) + residual(x)); alpha = 1 is the unit itself.
 
         Raises:
-            ValueError: alpha != 1 on a unit whose shortcut resdyn cannot separate.
+            ValueError: alpha not finite, or alpha != 1 on a unit whose shortcut resdyn cannot
+                separate.
         """
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be a finite number (1 is the unit itself); got {alpha}")
         if self.parts is None:
             if alpha != 1.0:
                 raise ValueError(f"unit {self.name!r} ({type(self.module).__name__}) has no known "
@@ -67,18 +75,74 @@ class NoUnitsFound(ValueError):
     """The model has no residual units resdyn recognises."""
 
 
+def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
+    """The (C, H, W) input shape ``model`` states, or None when it states none.
+
+    Looked up in this order: the card :func:`resdyn.load_model` attached
+    (``model_card(model).input_shape``); resdyn's own :class:`~resdyn.models.ResNet`
+    (``arch.in_channels`` at CIFAR's 32 x 32); a pytorchcv-style ``in_size`` attribute (H, W),
+    with the channels from an ``in_channels`` attribute or else from the first convolution.
+
+    Example:
+        >>> from resdyn.models import cifar_resnet
+        >>> natural_input_shape(cifar_resnet(20, in_channels=1))
+        (1, 32, 32)
+    """
+    card = model_card(model)
+    if card is not None:
+        return tuple(card.input_shape)  # type: ignore[return-value]
+    if isinstance(model, ResNet):
+        return (model.arch.in_channels, 32, 32)
+    size = getattr(model, "in_size", None)
+    if not (isinstance(size, tuple | list) and len(size) == 2 and _positive_ints(size)):
+        return None
+    channels = getattr(model, "in_channels", None)
+    if not _positive_ints([channels]):
+        conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+        if conv is None:
+            return None
+        channels = conv.in_channels
+    return (int(channels), int(size[0]), int(size[1]))
+
+
+def _positive_ints(values: Sequence[object]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+    """``input_shape`` checked, or the model's natural one when None."""
+    if input_shape is None:
+        shape = natural_input_shape(model)
+        if shape is None:
+            raise ValueError(
+                f"units() needs the input shape of {type(model).__name__}: it carries no resdyn "
+                "model card, is not a resdyn ResNet and has no pytorchcv-style in_size. Pass "
+                "it, e.g. units(model, (3, 32, 32)) for CIFAR-sized images or (3, 224, 224) "
+                "for ImageNet-sized ones")
+        return shape
+    try:
+        shape = tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or not _positive_ints(shape):
+        raise ValueError(f"input_shape must be (C, H, W), three positive integers, without the "
+                         f"batch dimension; got {input_shape!r}. E.g. units(model, (3, 32, 32))")
+    return shape
+
+
 def _parent(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else ""
 
 
-def units(model: nn.Module, input_shape: Sequence[int], names: Sequence[str] | None = None,
-          ) -> list[Unit]:
+def units(model: nn.Module, input_shape: Sequence[int] | None = None,
+          names: Sequence[str] | None = None) -> list[Unit]:
     """The residual units of ``model`` in forward order.
 
     Args:
         model: any nn.Module; recognised families are resdyn's own networks, pytorchcv ResUnit /
             PreResUnit, torchvision BasicBlock / Bottleneck and look-alikes.
-        input_shape: (C, H, W) of one input image; used to record each unit's shapes.
+        input_shape: (C, H, W) of one input image; used to record each unit's shapes. None:
+            the shape the model states (see :func:`natural_input_shape`).
         names: module paths to treat as units, for models whose units resdyn does not recognise.
 
     Returns:
@@ -87,13 +151,16 @@ def units(model: nn.Module, input_shape: Sequence[int], names: Sequence[str] | N
     Raises:
         NoUnitsFound: nothing recognisable and no ``names`` given.
         KeyError: a name in ``names`` is not a submodule.
+        ValueError: no ``input_shape`` given and the model states none, or a shape that is not
+            three positive integers.
 
     Example:
         >>> from resdyn import load_model, units
-        >>> us = units(load_model("cifar-resnet20"), (3, 32, 32))
-        >>> len(us), us[3].kind
-        (9, 'downsampling')
+        >>> us = units(load_model("cifar-resnet20"))
+        >>> len(us), us[3].kind, us[0].in_shape
+        (9, 'downsampling', (16, 32, 32))
     """
+    shape = _input_shape(model, input_shape)
     if names is None:
         found = [(n, m) for n, m in model.named_modules() if n and recognise(m) is not None]
         # a recognised unit nested inside another (never seen in practice) is not a unit of the model
@@ -114,7 +181,7 @@ def units(model: nn.Module, input_shape: Sequence[int], names: Sequence[str] | N
                            f"top-level children are {[n for n, _ in model.named_children()]}")
         found = [(n, modules[n]) for n in names]
 
-    shapes = _shapes(model, input_shape, [m for _, m in found])
+    shapes = _shapes(model, shape, [m for _, m in found])
     order = sorted(range(len(found)), key=lambda i: shapes[i][2])
     result, stage_of, count = [], {}, {}
     for i in order:
@@ -140,19 +207,16 @@ def _shapes(model: nn.Module, input_shape: Sequence[int], mods: list[nn.Module],
         if id(m) not in record and isinstance(out, Tensor) and args and isinstance(args[0], Tensor):
             record[id(m)] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]), len(record))
 
+    p = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
+                    device=p.device if p is not None else "cpu")
     handles = [m.register_forward_hook(hook) for m in mods]
-    was_training = model.training
     try:
-        model.eval()
-        p = next(model.parameters(), None)
-        x = torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
-                        device=p.device if p is not None else "cpu")
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     never = [i for i, m in enumerate(mods) if id(m) not in record]
     if never:
         raise ValueError(f"{len(never)} unit(s) were not called in a forward pass of "
