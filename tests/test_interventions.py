@@ -1,5 +1,7 @@
-"""Scaled skips and weight interpolation: exact answers, and the original model untouched."""
+"""Scaled skips (Unit.forward and unit_jacobian with alpha) and weight interpolation: exact
+answers, and the original model untouched."""
 
+import numpy as np
 import pytest
 import torch
 from pytorchcv.model_provider import get_model as pytorchcv_model
@@ -7,7 +9,8 @@ from torch import nn
 
 from resdyn import load_model, units
 from resdyn.models.blocks import ResidualUnit
-from resdyn.models.interventions import SkipScaled, interpolate_weights, with_skip_scale
+from resdyn.models.interventions import interpolate_weights
+from resdyn.operators import unit_jacobian
 
 
 def _snapshot(model):
@@ -31,54 +34,67 @@ def _linear_model(seed=0):
 # --------------------------------------------------------------------------- skip scaling
 
 
+def _conv_matrix(conv: nn.Conv2d, shape) -> torch.Tensor:
+    """The dense matrix of a bias-free convolution on flattened (C, H, W) inputs."""
+    n = int(np.prod(shape))
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    with torch.no_grad():
+        return conv(basis).reshape(n, -1).T
+
+
 def test_scaled_linear_unit_is_alpha_x_plus_a_x():
+    """forward(x, α) = α·S(x) + A(x) exactly, and its Jacobian is α·I + A (α·P + B)."""
     model = _linear_model()
     snap = _snapshot(model)
+    u1, u2 = units(model, (2, 4, 4))
     x = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a = model[0].residual
     with torch.no_grad():
-        y0 = model(x)
-        scaled = with_skip_scale(model, 0.3, names=["0"])
-        a = model[0].residual
-        torch.testing.assert_close(scaled[0](x), 0.3 * x + a(x), rtol=0, atol=0)
-        torch.testing.assert_close(scaled(x), model[1](0.3 * x + a(x)), rtol=0, atol=0)
-        both = with_skip_scale(model, -0.5)  # every recognised unit
+        torch.testing.assert_close(u1.forward(x, 0.3), 0.3 * x + a(x), rtol=0, atol=0)
         h = -0.5 * x + a(x)
         expected = -0.5 * model[1].shortcut(h) + model[1].residual(h)
-        torch.testing.assert_close(both(x), expected, rtol=1e-12, atol=1e-12)
-        assert isinstance(both[0], SkipScaled) and isinstance(both[1], SkipScaled)
-        # the original: same modules, same parameters, same outputs
-        assert type(model[0]) is ResidualUnit and _same(model, snap)
-        assert torch.equal(model(x), y0)
-    # the copy owns its parameters
-    assert all(p.data_ptr() != q.data_ptr() for p in both.parameters() for q in model.parameters())
+        torch.testing.assert_close(u2.forward(u1.forward(x, -0.5), -0.5), expected, rtol=0,
+                                   atol=0)
+    eye, big_a = torch.eye(32, dtype=torch.float64), _conv_matrix(a, (2, 4, 4))
+    p, b = (_conv_matrix(c, (2, 4, 4)) for c in (model[1].shortcut, model[1].residual))
+    for alpha in (0.3, -0.5, 0.0, 1.0):
+        torch.testing.assert_close(unit_jacobian(u1, x[0], alpha=alpha).dense(),
+                                   alpha * eye + big_a, rtol=0, atol=1e-15)
+        torch.testing.assert_close(unit_jacobian(u2, x[0], alpha=alpha).dense(), alpha * p + b,
+                                   rtol=0, atol=1e-15)
+    # the original: same modules, same parameters, same mode
+    assert type(model[0]) is ResidualUnit and _same(model, snap) and not model.training
 
 
-def test_skip_scale_one_reproduces_the_model_on_known_families():
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    for model in (load_model("cifar-resnet20"), pytorchcv_model("resnet20_cifar10").eval(),
-                  pytorchcv_model("preresnet20_cifar10").eval()):
-        model.train()  # state is copied as is
-        same = with_skip_scale(model, 1.0)
-        n = sum(isinstance(m, SkipScaled) for m in same.modules())
-        assert n == len(units(model, (3, 32, 32))) == 9
-        assert same.training
-        model.eval(), same.eval()
-        with torch.no_grad():
-            torch.testing.assert_close(same(x), model(x), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("make", [lambda: load_model("cifar-resnet20"),
+                                  lambda: pytorchcv_model("resnet20_cifar10").eval(),
+                                  lambda: pytorchcv_model("preresnet20_cifar10").eval()])
+def test_skip_scale_on_known_families(make):
+    """α = 1 is each unit's own forward; any α is activation(α·S(x) + R(x)) from its parts."""
+    model = make()
+    us = units(model, (3, 32, 32))
+    assert len(us) == 9
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for u in (us[1], us[3]):  # a regular and a down-sampling unit
+            x = torch.randn(1, *u.in_shape, generator=g)
+            torch.testing.assert_close(u.forward(x, 1.0), u.module(x), rtol=1e-5, atol=1e-5)
+            p = u.parts
+            expected = p.activation(0.5 * p.shortcut(x) + p.residual(x))
+            torch.testing.assert_close(u.forward(x, 0.5), expected, rtol=0, atol=0)
+            assert not torch.allclose(u.forward(x, 0.5), u.forward(x, 1.0))
 
 
 def test_skip_scale_errors():
     model = _linear_model()
-    with pytest.raises(KeyError, match="no submodule"):
-        with_skip_scale(model, 0.5, names=["7"])
-    with pytest.raises(ValueError, match="knows no shortcut/residual split"):
-        with_skip_scale(model, 0.5, names=["0.residual"])
-    with pytest.raises(ValueError, match="already has skip-scaled"):
-        with_skip_scale(with_skip_scale(model, 0.5), 0.5)
+    (opaque,) = units(model, (2, 4, 4), names=["0.residual"])
+    with pytest.raises(ValueError, match="cannot be scaled"):
+        opaque.forward(torch.zeros(1, 2, 4, 4), alpha=0.5)
+    u = units(model, (2, 4, 4))[0]
     with pytest.raises(ValueError, match="finite"):
-        with_skip_scale(model, float("nan"))
-    with pytest.raises(ValueError, match="no residual units"):
-        with_skip_scale(nn.Sequential(nn.Linear(2, 2)), 0.5)
+        u.forward(torch.zeros(1, 2, 4, 4), alpha=float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        unit_jacobian(u, torch.zeros(2, 4, 4), alpha=float("inf"))
 
 
 # --------------------------------------------------------------------------- weight interpolation

@@ -87,27 +87,7 @@ def torchvision_style_unit(m: nn.Module) -> UnitParts | None:
                      ds if ds is not None else _identity, residual, m.relu, ds is not None)
 
 
-def skip_scaled_unit(m: nn.Module) -> UnitParts | None:
-    """A unit wrapped by :func:`resdyn.models.interventions.with_skip_scale` (shortcut times alpha).
-
-    Recognised by name: importing the wrapper here would be circular.
-    """
-    if type(m).__name__ != "SkipScaled" or not hasattr(m, "unit") or not hasattr(m, "alpha"):
-        return None
-    inner = recognise(m.unit)
-    if inner is None:
-        return None
-    alpha, shortcut = float(m.alpha), inner.shortcut
-
-    def scaled(x: Tensor) -> Tensor:
-        return alpha * shortcut(x)
-
-    return UnitParts(f"{inner.family}-scaled", scaled, inner.residual, inner.activation,
-                     inner.projection)
-
-
 ADAPTERS: tuple[Callable[[nn.Module], UnitParts | None], ...] = (
-    skip_scaled_unit,
     resdyn_unit,
     pytorchcv_unit,
     torchvision_style_unit,
