@@ -291,3 +291,41 @@ def test_class_count_mismatch_and_fit(digits_test):
         check_compatible(cifar_resnet(8, in_channels=1, num_classes=5), digits_test)
     plain = cifar_resnet(8, in_channels=1).train()
     assert check_compatible(plain, digits_test) is None and plain.training is True
+
+
+def _npz(tmp_path, shape, classes=10):
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"x{'x'.join(map(str, shape))}.npz"
+    np.savez(path, x=rng.uniform(0, 1, (20, *shape)).astype(np.float32),
+             y=np.arange(20) % classes)
+    return load_data(path)
+
+
+@pytest.mark.parametrize("spec", ["digits-resnet20", "digits-resnet56", "digits-resnet110"])
+def test_other_size_than_trained_is_refused(tmp_path, spec):
+    """16x16 images run through an 8x8-trained digits net (global pooling): refused unless asked."""
+    model = load_model(spec).train()
+    data = _npz(tmp_path, (1, 16, 16))
+    with pytest.raises(DataError) as e:
+        check_compatible(model, data)
+    msg = str(e.value)
+    assert "input shape (1, 16, 16)" in msg and "trained on (1, 8, 8)" in msg
+    assert "any_input_size=True" in msg and "--any-input-size" in msg and "8x8" in msg
+    assert check_compatible(model, data, any_input_size=True) is None
+    assert model.training  # train/eval state restored
+    assert check_compatible(model.eval(), load_data("digits")) is None
+
+
+def test_any_input_size_does_not_excuse_other_channels(tmp_path):
+    data = _npz(tmp_path, (3, 8, 8))
+    for flag in (False, True):
+        with pytest.raises(DataError, match=r"\(3, 8, 8\).*trained on images of shape \(1, 8, 8\) "
+                                            r"\(1 channel"):
+            check_compatible(load_model("digits-resnet20"), data, any_input_size=flag)
+
+
+def test_untrained_models_take_any_size(tmp_path):
+    """A randomly initialised zoo model records no trained shape: any size its layers take."""
+    model = load_model("cifar-resnet20", in_channels=1)
+    assert check_compatible(model, _npz(tmp_path, (1, 16, 16))) is None
+    assert check_compatible(model, load_data("digits")) is None

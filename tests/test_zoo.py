@@ -137,3 +137,72 @@ def test_offline_pretrained_download_says_how_to_fix(tmp_path, monkeypatch):
 def test_offline_pytorchcv_download_says_how_to_fix():
     with pytest.raises(RuntimeError, match=r"pytorchcv:resnet20_cifar10.*--weights FILE"):
         load_model("pytorchcv:resnet20_cifar10")
+
+
+# --------------------------------------------------------------------------- model cards
+
+
+@pytest.mark.parametrize("spec,natural,trained", [
+    ("cifar-resnet20", (3, 32, 32), None),  # random weights: trained on nothing
+    ("preresnet(2)", (3, 32, 32), None),
+    ("digits-resnet20", (1, 8, 8), (1, 8, 8)),  # shipped: recorded in the checkpoint
+    ("digits-resnet110", (1, 8, 8), (1, 8, 8)),
+])
+def test_card_records_trained_shape(spec, natural, trained):
+    card = model_card(load_model(spec))
+    assert card.spec == spec and card.input_shape == natural and card.trained_shape == trained
+
+
+def test_card_of_pretrained_families(tmp_path):
+    """pytorchcv and torchvision weights (given as files, the offline route) are pretrained ones."""
+    path = tmp_path / "r20.pth"
+    torch.save(pytorchcv_model("resnet20_cifar10", pretrained=False).state_dict(), path)
+    card = model_card(load_model("pytorchcv:resnet20_cifar10", weights=path))
+    assert card.input_shape == card.trained_shape == (3, 32, 32) and card.options == {}
+    import torchvision
+
+    path = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    card = model_card(load_model("torchvision:resnet18", weights=path))
+    assert card.input_shape == card.trained_shape == (3, 224, 224)
+
+
+def test_checkpoint_card_trained_shape(tmp_path):
+    model = cifar_resnet(8, in_channels=1, num_classes=4).eval()
+    with_shape, without = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_checkpoint(model, with_shape, info={"input_shape": [1, 12, 12]}, dtype=torch.float32)
+    save_checkpoint(model, without, dtype=torch.float32)
+    a, b = model_card(load_model(str(with_shape))), model_card(load_model(str(without)))
+    assert a.input_shape == a.trained_shape == (1, 12, 12)
+    assert b.input_shape == (1, 32, 32) and b.trained_shape is None
+
+
+@pytest.mark.parametrize("spec,kwargs", [
+    ("cifar-resnet20", {"in_channels": 1, "num_classes": 7}),
+    ("preresnet(1)", {"in_channels": 2}),
+    ("digits-resnet20", {}),
+    ("pytorchcv:resnet20_cifar10", {}),
+])
+def test_card_options_rebuild_the_architecture_from_a_state_dict(tmp_path, spec, kwargs):
+    """load_model(card.spec, weights=FILE, **card.options) is the same network (a worker's route)."""
+    torch.manual_seed(0)
+    if spec.startswith("pytorchcv:"):  # no download: start from random pytorchcv weights
+        start = tmp_path / "start.pth"
+        torch.save(pytorchcv_model(spec.split(":")[1], pretrained=False).state_dict(), start)
+        model = load_model(spec, weights=start)
+    else:
+        model = load_model(spec, **kwargs)
+    for m in model.modules():  # non-trivial BN statistics, so a wrong rebuild would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+    card = model_card(model)
+    if spec.startswith(("cifar", "preresnet")):
+        assert card.options == {"in_channels": kwargs.get("in_channels", 3),
+                                "num_classes": kwargs.get("num_classes", 10)}
+    path = tmp_path / "state.pth"
+    torch.save(model.state_dict(), path)
+    again = load_model(card.spec, weights=path, **card.options)
+    assert model_card(again) == card
+    x = torch.randn(2, *card.input_shape)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from .._torch import eval_mode
 from .dataset import DataError, Dataset, UnknownData, check_split
 from .digits import load_digits_data
 from .files import load_image_folder, load_npz
@@ -81,29 +82,74 @@ def load_data(spec: str | Path, *, root: str | Path | None = None, split: str = 
                       f"folder. Valid data: {valid}")
 
 
-def check_compatible(model: nn.Module, data: Dataset) -> None:
-    """Run one image of ``data`` through ``model`` and raise if the model cannot take it.
+def check_compatible(model: nn.Module, data: Dataset, *, any_input_size: bool = False) -> None:
+    """Raise if ``model`` cannot take ``data``'s images, or was trained on another image size.
 
-    The model's train/eval state is restored; nothing is changed.
+    Two checks: where the model records the input shape its weights were trained on
+    (``model_card(model).trained_shape``: resdyn checkpoints, the shipped digits models,
+    pretrained pytorchcv and torchvision weights), the data's shape must match it; then one
+    image runs through the model (train/eval state restored, nothing changed), which must give
+    at least ``data.classes`` outputs.
+
+    Args:
+        model: the network.
+        data: the images it is to classify or be analysed on.
+        any_input_size: accept another height and width than the trained one, for models that
+            are size-agnostic by design (global average pooling); the channels must still match.
 
     Raises:
-        DataError: the forward pass failed (the message gives the data's input shape and the
-            model's expected shape when known), or the model has fewer outputs than the data
-            has classes.
+        DataError: the data's shape differs from the trained one (the message names both and
+            the way out), the forward pass failed (the message gives the data's input shape
+            and the model's expected shape when known), or the model has fewer outputs than the
+            data has classes.
+
+    Example:
+        >>> from resdyn import load_model
+        >>> check_compatible(load_model("digits-resnet20"), load_data("digits"))
     """
     from ..models import model_card
 
     card = model_card(model)
-    expected = card.input_shape if card is not None else None
     who = f"model {card.spec!r}" if card is not None else f"model {type(model).__name__}"
+    if card is not None:
+        _check_trained_shape(card.trained_shape, data, who, any_input_size)
+    out = _forward_one(model, data, who, card.input_shape if card is not None else None)
+    if out.ndim != 2 or out.shape[1] < data.classes:
+        raise DataError(f"{who} gives outputs of shape {tuple(out.shape[1:])} per image but data "
+                        f"{data.name!r} has {data.classes} classes; expected ({data.classes},). "
+                        f"Fix: build the model with num_classes={data.classes}")
+
+
+def _check_trained_shape(trained: tuple[int, ...] | None, data: Dataset, who: str,
+                         any_input_size: bool) -> None:
+    """Refuse data of another shape than the model's weights were trained on."""
+    shape = tuple(data.input_shape)
+    if trained is None or shape == tuple(trained):
+        return
+    c, h, w = trained
+    if shape[0] != c:
+        raise DataError(f"data {data.name!r} has input shape {shape} but {who} was trained on "
+                        f"images of shape {tuple(trained)} ({c} channel(s)). Fix: pick data with "
+                        f"{c} channel(s), or a model built for this data (e.g. load_model("
+                        f"'cifar-resnet20', in_channels={shape[0]}, num_classes={data.classes}))")
+    if not any_input_size:
+        folders = f" (image folders: image_size={h})" if h == w else ""
+        raise DataError(f"data {data.name!r} has input shape {shape} but {who} was trained on "
+                        f"{tuple(trained)}: on another size its predictions mean little (a "
+                        "network with global pooling runs, and reports a poor accuracy). Fix: "
+                        f"use {h}x{w} images{folders}, or pass any_input_size=True (command "
+                        "line: --any-input-size) if the model is meant to take any size")
+
+
+def _forward_one(model: nn.Module, data: Dataset, who: str,
+                 expected: tuple[int, ...] | None) -> Tensor:
+    """The model's output on the first image of ``data``; DataError if the forward pass fails."""
     p = next(model.parameters(), None)
     x = data.x[:1].to(device=p.device if p is not None else "cpu",
                       dtype=p.dtype if p is not None else torch.float32)
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
-            out = model(x)
+        with eval_mode(model), torch.no_grad():
+            return model(x)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         wants = (f"expects input shape {expected}" if expected is not None
@@ -113,9 +159,3 @@ def check_compatible(model: nn.Module, data: Dataset) -> None:
                         "model, or build the model for this data (e.g. load_model(spec, "
                         f"in_channels={data.input_shape[0]}, num_classes={data.classes}))"
                         ) from None
-    finally:
-        model.train(was_training)
-    if out.ndim != 2 or out.shape[1] < data.classes:
-        raise DataError(f"{who} gives outputs of shape {tuple(out.shape[1:])} per image but data "
-                        f"{data.name!r} has {data.classes} classes; expected ({data.classes},). "
-                        f"Fix: build the model with num_classes={data.classes}")

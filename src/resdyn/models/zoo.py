@@ -20,11 +20,26 @@ PYTORCHCV_EXAMPLES = ("resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10
 
 @dataclass(frozen=True)
 class ModelCard:
-    """What resdyn knows about a loaded model: its spec, natural input shape and stored info."""
+    """What resdyn knows about a loaded model.
+
+    Attributes:
+        spec: the spec it was loaded from (a zoo name or a checkpoint path).
+        input_shape: its natural (C, H, W) input shape (the architecture's design size).
+        info: what a resdyn checkpoint stored with it (accuracy, data, ...); empty otherwise.
+        trained_shape: (C, H, W) of the images its weights were trained on, when known:
+            recorded in a resdyn checkpoint, or the natural size of pytorchcv and torchvision
+            models (whose weights are their pretrained ones, downloaded or given as a file).
+            None for randomly initialised zoo models, also when given a ``weights`` file.
+        options: the build keywords of :func:`load_model` this model needs, so that
+            ``load_model(card.spec, weights=FILE, **card.options)`` rebuilds the same
+            architecture (e.g. in a worker process, from a saved state dict).
+    """
 
     spec: str
     input_shape: tuple[int, int, int]
     info: dict[str, object] = field(default_factory=dict)
+    trained_shape: tuple[int, int, int] | None = None
+    options: dict[str, int] = field(default_factory=dict)
 
 
 def model_card(model: nn.Module) -> ModelCard | None:
@@ -63,6 +78,12 @@ def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
             loaded strictly into the built model instead of any pretrained download.
         in_channels, num_classes: for resdyn's own architectures (defaults 3 and 10).
 
+    Returns:
+        the model in eval mode with a :class:`ModelCard` (see :func:`model_card`): its natural
+        input shape, the shape its weights were trained on when known, and its build options,
+        so that ``load_model(card.spec, weights=FILE, **card.options)`` rebuilds the same
+        architecture.
+
     Raises:
         UnknownModel: the spec names nothing; the message lists the valid names.
         CheckpointError: a weights file that is unreadable or does not fit.
@@ -70,8 +91,9 @@ def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
 
     Example:
         >>> model = load_model("cifar-resnet20")
-        >>> model_card(model).input_shape
-        (3, 32, 32)
+        >>> card = model_card(model)
+        >>> card.input_shape, card.trained_shape, card.options
+        ((3, 32, 32), None, {'in_channels': 3, 'num_classes': 10})
     """
     if isinstance(spec, nn.Module):
         if weights is not None:
@@ -84,31 +106,45 @@ def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
 
 def _build(spec: str, weights, in_channels, num_classes) -> tuple[nn.Module, ModelCard]:
     cin, ncls = in_channels or 3, num_classes or 10
+    options = {"in_channels": cin, "num_classes": ncls}
     if m := re.fullmatch(r"cifar-resnet(\d+)", spec):
         depth = int(m.group(1))
         if depth not in CIFAR_DEPTHS:
             raise UnknownModel(f"cifar-resnet depth {depth} not in {CIFAR_DEPTHS}")
-        return _with_weights(cifar_resnet(depth, cin, ncls), weights), ModelCard(spec, (cin, 32, 32))
+        model = _with_weights(cifar_resnet(depth, cin, ncls), weights)
+        return model, ModelCard(spec, (cin, 32, 32), options=options)
     if m := re.fullmatch(r"preresnet(?:\((\d+)\)|-?(\d+))", spec):
         blocks = int(m.group(1) or m.group(2))
-        return _with_weights(preresnet(blocks, cin, ncls), weights), ModelCard(spec, (cin, 32, 32))
+        model = _with_weights(preresnet(blocks, cin, ncls), weights)
+        return model, ModelCard(spec, (cin, 32, 32), options=options)
     if m := re.fullmatch(r"digits-resnet(\d+)", spec):
         path = SHIPPED / f"{spec}.safetensors"
         if int(m.group(1)) not in DIGITS_DEPTHS or not path.is_file():
             raise UnknownModel(f"no shipped model {spec!r}; shipped: "
                                f"{[f'digits-resnet{d}' for d in DIGITS_DEPTHS]}")
-        model, info = load_checkpoint(path)
-        return _with_weights(model, weights), ModelCard(spec, (1, 8, 8), info)
+        return _checkpoint(spec, path, weights)
     if spec.endswith(".safetensors"):
-        model, info = load_checkpoint(spec)
-        shape = tuple(info.get("input_shape", (model.arch.in_channels, 32, 32)))
-        return _with_weights(model, weights), ModelCard(spec, shape, info)  # type: ignore[arg-type]
+        return _checkpoint(spec, spec, weights)
+    # pretrained weights, downloaded or passed as a file (the offline route), were trained at
+    # the family's natural size
     if spec.startswith("pytorchcv:"):
-        return _pytorchcv(spec.split(":", 1)[1], weights), ModelCard(spec, _pytorchcv_shape(spec))
+        shape = _pytorchcv_shape(spec)
+        return _pytorchcv(spec.split(":", 1)[1], weights), ModelCard(spec, shape, trained_shape=shape)
     if spec.startswith("torchvision:"):
-        return _torchvision(spec.split(":", 1)[1], weights), ModelCard(spec, (3, 224, 224))
+        shape = (3, 224, 224)
+        return (_torchvision(spec.split(":", 1)[1], weights),
+                ModelCard(spec, shape, trained_shape=shape))
     valid = ", ".join(n for n, _ in zoo_names())
     raise UnknownModel(f"unknown model {spec!r}; valid models: {valid}")
+
+
+def _checkpoint(spec: str, path: str | Path, weights) -> tuple[nn.Module, ModelCard]:
+    """A resdyn checkpoint: the architecture it stores, the shape it was trained on if recorded."""
+    model, info = load_checkpoint(path)
+    recorded = info.get("input_shape")
+    trained = tuple(int(v) for v in recorded) if isinstance(recorded, list | tuple) else None
+    shape = trained or (model.arch.in_channels, 32, 32)
+    return _with_weights(model, weights), ModelCard(spec, shape, info, trained)  # type: ignore[arg-type]
 
 
 def _with_weights(model: nn.Module, weights) -> nn.Module:
