@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import numpy as np
@@ -90,13 +91,15 @@ def test_unit_operator_matches_autograd(family):
 
 
 def test_pytorchcv_units_match_autograd():
-    model = _pytorchcv()
-    us = {u.name: u for u in units(model, (3, 32, 32))}
+    features = _pytorchcv().features
+    # the fully convolutional part (the head pools 8x8), discovered at a small input to keep
+    # the test fast
+    body = nn.Sequential(features.init_block, features.stage1, features.stage2).eval()
+    us = {u.name: u for u in units(body, (3, 4, 4))}
     torch.manual_seed(0)
-    # fully convolutional units: analyse them at a small input to keep the test fast
-    for name, shape in [("features.stage1.unit2", (16, 4, 4)),
-                        ("features.stage2.unit1", (16, 4, 4))]:
-        x = torch.relu(torch.randn(*shape))
+    for name in ("1.unit2", "2.unit1"):
+        x = torch.relu(torch.randn(*us[name].in_shape))
+        assert x.shape == (16, 4, 4)
         op = unit_jacobian(us[name], x)
         torch.testing.assert_close(op.dense(), reference_jacobian(us[name].module, x),
                                    rtol=1e-12, atol=1e-12)
@@ -253,6 +256,18 @@ def test_errors_at_the_boundary():
     u = units(model, (1, 8, 8))[0]
     with pytest.raises(ValueError, match=r"expected one input \(C, H, W\)"):
         unit_jacobian(u, torch.randn(2, 16, 8, 8))
+    # another size than the unit's in_shape (16, 8, 8): refused, both shapes named
+    for x in (torch.randn(16, 16, 16), torch.randn(1, 16, 4, 4), torch.randn(8, 8, 8)):
+        got = str(tuple(x.shape[-3:]))
+        with pytest.raises(ValueError, match=rf"shape \(16, 8, 8\).*got {re.escape(got)}"):
+            unit_jacobian(u, x)
+        with pytest.raises(ValueError, match=rf"shape \(16, 8, 8\).*got {re.escape(got)}"):
+            residual_jacobian(u, x)
+        with pytest.raises(ValueError, match=rf"shape \(16, 8, 8\).*got {re.escape(got)}"):
+            stage_jacobian(stages(units(model, (1, 8, 8)))[0], x)
+    assert unit_jacobian(u, torch.randn(1, 16, 8, 8)).shape == (1024, 1024)  # batch of one
+    with pytest.raises(ValueError, match="finite"):
+        unit_jacobian(u, torch.randn(16, 8, 8), alpha=float("nan"))
     (plain,) = units(model, (1, 8, 8), names=["stem"])
     with pytest.raises(ValueError, match="cannot be scaled|cannot be separated"):
         unit_jacobian(plain, torch.randn(1, 8, 8), alpha=0.5)

@@ -242,11 +242,18 @@ def copy_unit(unit: Unit, dtype: torch.dtype = torch.float64) -> Unit:
 
 
 def _unit_input(unit: Unit, x: Tensor) -> Tensor:
+    """x as a batch of one (1, *unit.in_shape); ValueError for any other shape."""
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"unit {unit.name!r}: expected one input (C, H, W) or (1, C, H, W), e.g. "
                          f"capture(...).inputs[name][i]; got shape {tuple(x.shape)}")
+    if tuple(x.shape[1:]) != tuple(unit.in_shape):
+        raise ValueError(f"unit {unit.name!r} takes inputs of shape {tuple(unit.in_shape)} (found "
+                         f"by units() at the model's input shape); got {tuple(x.shape[1:])}. "
+                         "Fix: pass the unit's own input, capture(model, images, "
+                         "units).inputs[unit.name][i], or rediscover the units for images of "
+                         "this size: units(model, (C, H, W))")
     return x
 
 
@@ -285,8 +292,8 @@ def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
 
     Args:
         unit: from :func:`resdyn.units`.
-        x: (C, H, W) or (1, C, H, W) input, e.g. ``capture(model, xb, us).inputs[unit.name][i]``;
-            its shape defines the operator (fully convolutional units accept any size).
+        x: (C, H, W) or (1, C, H, W) input of shape ``unit.in_shape``, e.g.
+            ``capture(model, xb, us).inputs[unit.name][i]``.
         alpha: shortcut scale; J = diag(σ'(α S(x) + R(x)))(α J_S + J_R).
         dtype: working precision (float64 by default).
 
@@ -294,7 +301,8 @@ def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
         JacobianOperator of shape (n_out, n_in) with ``zero_rows`` set when σ is a ReLU.
 
     Raises:
-        ValueError: bad input shape, or alpha != 1 on a unit without a known split.
+        ValueError: an input whose shape is not ``unit.in_shape`` (the message names both), or
+            alpha != 1 on a unit without a known split.
 
     Example:
         >>> import torch
@@ -344,10 +352,10 @@ def stage_jacobian(stage: Sequence[Unit], x: Tensor, *,
 
     Args:
         stage: units in forward order, e.g. one list of :func:`resdyn.stages`.
-        x: (C, H, W) or (1, C, H, W) input of the first unit.
+        x: (C, H, W) or (1, C, H, W) input of the first unit, of shape ``stage[0].in_shape``.
 
     Raises:
-        ValueError: empty stage or bad input shape.
+        ValueError: empty stage, or an input whose shape is not the first unit's in_shape.
     """
     if len(stage) == 0:
         raise ValueError("stage_jacobian needs at least one unit")
