@@ -7,11 +7,18 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 import resdyn.spectra.api as api
 from resdyn import capture, load_model, units
+from resdyn.models.blocks import ResidualUnit
 from resdyn.operators import MatrixOperator, unit_jacobian
-from resdyn.spectra import eigenvalues, singular_values
+from resdyn.spectra import (
+    EIGEN_METHOD_NAMES,
+    SINGULAR_METHOD_NAMES,
+    eigenvalues,
+    singular_values,
+)
 from resdyn.spectra.slq import kernel_density
 
 F64 = torch.float64
@@ -193,7 +200,7 @@ def test_non_square_eigenvalues_raise(unit_ops):
 
 def test_unknown_names_list_valid_ones():
     a = torch.eye(3, dtype=F64)
-    with pytest.raises(ValueError, match="valid: auto, dense, svd, arpack, slq"):
+    with pytest.raises(ValueError, match="valid: auto, dense, svd, arpack, lobpcg, slq"):
         singular_values(a, method="lanczos")
     with pytest.raises(ValueError, match="valid: auto, dense, arpack"):
         eigenvalues(a, method="qr")
@@ -217,3 +224,103 @@ def test_auto_records_its_choice(unit_ops, monkeypatch):
     with pytest.raises(ValueError, match="pass k"):
         eigenvalues(op)
     assert singular_values(op, method="dense").reason == "requested"
+
+
+def test_method_names_are_the_valid_ones():
+    assert SINGULAR_METHOD_NAMES == ("auto", "dense", "svd", "arpack", "lobpcg", "slq")
+    assert EIGEN_METHOD_NAMES == ("auto", "dense", "arpack")
+    a = torch.diag(torch.arange(1.0, 41.0, dtype=F64))
+    for name in SINGULAR_METHOD_NAMES:
+        options = {"probes": 2, "steps": 4} if name == "slq" else {}
+        res = singular_values(a, k=3, method=name, **options)
+        assert res.converged and (name == "auto" or res.method == name)
+
+
+# --------------------------------------------------------------------------- LOBPCG
+
+
+def test_lobpcg_top_k_matches_dense(unit_ops):
+    """Top k of a regular and a down-sampling unit agree with svdvals to 1e-10·σ_1."""
+    for op, d in unit_ops:
+        ref = torch.linalg.svdvals(d).numpy()
+        for k in (1, 6):
+            res = singular_values(op, k=k, method="lobpcg", seed=1)
+            assert res.method == "lobpcg" and res.converged, res.message
+            assert len(res.values) == k and np.all(np.diff(res.values) <= 0)
+            assert np.abs(res.values - ref[:k]).max() <= 1e-10 * ref[0]
+            assert res.residuals.shape == (k,) and res.residuals.max() <= 1e-8 * ref[0]
+            assert res.matvecs > 0 and res.structural_zeros == int(op.zero_rows.sum())
+
+
+@settings(max_examples=10, deadline=None)
+@given(m=st.integers(2, 60), n=st.integers(2, 60), k=st.integers(1, 5), seed=st.integers(0, 99))
+def test_lobpcg_any_shape_and_known_zeros(m, n, k, seed):
+    """Small sizes (scipy's dense fallback), more wanted values than kept rows, both sides."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(m, n, generator=g, dtype=F64)
+    killed = torch.rand(m, generator=g) < 0.5
+    a[killed] = 0
+    k = min(k, m, n)
+    ref = torch.linalg.svdvals(a).numpy()[:k]
+    res = singular_values(MatrixOperator(a, zero_rows=killed), k=k, method="lobpcg", seed=seed)
+    assert res.converged, res.message
+    np.testing.assert_allclose(res.values, ref, rtol=0, atol=1e-10 * max(ref.max(), 1))
+
+
+def test_lobpcg_is_seeded_and_reports_nonconvergence(unit_ops):
+    op, _ = unit_ops[0]
+    a, b = (singular_values(op, k=3, method="lobpcg", seed=4) for _ in range(2))
+    np.testing.assert_array_equal(a.values, b.values)
+    short = singular_values(op, k=6, method="lobpcg", maxiter=1)
+    assert not short.converged and "did not converge" in short.message
+    assert "maxiter" in short.message and len(short.values) == 6
+    with pytest.raises(ValueError, match="largest singular values only.*arpack"):
+        singular_values(op, k=3, method="lobpcg", which="smallest")
+    with pytest.raises(ValueError, match="block=2 is smaller"):
+        singular_values(op, k=3, method="lobpcg", block=2)
+
+
+# --------------------------------------------------------------------------- exactly zero operator
+
+
+@pytest.fixture(scope="module")
+def dead_unit_op():
+    """A unit whose output ReLU kills every output (bias -1000): J = 0, all rows known zero."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    with torch.no_grad():
+        conv.bias.fill_(-1e3)
+    (u,) = units(nn.Sequential(ResidualUnit(conv, nn.Identity(), nn.ReLU()).eval()), (2, 4, 4),
+                 names=["0"])
+    op = unit_jacobian(u, torch.rand(2, 4, 4))
+    assert bool(op.zero_rows.all()) and op.shape == (32, 32)
+    assert torch.equal(op.dense(), torch.zeros(32, 32, dtype=F64))
+    return op
+
+
+@pytest.mark.parametrize("method", SINGULAR_METHOD_NAMES)
+@pytest.mark.parametrize("k", [None, 3])
+def test_zero_operator_singular_values_need_no_solver(dead_unit_op, method, k):
+    res = singular_values(dead_unit_op, k=k, method=method)
+    assert res.method == "zero" and res.converged and res.matvecs == 0
+    np.testing.assert_array_equal(res.values, np.zeros(32 if k is None else k))
+    assert "exactly zero" in res.message and "every output killed" in res.message
+    assert "exactly zero" in res.reason and res.structural_zeros == 32
+
+
+@pytest.mark.parametrize("method", EIGEN_METHOD_NAMES)
+@pytest.mark.parametrize("k", [None, 3])
+def test_zero_operator_eigenvalues_need_no_solver(dead_unit_op, method, k):
+    res = eigenvalues(dead_unit_op, k=k, method=method)
+    assert res.method == "zero" and res.converged and res.matvecs == 0
+    np.testing.assert_array_equal(res.values, np.zeros(32 if k is None else k, dtype=complex))
+    assert "exactly zero" in res.message
+
+
+def test_zero_operator_still_checks_the_request(dead_unit_op):
+    with pytest.raises(ValueError, match="unknown singular value method"):
+        singular_values(dead_unit_op, method="lanczos")
+    with pytest.raises(ValueError, match="k must be in"):
+        singular_values(dead_unit_op, k=33)
+    with pytest.raises(ValueError, match="unknown eigenvalue method"):
+        eigenvalues(dead_unit_op, method="qr")

@@ -1,10 +1,13 @@
-"""Singular values and eigenvalues of linear operators: dense exact, ARPACK top-k, SLQ density.
+"""Singular values and eigenvalues of linear operators: dense exact, ARPACK and LOBPCG top-k,
+SLQ density.
 
 One entry point each, :func:`singular_values` and :func:`eigenvalues`, with ``method="auto"``.
 """
 
 from .api import (
+    EIGEN_METHOD_NAMES,
     EIGEN_METHODS,
+    SINGULAR_METHOD_NAMES,
     SINGULAR_METHODS,
     choose_eigen,
     choose_singular,
@@ -13,5 +16,6 @@ from .api import (
 )
 from .results import Density, Eigenvalues, SingularValues
 
-__all__ = ["EIGEN_METHODS", "SINGULAR_METHODS", "Density", "Eigenvalues", "SingularValues",
-           "choose_eigen", "choose_singular", "eigenvalues", "singular_values"]
+__all__ = ["EIGEN_METHODS", "EIGEN_METHOD_NAMES", "SINGULAR_METHODS", "SINGULAR_METHOD_NAMES",
+           "Density", "Eigenvalues", "SingularValues", "choose_eigen", "choose_singular",
+           "eigenvalues", "singular_values"]

@@ -7,6 +7,7 @@ Adding a solver is one function with the signature ``(op, k, which, **options)``
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Callable
 
@@ -17,19 +18,26 @@ from ..operators.base import LinearOperator, MatrixOperator
 from ._util import check_which
 from .dense import dense_eigenvalues, dense_singular_values, svd_singular_values
 from .krylov import arpack_eigenvalues, arpack_singular_values
+from .lobpcg import lobpcg_singular_values
 from .results import Eigenvalues, SingularValues
 from .slq import slq_singular_values
+from .zero import is_exactly_zero, zero_eigenvalues, zero_singular_values
 
 SINGULAR_METHODS: dict[str, Callable[..., SingularValues]] = {
     "dense": dense_singular_values,
     "svd": svd_singular_values,
     "arpack": arpack_singular_values,
+    "lobpcg": lobpcg_singular_values,
     "slq": slq_singular_values,
 }
 EIGEN_METHODS: dict[str, Callable[..., Eigenvalues]] = {
     "dense": dense_eigenvalues,
     "arpack": arpack_eigenvalues,
 }
+#: Every ``method=`` :func:`singular_values` accepts, "auto" first (for command-line help).
+SINGULAR_METHOD_NAMES: tuple[str, ...] = ("auto", *SINGULAR_METHODS)
+#: Every ``method=`` :func:`eigenvalues` accepts, "auto" first.
+EIGEN_METHOD_NAMES: tuple[str, ...] = ("auto", *EIGEN_METHODS)
 SINGULAR_WHICH = ("largest", "smallest")
 EIGEN_WHICH = ("LM", "SM", "LR", "SR", "LI", "SI")
 #: ARPACK pays off when k is at most this share of the (deflated) size.
@@ -85,19 +93,19 @@ def _solve(op: LinearOperator, k: int | None, method: str, which: str,
            table: dict[str, Callable], what: str):
     """Run the named solver (or the one ``choose`` picks for "auto") and record why.
 
-    The randomised solvers (arpack, slq) take the seed; arpack without k computes 6 values.
+    k is passed only when given (each solver has its own default: all values, or 6 for the
+    top-k ones); seed only to the solvers that take one (the randomised ones).
     """
     reason = "requested"
     if method == "auto":
         method, reason = choose(op, k)
     solver = _pick(method, table, what)
-    if method == "arpack":
-        result = solver(op, 6 if k is None else k, which, seed=seed, **options)
-    elif method == "slq":
-        result = solver(op, k, which, seed=seed, **options)
-    else:
-        result = solver(op, k, which, **options)
-    return dataclasses.replace(result, reason=reason)
+    args: dict = {"which": which, **options}
+    if k is not None:
+        args["k"] = k
+    if "seed" in inspect.signature(solver).parameters:
+        args["seed"] = seed
+    return dataclasses.replace(solver(op, **args), reason=reason)
 
 
 def _kept_rows(op: LinearOperator) -> int:
@@ -133,18 +141,21 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
     Args:
         op: a :class:`~resdyn.operators.LinearOperator` (e.g. ``unit_jacobian(unit, x)``) or a
             matrix (m, n).
-        k: how many (None: all min(m, n) for dense/svd; arpack defaults to 6).
-        method: "auto", "dense" (Gram + symmetric eigensolver, all values), "svd" (plain SVD,
-            all values, slower, accurate tiny values), "arpack" (top/bottom k, matrix-free),
-            "slq" (density of σ² with error bars, matrix-free).
-        which: "largest" or "smallest".
+        k: how many (None: all min(m, n) for dense/svd; arpack and lobpcg default to 6).
+        method: one of :data:`SINGULAR_METHOD_NAMES`: "auto", "dense" (Gram + symmetric
+            eigensolver, all values), "svd" (plain SVD, all values, slower, accurate tiny
+            values), "arpack" (top/bottom k, matrix-free), "lobpcg" (top k, matrix-free, block
+            products), "slq" (density of σ² with error bars, matrix-free).
+        which: "largest" or "smallest" (lobpcg: largest only).
         seed: for the random start vectors / probes.
-        **options: passed to the method (e.g. tol, maxiter, ncv for arpack; probes, steps for
-            slq).
+        **options: passed to the method (e.g. tol, maxiter, ncv for arpack; tol, maxiter,
+            block for lobpcg; probes, steps for slq).
 
     Returns:
         SingularValues (values descending, method, converged, residuals or error bound,
-        matvecs, seconds; ``reason`` says why auto chose the method).
+        matvecs, seconds; ``reason`` says why auto chose the method). An operator whose rows
+        are all known zero (every output killed by the output ReLU) gets k (None: min(m, n))
+        exact zeros without a solver, ``method="zero"``, for every method.
 
     Raises:
         ValueError: unknown method or which (the message lists the valid ones), bad k.
@@ -159,6 +170,10 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
     check_which(which, SINGULAR_WHICH)
     if k is not None and not 1 <= k <= min(op.shape):
         raise ValueError(f"k must be in [1, {min(op.shape)}] for a {op.shape} operator; got {k}")
+    if method != "auto":
+        _pick(method, SINGULAR_METHODS, "singular value")
+    if is_exactly_zero(op):
+        return zero_singular_values(op, k)
     return _solve(op, k, method, which, seed, options, choose_singular, SINGULAR_METHODS,
                   "singular value")
 
@@ -197,7 +212,9 @@ def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = 
         **options: tol, maxiter, ncv for arpack.
 
     Returns:
-        Eigenvalues (complex128 values, method, converged, residuals, matvecs, seconds).
+        Eigenvalues (complex128 values, method, converged, residuals, matvecs, seconds). An
+        operator whose rows are all known zero gets k (None: n) exact zeros without a solver,
+        ``method="zero"``.
 
     Raises:
         ValueError: a non-square operator (down-sampling units have singular values only),
@@ -217,4 +234,8 @@ def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = 
     check_which(which, EIGEN_WHICH)
     if k is not None and not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}]; got {k}")
+    if method != "auto":
+        _pick(method, EIGEN_METHODS, "eigenvalue")
+    if is_exactly_zero(op):
+        return zero_eigenvalues(op, k)
     return _solve(op, k, method, which, seed, options, choose_eigen, EIGEN_METHODS, "eigenvalue")

@@ -52,7 +52,8 @@ class SingularValues:
     Attributes:
         values: (k,) float64, descending. All min(m, n_in) values for ``dense`` without k;
             empty for ``slq`` (see ``density``).
-        method: the solver that ran ("dense", "arpack", "lobpcg" or "slq").
+        method: the solver that ran ("dense", "svd", "arpack", "lobpcg" or "slq"), or "zero"
+            when none was needed (every row of J known zero: all values are exact zeros).
         converged: False when an iterative solver stopped short; ``message`` says what to try.
         message: convergence note or advice.
         residuals: (k,) ‖Jᵀu_i − σ_i v_i‖ (iterative methods) or None.
