@@ -1,5 +1,6 @@
 """The `resdyn` command: tables on stdout, one-line errors with exit status 2."""
 
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
@@ -70,3 +71,48 @@ def test_spectra_progress_is_printed_off_a_terminal(tmp_path):
     assert r.exit_code == 0, r.output
     assert "spectra 2/2 " in r.output and "s elapsed" in r.output
     assert (tmp_path / "spectra.parquet").exists()
+
+
+def _npz(path, n: int, size: int) -> str:
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.random((n, 1, size, size)).astype(np.float32), y=np.arange(n) % 10)
+    return str(path)
+
+
+def test_study_folder_refuses_another_configuration(tmp_path):
+    args = ["spectra", "--model", "digits-resnet20", "--images", "1", "--units", "stages.2.0",
+            "--out", str(tmp_path / "run")]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "resuming: 1 of 1 tasks already done" in again.output
+    for change, field in ((["--images", "2"], "config.images: 1 -> 2"),
+                          (["--method", "svd"], "config.method: 'auto' -> 'svd'"),
+                          (["--top-k", "3"], "config.k: None -> 3"),
+                          (["--model", "digits-resnet56"], "model.name")):
+        r = runner.invoke(app, args + change)
+        assert r.exit_code == 2 and field in r.output and "--fresh" in r.output, r.output
+    r = runner.invoke(app, args + ["--images", "2", "--fresh"])
+    assert r.exit_code == 0 and "2 tasks run, 0 resumed" in r.output
+
+
+def test_study_bad_input_is_one_line_with_status_2(tmp_path):
+    (tmp_path / "file").write_text("")
+    base = ["spectra", "--model", "digits-resnet20", "--units", "stages.2.0"]
+    cases = [
+        (["--out", str(tmp_path / "file")], "is a file"),
+        (["--out", str(tmp_path / "a"), "--workers", "0"], "workers must be at least 1"),
+        (["--out", str(tmp_path / "b"), "--executor", "slurm"], "valid: ['dask', 'serial']"),
+        (["--out", str(tmp_path / "c"), "--data", _npz(tmp_path / "four.npz", 4, 8),
+          "--images", "10"], "asked for 10 images but"),
+        (["--out", str(tmp_path / "d"), "--data", _npz(tmp_path / "big.npz", 4, 16)],
+         "(1, 16, 16)"),
+    ]
+    for extra, message in cases:
+        r = runner.invoke(app, base + extra)
+        assert r.exit_code == 2, r.output
+        assert message in r.output and "Traceback" not in r.output, r.output
+    # the 16x16 images are allowed for a model that is size-agnostic by design, on request
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "e"), "--data",
+                                   str(tmp_path / "big.npz"), "--images", "1",
+                                   "--any-input-size"])
+    assert r.exit_code == 0, r.output

@@ -1,9 +1,19 @@
-"""The task store resumes where an interrupted run stopped and never leaves half-written files."""
+"""Runs: the task store resumes and records errors, folders refuse other configurations, model
+references reload the same model, executors check their input."""
+
+import json
 
 import pandas as pd
 import pytest
+import torch
+from torch import nn
 
-from resdyn.runs import Task, TaskStore, run_tasks, write_parquet
+from resdyn import load_model
+from resdyn.data import load_data
+from resdyn.runs import Executor, RunFolderError, Task, TaskStore, run_tasks, write_parquet
+from resdyn.runs.folder import check_out, claim
+from resdyn.runs.identity import differences, model_digest, plain
+from resdyn.runs.modelref import _MODELS, save_model
 
 
 def _rows(i, calls):
@@ -21,17 +31,58 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path):
     assert calls == [0, 1, 2, 3] and list(store.load("demo")["i"]) == [0, 1, 2]
     calls.clear()
     tasks[3] = Task("demo", "t3", lambda: pd.DataFrame({"i": [3], "sq": [9]}))
-    assert run_tasks(tasks, store) == 2
+    stats = run_tasks(tasks, store)
+    assert (stats.ran, stats.resumed, stats.failed) == (2, 3, 0)
     assert calls == [4]
     assert list(store.load("demo")["sq"]) == [0, 1, 4, 9, 16]
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_bad_names_and_executor(tmp_path):
+def _maybe_fail(i, fail):
+    if i in fail:
+        raise ValueError(f"task {i} broke")
+    return pd.DataFrame({"i": [i]})
+
+
+def test_failed_task_is_recorded_and_only_it_is_retried(tmp_path):
+    store, seen = TaskStore(tmp_path), []
+    tasks = [Task("demo", f"t{i}", _maybe_fail, {"i": i, "fail": {2}}) for i in range(4)]
+    stats = run_tasks(tasks, store, progress=seen.append)
+    assert (stats.ran, stats.failed) == (3, 1)
+    assert list(store.load("demo")["i"]) == [0, 1, 3]
+    errors = store.errors()
+    assert errors[["analysis", "key", "error", "message"]].values.tolist() == [
+        ["demo", "t2", "ValueError", "task 2 broke"]]
+    assert "Traceback" in errors["traceback"].iloc[0]
+    last = seen[-1]
+    assert (last.done, last.failed, last.left, last.total) == (3, 1, 0, 4)
+    fixed = [Task("demo", f"t{i}", _maybe_fail, {"i": i, "fail": set()}) for i in range(4)]
+    stats = run_tasks(fixed, store)
+    assert (stats.ran, stats.resumed, stats.failed) == (1, 3, 0)
+    assert list(store.load("demo")["i"]) == [0, 1, 2, 3] and store.errors().empty
+
+
+def test_bad_names_and_executors(tmp_path):
     with pytest.raises(ValueError, match="plain words"):
         TaskStore(tmp_path).save("demo", "../escape", pd.DataFrame())
-    with pytest.raises(ValueError, match="valid: \\['serial'\\]"):
-        run_tasks([], TaskStore(tmp_path), executor="slurm")
+    with pytest.raises(ValueError, match=r"valid: \['dask', 'serial'\]"):
+        Executor("slurm")
+    with pytest.raises(ValueError, match="at least 1; got 0"):
+        Executor("dask", workers=0)
+    with pytest.raises(ValueError, match="need the dask executor"):
+        Executor("serial", workers=2)
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_fails_in_bounded_time(tmp_path):
+    import time
+
+    start = time.monotonic()
+    tasks = [Task("demo", "t0", _maybe_fail, {"i": 0, "fail": set()})]
+    with pytest.raises(ConnectionError, match="tcp://127.0.0.1:9.*check that"):
+        run_tasks(tasks, TaskStore(tmp_path), Executor("dask", scheduler="tcp://127.0.0.1:9",
+                                                       timeout=2))
+    assert time.monotonic() - start < 30
 
 
 def test_write_parquet_round_trip(tmp_path):
@@ -39,3 +90,74 @@ def test_write_parquet_round_trip(tmp_path):
     write_parquet(df, tmp_path / "x" / "t.parquet")
     back = pd.read_parquet(tmp_path / "x" / "t.parquet")
     assert list(back["values"][0]) == [3.0, 2.0] and list(back["name"]) == ["a", "b"]
+
+
+def test_folder_resumes_same_identity_and_refuses_another(tmp_path):
+    ident = {"study": "s", "config": plain({"eps": 0.1, "alphas": (1.0, 2.0)}),
+             "model": {"sha256": "a" * 64}}
+    assert claim(tmp_path / "run", ident) is False
+    assert claim(tmp_path / "run", json.loads(json.dumps(ident))) is True
+    other = {**ident, "config": {"eps": 0.3, "alphas": [1.0, 2.0]}}
+    with pytest.raises(RunFolderError, match=r"config.eps: 0.1 -> 0.3\).*--fresh.*another --out"):
+        claim(tmp_path / "run", other)
+    (tmp_path / "run" / "spectra.parquet").write_text("old")
+    assert claim(tmp_path / "run", other, fresh=True) is False
+    assert not (tmp_path / "run" / "spectra.parquet").exists()
+
+
+def test_folder_refuses_files_and_foreign_folders(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunFolderError, match="is a file"):
+        check_out(tmp_path / "f")
+    with pytest.raises(RunFolderError, match="is a file"):
+        check_out(tmp_path / "f" / "sub")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(RunFolderError, match="holds no resdyn run"):
+        claim(tmp_path / "mine", {"study": "s"}, fresh=True)
+    assert (tmp_path / "mine" / "thesis.tex").exists()  # --fresh never empties a foreign folder
+
+
+def test_differences_name_every_changed_field():
+    old = {"config": {"eps": 0.1, "k": None}, "model": {"sha256": "0" * 64}}
+    new = {"config": {"eps": 0.1, "k": 20}, "model": {"sha256": "1" * 64}}
+    assert differences(old, new) == ["config.k: None -> 20",
+                                     "model.sha256: '000000000000' -> '111111111111'"]
+
+
+def test_model_digest_follows_weights_and_architecture():
+    a = load_model("cifar-resnet20", in_channels=1)
+    b = load_model("cifar-resnet20", in_channels=1)
+    b.load_state_dict(a.state_dict())
+    assert model_digest(a) == model_digest(b)
+    with torch.no_grad():
+        b.head.bias.add_(1e-6) if hasattr(b, "head") else next(b.parameters()).add_(1e-6)
+    assert model_digest(a) != model_digest(b)
+    assert model_digest(load_model("cifar-resnet20")) != model_digest(a)
+
+
+@pytest.mark.parametrize("spec", ["digits-resnet20", "cifar-resnet20", None])
+def test_model_reference_reloads_the_same_model(tmp_path, spec):
+    if spec is None:
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval()
+    else:
+        model = load_model(spec, in_channels=1, num_classes=7) if spec.startswith("cifar") \
+            else load_model(spec)
+    digest = model_digest(model)
+    ref = save_model(model, digest, tmp_path)
+    assert ref.load() is model  # this process keeps the caller's object
+    del _MODELS[digest]  # as in a fresh worker process
+    back = ref.load()
+    assert back is not model and model_digest(back) == digest
+    x = load_data("digits").x[:2]
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+
+
+def test_model_reference_refuses_a_changed_file(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3)).eval()
+    ref = save_model(model, model_digest(model), tmp_path)
+    del _MODELS[ref.sha256]
+    torch.save(nn.Sequential(nn.Conv2d(1, 3, 3)), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="changed after the run saved it"):
+        ref.load()

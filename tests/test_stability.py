@@ -7,18 +7,20 @@ import torch
 from torch import nn
 
 from resdyn.data import load_data
+from resdyn.metrics import plateau
 from resdyn.models import cifar_resnet, units
 from resdyn.models.blocks import ResidualUnit
+from resdyn.runs import local_ref
 from resdyn.studies.stability import (
+    STABILITY,
     StabilityConfig,
     interpolation_task,
-    plateau,
     propagation_task,
+    resolve,
     run_stability,
     skip_task,
-    stability_tasks,
 )
-from resdyn.studies.stability_summary import image_variation, partial
+from resdyn.studies.stability_claims import image_variation, partial
 
 
 def _conv_matrix(conv: nn.Conv2d, shape) -> torch.Tensor:
@@ -46,7 +48,8 @@ def test_skip_scaling_of_linear_unit_gives_alpha_i_plus_a():
     u = units(net, (2, 4, 4))[0]
     a = _conv_matrix(u.module.residual, (2, 4, 4))
     for alpha in (0.0, 0.5, 1.0, 1.7):
-        row = skip_task(u, torch.randn(2, 4, 4, dtype=torch.float64), alpha, 0, "dense", None)
+        row = skip_task(local_ref(net), (2, 4, 4), u.name, torch.randn(2, 4, 4, dtype=torch.float64),
+                        alpha, 0, "dense", None)
         expect = torch.linalg.svdvals(alpha * torch.eye(32, dtype=torch.float64) + a).numpy()
         np.testing.assert_allclose(row["values"][0], expect, rtol=1e-10, atol=1e-12)
 
@@ -56,7 +59,7 @@ def test_interpolation_at_t1_keeps_spectrum_and_model():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 8, 8)
     name = units(model, (1, 8, 8))[0].name
-    one = interpolation_task(model, name, (1, 8, 8), x, 1.0, 0, 3, "dense", None)
+    one = interpolation_task(local_ref(model), (1, 8, 8), name, x, 1.0, 0, 3, "dense", None)
     from resdyn.capture import capture
     from resdyn.operators import unit_jacobian
     from resdyn.spectra import singular_values
@@ -65,7 +68,7 @@ def test_interpolation_at_t1_keeps_spectrum_and_model():
     x_in = capture(model, x[None], [u]).inputs[name][0]
     ref = singular_values(unit_jacobian(u, x_in), method="dense").values
     np.testing.assert_allclose(one["values"][0], ref, rtol=1e-12, atol=1e-12)
-    zero = interpolation_task(model, name, (1, 8, 8), x, 0.0, 0, 3, "dense", None)
+    zero = interpolation_task(local_ref(model), (1, 8, 8), name, x, 0.0, 0, 3, "dense", None)
     assert not np.allclose(zero["values"][0], ref)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -74,11 +77,10 @@ def test_interpolation_at_t1_keeps_spectrum_and_model():
 def test_predicted_growth_agrees_to_first_order_on_smooth_model():
     """With tanh activations, |predicted/actual − 1| = O(ε): it shrinks ~10x when ε does."""
     net = Net(nn.Tanh).double().eval()
-    us = units(net, (2, 4, 4))
     x = torch.randn(2, 4, 4, dtype=torch.float64)
     errs = []
     for eps in (1e-2, 1e-3):
-        rows = propagation_task(net, us, x, torch.tensor(1), 0, eps, None, 2, 0)
+        rows = propagation_task(local_ref(net), (2, 4, 4), x, 1, 0, eps, None, 2, 0)
         rows = rows[rows["perturbation"] == "fgsm"]
         errs.append(float((rows["predicted_growth"] / rows["growth"] - 1).abs().max()))
     assert errs[1] < 2e-3
@@ -88,8 +90,8 @@ def test_predicted_growth_agrees_to_first_order_on_smooth_model():
 def test_linear_network_growth_is_exact():
     """For linear units the linearization is the unit: predicted growth = actual to round-off."""
     net = Net().double().eval()
-    rows = propagation_task(net, units(net, (2, 4, 4)), torch.randn(2, 4, 4, dtype=torch.float64),
-                            torch.tensor(0), 0, 0.3, None, 3, 0)
+    rows = propagation_task(local_ref(net), (2, 4, 4), torch.randn(2, 4, 4, dtype=torch.float64),
+                            0, 0, 0.3, None, 3, 0)
     np.testing.assert_allclose(rows["predicted_growth"], rows["growth"], rtol=1e-10)
     assert set(rows["perturbation"]) == {"fgsm", "pgd", "random-fgsm", "random-pgd"}
     adv = rows[rows["perturbation"] == "fgsm"]["delta_l2"].iloc[0]
@@ -130,15 +132,26 @@ def test_config_rejects_bad_input():
         StabilityConfig(ts=(0.5, 1.5))
 
 
-def test_tasks_name_bad_units_and_keep_values_for_slq():
+def test_config_resolves_units_and_keeps_values_for_slq(tmp_path):
     model, data = cifar_resnet(8, in_channels=1).eval(), load_data("digits")
     with pytest.raises(ValueError, match="unknown unit 'stages.9.9'"):
-        stability_tasks(model, data, StabilityConfig(images=2, unit="stages.9.9"), "m")
-    tasks, meta = stability_tasks(model, data, StabilityConfig(images=2, method="slq"), "m")
+        resolve(StabilityConfig(images=2, unit="stages.9.9"), model, data)
+    cfg = resolve(StabilityConfig(images=2, method="slq"), model, data)
+    assert cfg.unit == "stages.0.0"  # the 5th unit of a 1-unit stage is its last
+    assert cfg.projection_units == ("stages.2.0",)
+    from resdyn.runs.identity import model_digest
+    from resdyn.runs.modelref import save_model
+    from resdyn.studies.base import Context
+
+    ctx = Context(model, save_model(model, model_digest(model), tmp_path), "m", data, cfg, tmp_path)
+    tasks = STABILITY.plan(ctx).tasks
     methods = {t.analysis: t.kwargs["method"] for t in tasks if "method" in t.kwargs}
     # spectra as densities; skip scaling and interpolation need values (plateau positions)
     assert methods == {"spectra": "slq", "skip": "auto", "interpolation": "auto"}
-    assert meta["focus"] == "stages.0.0"  # the 5th unit of a 1-unit stage is its last
+    # tasks carry a reference to the model, never the model: each pickles small
+    import pickle
+
+    assert max(len(pickle.dumps(t)) for t in tasks) < 8_000
 
 
 @pytest.mark.slow

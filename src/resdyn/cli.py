@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .spectra import SINGULAR_METHOD_NAMES
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Residual networks as nonlinear dynamical systems.")
 # wide enough for unit tables when piped to a file (rich assumes 80 columns off a terminal)
@@ -24,6 +26,8 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name or checkp
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="local state dict (.pth/.safetensors)")]
 DataOpt = Annotated[str, typer.Option("--data", "-d",
                                       help="digits | cifar10 | mnist | PATH.npz | image folder")]
+AnySizeOpt = Annotated[bool, typer.Option("--any-input-size", help="allow images of another "
+                                          "size than the model was trained on")]
 
 
 @app.callback()
@@ -42,19 +46,20 @@ def _user_errors() -> Iterator[None]:
     """Turn the library's input errors into one red line and exit status 2, not a traceback."""
     try:
         yield
-    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, KeyError, RuntimeError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
 @contextmanager
-def progress_bar(description: str, every: float = 10.0,
+def progress_bar(description: str, every: float = 10.0, eta: bool = True,
                  ) -> Iterator[Callable[[int, int, str], None]]:
     """A rich progress bar fed by a callback(done, total, label).
 
     Off a terminal (a log file, a batch job) a live bar shows nothing until the end, so there
     the callback prints a plain line at most every ``every`` seconds, and at the last step.
+    ``eta``: estimate the time left from done/total (off when the label carries its own).
     """
     if not err.is_terminal:
         start, last = time.monotonic(), -every
@@ -64,21 +69,51 @@ def progress_bar(description: str, every: float = 10.0,
             now = time.monotonic()
             if now - last >= every or done == total:
                 last = now
-                left = f", ~{(now - start) / done * (total - done):.0f} s left" if done else ""
+                left = (f", ~{(now - start) / done * (total - done):.0f} s left"
+                        if done and eta else "")
                 err.print(f"{description} {done}/{total} {label} — {now - start:.0f} s elapsed"
                           f"{left}", highlight=False, soft_wrap=True)
 
         yield line
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[label]}"), TimeRemainingColumn(elapsed_when_finished=True),
-                  console=err, transient=False) as bar:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[label]}")]
+    if eta:
+        columns.append(TimeRemainingColumn(elapsed_when_finished=True))
+    with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(description, total=None, label="")
 
         def update(done: int, total: int, label: str = "") -> None:
             bar.update(task, completed=done, total=total, label=label)
 
         yield update
+
+
+@contextmanager
+def study_progress(description: str) -> Iterator[Callable]:
+    """Progress of a study run: says what it resumes, then done, failed, left and time left.
+
+    The time left is estimated from the tasks this run computed, not from resumed ones.
+    """
+    start = time.monotonic()
+    with progress_bar(description, eta=False) as update:
+        def show(p) -> None:
+            if p.label in ("resuming", "starting"):
+                what = (f"resuming: {p.resumed} of {p.total} tasks already done, {p.left} to run"
+                        if p.resumed else f"{p.total} tasks to run")
+                err.print(f"{description}: {what}", highlight=False)
+                return
+            computed = p.done + p.failed - p.resumed
+            eta = ((time.monotonic() - start) / computed * p.left) if computed else 0.0
+            label = (f"{p.label}" + (f" · {p.failed} failed" if p.failed else "")
+                     + (f" · {p.left} left, ~{_duration(eta)}" if p.left else ""))
+            update(p.done + p.failed, p.total, label)
+
+        yield show
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
@@ -90,6 +125,16 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         raise typer.BadParameter(f"expected C,H,W such as 3,32,32; got {text!r}") from None
     if len(shape) != 3:
         raise typer.BadParameter(f"expected three numbers C,H,W; got {text!r}")
+    return shape
+
+
+def _input_shape(model, text: str | None) -> tuple[int, ...]:
+    """--input-shape, else the shape the model states; asks for it where it states none."""
+    from .models import natural_input_shape
+
+    shape = _shape(text) or natural_input_shape(model)
+    if shape is None:
+        raise ValueError(f"{type(model).__name__} states no input shape: give --input-shape C,H,W")
     return shape
 
 
@@ -122,10 +167,8 @@ def units_cmd(model: ModelOpt, weights: WeightsOpt = None,
     from .models import units
 
     with _user_errors():
-        m, card = _load(model, weights)
-        shape = _shape(input_shape) or (card.input_shape if card else None)
-        if shape is None:
-            raise ValueError("give --input-shape C,H,W for this model")
+        m, _ = _load(model, weights)
+        shape = _input_shape(m, input_shape)
         us = units(m, shape, names.split(",") if names else None)
     console.print(units_table(us, f"{model}: {len(us)} residual units, input {shape}"))
 
@@ -141,15 +184,15 @@ def units_table(us, title: str) -> Table:
 
 @app.command()
 def evaluate(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
-             device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu") -> None:
+             device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+             any_input_size: AnySizeOpt = False) -> None:
     """Test accuracy and mean loss of a model on a data set's test split."""
-    from .data import check_compatible, load_data
+    from .models import model_card
     from .train import evaluate as evaluate_model
 
     with _user_errors():
-        m, card = _load(model, weights)
-        ds = load_data(data, split="test")
-        check_compatible(m, ds)
+        m, ds = _model_and_data(model, weights, data, any_input_size)
+        card = model_card(m)
         result = evaluate_model(m, ds, device=device)
     acc, loss = result.accuracy, result.loss
     recorded = card.info.get("test_accuracy") if card else None
@@ -177,47 +220,78 @@ def train(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option(help
                   f"after {epochs} epochs ({result.seconds:.0f} s)")
 
 
-def _model_and_data(model: str, weights: Path | None, data: str):
+def _model_and_data(model: str, weights: Path | None, data: str, any_input_size: bool = False):
     from .data import check_compatible, load_data
 
     m, card = _load(model, weights)
     ds = load_data(data, split="test")
-    check_compatible(m, ds)
+    check_compatible(m, ds, any_input_size=any_input_size)
     return m, ds
 
 
-ImagesOpt = Annotated[int, typer.Option("--images", "-k", min=1, help="number of test images")]
-MethodOpt = Annotated[str, typer.Option(help="auto | dense | arpack | lobpcg | slq")]
+ImagesOpt = Annotated[int, typer.Option("--images", "-n", min=1, help="number of test images "
+                                        "(the first N of a permutation seeded by --seed)")]
+MethodOpt = Annotated[str, typer.Option(help="singular values: " + " | ".join(SINGULAR_METHOD_NAMES))]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1,
+                                             help="only the k largest singular values")]
+OutOpt = Annotated[Path, typer.Option(help="run folder (resumable; refuses another configuration)")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="discard what --out holds and start over")]
+ExecutorOpt = Annotated[str, typer.Option(help="serial | dask (implied by --workers/--scheduler)")]
+WorkersOpt = Annotated[int | None, typer.Option(help="run tasks on a local Dask cluster of N "
+                                                "worker processes")]
+SchedulerOpt = Annotated[str | None, typer.Option(help="run tasks on a running Dask scheduler, "
+                                                  "e.g. tcp://host:8786")]
+
+
+def _executor(executor: str, workers: int | None, scheduler: str | None):
+    from .runs import Executor
+
+    name = "dask" if executor == "serial" and (workers is not None or scheduler) else executor
+    return Executor(name, workers=workers, scheduler=scheduler)
+
+
+def _run(study, config, model: str, weights: Path | None, data: str, out: Path, fresh: bool,
+         executor: str, workers: int | None, scheduler: str | None, any_input_size: bool) -> None:
+    """Load, run one study with progress, print where and its summary; exit 1 if tasks failed."""
+    from .runs.folder import check_out
+    from .studies import run_study
+
+    with _user_errors():
+        check_out(out)
+        ex = _executor(executor, workers, scheduler)
+        m, ds = _model_and_data(model, weights, data, any_input_size)
+        with study_progress(study.name) as show:
+            result = run_study(study, m, ds, config, out, model_name=model, executor=ex,
+                               progress=show, fresh=fresh)
+    console.print(f"{result.tasks_run} tasks run, {result.stats.resumed} resumed; tables, figures "
+                  f"and summary in {result.out}/")
+    console.print(result.summary.read_text(), markup=False, highlight=False, soft_wrap=True)
+    if result.failed:
+        err.print(f"[bold red]{result.failed} of {result.stats.total} tasks failed[/] (see "
+                  f"{result.out}/errors.parquet); rerun the same command to retry them",
+                  highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
 def spectra(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
-            images: ImagesOpt = 5,
+            images: ImagesOpt = 5, seed: int = 0,
             names: Annotated[str, typer.Option("--units", help="all, or comma-separated unit "
                                                "(and stage) names")] = "all",
             with_stages: Annotated[bool, typer.Option("--stages/--no-stages",
                                                       help="also the stage Jacobians")] = False,
-            method: MethodOpt = "auto",
-            k: Annotated[int | None, typer.Option("--k", help="how many values (top k)")] = None,
-            out: Annotated[Path, typer.Option(help="output folder")] = Path("out/spectra"),
-            ) -> None:
-    """Singular spectra of unit (and stage) Jacobians for K test images -> DIR/spectra.parquet."""
-    from .models import units
-    from .studies.spectra import spectra_table, write_spectra
+            method: MethodOpt = "auto", top_k: TopKOpt = None,
+            out: OutOpt = Path("out/spectra"), fresh: FreshOpt = False,
+            executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
+            scheduler: SchedulerOpt = None, any_input_size: AnySizeOpt = False) -> None:
+    """Singular spectra of unit (and stage) Jacobians for N test images -> DIR/spectra.parquet."""
+    from .studies import SPECTRA, SpectraConfig
 
     with _user_errors():
-        m, ds = _model_and_data(model, weights, data)
-        us = units(m, ds.input_shape)
-        chosen = "all" if names == "all" else names.split(",")
-        with progress_bar("spectra") as update:
-            rows = spectra_table(m, ds.x[:images], ds.y[:images], us, names=chosen,
-                                 stages=with_stages, method=method, k=k, model_name=model,
-                                 progress=update)
-        path = write_spectra(rows, out)
-    shares = rows[["n_above", "n_plateau", "n_below", "n_zero"]].sum()
-    console.print(f"{len(rows)} spectra ({', '.join(sorted(set(rows['method'])))}) -> {path}; "
-                  f"overall shares above/plateau/below/zero: "
-                  + " / ".join(f"{v / max(shares.sum(), 1):.3f}" for v in shares))
+        config = SpectraConfig(images=images, seed=seed, stages=with_stages, method=method,
+                               k=top_k, names=None if names == "all" else tuple(names.split(",")))
+    _run(SPECTRA, config, model, weights, data, out, fresh, executor, workers, scheduler,
+         any_input_size)
 
 
 @app.command()
@@ -228,10 +302,8 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
     from .check import check_model
 
     with _user_errors():
-        m, card = _load(model, weights)
-        shape = _shape(input_shape) or (card.input_shape if card else None)
-        if shape is None:
-            raise ValueError("give --input-shape C,H,W for this model")
+        m, _ = _load(model, weights)
+        shape = _input_shape(m, input_shape)
         table = check_model(m, shape, seed=seed)
     t = Table(*[str(c) for c in table.columns], title=f"{model}: Jacobian checks at a random input")
     for _, row in table.iterrows():
@@ -245,25 +317,21 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
 
 @app.command()
 def stability(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
-              images: ImagesOpt = 5, method: MethodOpt = "auto",
-              k: Annotated[int | None, typer.Option("--k", help="top-k values instead of all")] = None,
+              images: ImagesOpt = 5, method: MethodOpt = "auto", top_k: TopKOpt = None,
               eps: Annotated[float, typer.Option(help="FGSM/PGD budget in pixel units")] = 0.1,
               unit: Annotated[str | None, typer.Option(help="unit for skip scaling and "
                                                        "interpolation")] = None,
-              seed: int = 0,
-              out: Annotated[Path, typer.Option(help="output folder (resumable)")] = Path(
-                  "out/stability"),
-              ) -> None:
+              seed: int = 0, out: OutOpt = Path("out/stability"), fresh: FreshOpt = False,
+              executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
+              scheduler: SchedulerOpt = None, any_input_size: AnySizeOpt = False) -> None:
     """The stability study of paper 000: spectra, propagation, skip scaling, interpolation."""
-    from .studies.stability import StabilityConfig, run_stability
+    from .studies import STABILITY, StabilityConfig
 
     with _user_errors():
-        m, ds = _model_and_data(model, weights, data)
-        config = StabilityConfig(images=images, seed=seed, method=method, k=k, eps=eps, unit=unit)
-        with progress_bar("stability") as update:
-            result = run_stability(m, ds, out, config, model_name=model, progress=update)
-    console.print(f"{result.tasks_run} tasks run; tables, figures and summary in {result.out}/")
-    console.print(result.summary.read_text(), markup=False, highlight=False, soft_wrap=True)
+        config = StabilityConfig(images=images, seed=seed, method=method, k=top_k, eps=eps,
+                                 unit=unit)
+    _run(STABILITY, config, model, weights, data, out, fresh, executor, workers, scheduler,
+         any_input_size)
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`

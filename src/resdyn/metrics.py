@@ -147,3 +147,23 @@ def eigen_summary(values: np.ndarray, *, zero_rtol: float = 1e-12) -> EigenSumma
     nz = np.abs(re[np.abs(re) > zero_rtol * max(1.0, rho)])
     ratio = float(nz.max() / nz.min()) if nz.size else nan
     return EigenSummary(lam.size, float((re < 0).mean()), signed, ratio, rho)
+
+
+def plateau(values: np.ndarray, width: float = 0.02) -> tuple[float, float]:
+    """Position and share of the densest window of singular values.
+
+    The plateau of a scree plot is where the values bunch: the window [a, a + width] holding the
+    most values (zeros excluded). Returns (median of the values in it, their share of all values).
+
+    Example:
+        >>> plateau(np.array([0.5, 1.0, 1.005, 1.01, 0.0]))
+        (1.005, 0.6)
+    """
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    v = v[v > ZERO_RTOL * max(1.0, float(v.max(initial=0.0)))]
+    if v.size == 0:
+        return float("nan"), 0.0
+    ends = np.searchsorted(v, v + width, side="right")
+    i = int(np.argmax(ends - np.arange(v.size)))
+    window = v[i:ends[i]]
+    return float(np.median(window)), float(window.size / len(values))

@@ -33,7 +33,8 @@ def markdown_to_html(md: str) -> str:
         if not table:
             return
         rows = [r for r in table if not re.fullmatch(r"\|?[\s|:-]+\|?", r)]
-        cells = [[c for c in r.strip().strip("|").split(" | ")] for r in rows]
+        cells = [[c.replace("\\|", "|").strip() for c in re.split(r"(?<!\\)\|", r.strip()[1:-1])]
+                 for r in rows]
         out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells[0]) + "</tr>")
         out.extend("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
         out.append("</table>")
@@ -53,13 +54,18 @@ def markdown_to_html(md: str) -> str:
     return "\n".join(out)
 
 
-def write_report(path: str | Path, title: str, summary_md: str, figures: Mapping[str, Path]) -> Path:
-    """Write ``path`` (HTML) with the summary and every figure embedded as PNG data."""
+def write_report(path: str | Path, title: str, summary_md: str,
+                 figures: Mapping[str, tuple[Path, str]]) -> Path:
+    """Write ``path`` (HTML) with the summary and every figure embedded as PNG data.
+
+    ``figures``: name -> (PNG path, caption).
+    """
     body = [markdown_to_html(summary_md)]
-    for name, fig in figures.items():
+    for name, (fig, caption) in figures.items():
         data = base64.b64encode(Path(fig).read_bytes()).decode()
         body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{html.escape(Path(fig).name)}</figcaption></figure>")
+                    f"<figcaption><b>{html.escape(name)}</b>: {html.escape(caption)}"
+                    "</figcaption></figure>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
     Path(path).write_text(page, encoding="utf-8")

@@ -109,6 +109,25 @@ class Dataset:
         mean, std = self._stats()
         return (pixels - mean.to(pixels)) / std.to(pixels)
 
+    def choose(self, n: int, seed: int) -> Tensor:
+        """Indices of ``n`` samples: the first ``n`` of a permutation seeded by ``seed``.
+
+        Every study picks its images this way, so the same (n, seed) means the same images.
+
+        Raises:
+            ValueError: n < 1 or more than the data set holds.
+        """
+        if not 1 <= n <= len(self):
+            raise ValueError(f"asked for {n} images but {self.name} ({self.split}) has "
+                             f"{len(self)}; choose 1 to {len(self)}")
+        return torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+
+    def pixel_budget(self, eps: float) -> tuple[float, ...]:
+        """A budget of ``eps`` in pixel units (a share of the pixel range) in normalised units,
+        per channel: eps · (hi − lo) / std_c."""
+        scale = self.pixel_range[1] - self.pixel_range[0]
+        return tuple(eps * scale / s for s in self.std)
+
     def subset(self, index: Sequence[int] | Tensor | slice) -> Dataset:
         """A new Dataset of the selected samples (same normalisation, name and split)."""
         if isinstance(index, slice):

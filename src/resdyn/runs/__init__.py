@@ -1,6 +1,9 @@
-"""Task store (tidy Parquet, atomic, resumable) and executors."""
+"""Runs: the resumable task store, run folders keyed by identity, model references, executors."""
 
-from .executor import EXECUTORS, Task, run_tasks
+from .executor import EXECUTORS, Executor, Progress, RunProgress, RunStats, Task, run_tasks
+from .folder import RunFolderError
+from .modelref import ModelRef, local_ref, save_model
 from .store import TaskStore, write_parquet
 
-__all__ = ["EXECUTORS", "Task", "TaskStore", "run_tasks", "write_parquet"]
+__all__ = ["EXECUTORS", "Executor", "ModelRef", "Progress", "RunFolderError", "RunProgress",
+           "RunStats", "Task", "TaskStore", "local_ref", "run_tasks", "save_model", "write_parquet"]

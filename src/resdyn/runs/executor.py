@@ -1,16 +1,22 @@
-"""Run study tasks: each a plain function of picklable arguments, so a cluster can run them too."""
+"""Run study tasks: each a plain function of picklable arguments, so a cluster can run them too.
+
+Executors, picked by name: ``serial`` (this process, the default) and ``dask`` (a local Dask
+cluster of ``workers`` processes, or an existing scheduler at ``scheduler``). Either way the
+results come back to this process, which alone writes the task store, so the tables are the
+same whichever ran them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from .store import TaskStore
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -23,31 +29,146 @@ class Task:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def run_serial(tasks: Sequence[Task], store: TaskStore, progress: Progress | None = None) -> int:
-    """Run the tasks not yet in ``store`` one after another in this process.
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run stands: ``resumed`` were done before it started, ``done`` counts them too."""
 
-    Returns:
-        how many tasks ran (the others were already stored by an earlier run).
+    total: int
+    resumed: int
+    done: int
+    failed: int
+    label: str = ""
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done - self.failed
+
+
+Progress = Callable[[RunProgress], None]
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How to run tasks.
+
+    Attributes:
+        name: "serial" or "dask".
+        workers: dask only: start a local cluster of this many worker processes (one thread
+            each) on loopback; default 2.
+        scheduler: dask only: address of a running scheduler ("tcp://host:8786") instead.
+        timeout: seconds to wait for the scheduler to answer.
+        threads: torch threads per worker process (default 1: the workers share the cores).
     """
-    todo = [t for t in tasks if not store.done(t.analysis, t.key)]
-    skipped = len(tasks) - len(todo)
-    for i, task in enumerate(todo):
-        if progress:
-            progress(skipped + i, len(tasks), f"{task.analysis} {task.key}")
-        store.save(task.analysis, task.key, task.fn(**task.kwargs))
-    if progress:
-        progress(len(tasks), len(tasks), "done")
-    return len(todo)
+
+    name: str = "serial"
+    workers: int | None = None
+    scheduler: str | None = None
+    timeout: float = 20.0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.name!r}; valid: {sorted(EXECUTORS)}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1; got {self.workers}")
+        if self.name == "serial" and (self.workers is not None or self.scheduler):
+            raise ValueError("workers and scheduler need the dask executor")
+        if self.workers is not None and self.scheduler:
+            raise ValueError("give either workers (a local cluster) or a scheduler address, "
+                             "not both")
 
 
-EXECUTORS: dict[str, Callable[[Sequence[Task], TaskStore, Progress | None], int]] = {
-    "serial": run_serial,
+@dataclass(frozen=True)
+class RunStats:
+    """What a run did: ``ran`` tasks finished now, ``failed`` raised, ``resumed`` were stored."""
+
+    total: int
+    resumed: int
+    ran: int
+    failed: int
+
+
+Outcome = tuple[str, Any]  # ("ok", rows) or ("error", (type, message, traceback))
+
+
+def execute(task: Task, threads: int | None = None) -> Outcome:
+    """Run one task, turning an exception into an error record (worker side)."""
+    if threads is not None:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    try:
+        return "ok", task.fn(**task.kwargs)
+    except Exception as e:  # a failing task is recorded; the others go on
+        return "error", (type(e).__name__, str(e), traceback.format_exc())
+
+
+def _serial(tasks: Sequence[Task], executor: Executor) -> Iterator[tuple[Task, Outcome]]:
+    for task in tasks:
+        yield task, execute(task)
+
+
+def _dask(tasks: Sequence[Task], executor: Executor) -> Iterator[tuple[Task, Outcome]]:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if executor.scheduler:
+        try:
+            client = Client(executor.scheduler, timeout=executor.timeout)
+        except (OSError, TimeoutError) as e:
+            raise ConnectionError(
+                f"no Dask scheduler answered at {executor.scheduler} within {executor.timeout:g} s "
+                f"({type(e).__name__}): check that `dask scheduler` runs there, that the address "
+                "and port are right and reachable from this machine") from None
+    else:
+        cluster = LocalCluster(n_workers=executor.workers or 2, threads_per_worker=1,
+                               processes=True, host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = {client.submit(execute, t, executor.threads, pure=False,
+                                 key=f"{t.analysis}-{t.key}-{time.monotonic_ns()}"): t
+                   for t in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+EXECUTORS: dict[str, Callable[[Sequence[Task], Executor], Iterable[tuple[Task, Outcome]]]] = {
+    "serial": _serial,
+    "dask": _dask,
 }
 
 
-def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: str = "serial",
-              progress: Progress | None = None) -> int:
-    """Run ``tasks`` with the named executor; unknown names list the valid ones."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; valid: {sorted(EXECUTORS)}")
-    return EXECUTORS[executor](tasks, store, progress)
+def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str = "serial",
+              progress: Progress | None = None) -> RunStats:
+    """Run the tasks not yet in ``store`` and store each result (or its error) as it arrives.
+
+    Returns:
+        :class:`RunStats`; tasks that raised are recorded in the store's errors and retried by
+        the next run.
+    """
+    if isinstance(executor, str):
+        executor = Executor(executor)
+    todo = [t for t in tasks if not store.done(t.analysis, t.key)]
+    resumed = len(tasks) - len(todo)
+    ran = failed = 0
+
+    def report(label: str) -> None:
+        if progress is not None:
+            progress(RunProgress(len(tasks), resumed, resumed + ran, failed, label))
+
+    report("resuming" if resumed else "starting")
+    if todo:
+        for task, (status, payload) in EXECUTORS[executor.name](todo, executor):
+            if status == "ok":
+                store.save(task.analysis, task.key, payload)
+                ran += 1
+            else:
+                store.fail(task.analysis, task.key, *payload)
+                failed += 1
+            report(f"{task.analysis} {task.key}")
+    return RunStats(len(tasks), resumed, ran, failed)

@@ -1,17 +1,21 @@
 """A resumable task store: one Parquet file per finished task, written atomically.
 
 A study is a list of independent tasks (image x unit x analysis). Each finished task leaves
-``DIR/tasks/<analysis>/<key>.parquet``; an interrupted run loses at most the task in flight, and
-running the study again skips every task whose file exists.
+``DIR/tasks/<analysis>/<key>.parquet``; a task that raised leaves ``<key>.error.json`` instead
+(its error, for the ``errors`` table). An interrupted run loses at most the tasks in flight, and
+running the study again skips every task whose Parquet file exists, retrying the failed ones.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import pandas as pd
+
+ERROR_COLUMNS = ["analysis", "key", "error", "message", "traceback"]
 
 
 class TaskStore:
@@ -28,18 +32,28 @@ class TaskStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def _path(self, analysis: str, key: str) -> Path:
+    def _path(self, analysis: str, key: str, suffix: str = ".parquet") -> Path:
         if not re.fullmatch(r"[\w.=+-]+", key) or not re.fullmatch(r"\w+", analysis):
             raise ValueError(f"task names must be plain words; got {analysis!r}/{key!r}")
-        return self.root / analysis / f"{key}.parquet"
+        return self.root / analysis / f"{key}{suffix}"
 
     def done(self, analysis: str, key: str) -> bool:
         return self._path(analysis, key).is_file()
 
     def save(self, analysis: str, key: str, rows: pd.DataFrame) -> None:
-        path = self._path(analysis, key)
+        """Store a finished task's rows; forget an error an earlier run recorded for it."""
+        write_parquet(rows, self._path(analysis, key))
+        self._path(analysis, key, ".error.json").unlink(missing_ok=True)
+
+    def fail(self, analysis: str, key: str, error: str, message: str, traceback: str) -> None:
+        """Record that a task raised (``error``: the exception's type name)."""
+        path = self._path(analysis, key, ".error.json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet(rows, path)
+        text = json.dumps({"analysis": analysis, "key": key, "error": error, "message": message,
+                           "traceback": traceback})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
     def load(self, analysis: str) -> pd.DataFrame:
         """All finished rows of one analysis, in task-key order (empty frame if none)."""
@@ -47,6 +61,11 @@ class TaskStore:
         frames = [pd.read_parquet(f) for f in files]
         frames = [f for f in frames if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def errors(self) -> pd.DataFrame:
+        """The recorded errors of tasks that have not since succeeded, one row per task."""
+        rows = [json.loads(p.read_text()) for p in sorted(self.root.glob("*/*.error.json"))]
+        return pd.DataFrame(rows, columns=ERROR_COLUMNS)
 
 
 def write_parquet(rows: pd.DataFrame, path: str | Path) -> None:

@@ -1,34 +1,55 @@
 """The spectra study: singular values of every unit (and stage) Jacobian, per image, as a table.
 
-The work for one (image, unit or stage) is :func:`spectrum_row`, a plain function of its inputs
-(units, the input tensor, method, k) that returns a plain dict, so an executor (Dask, a cluster)
-can run it unchanged. :func:`spectra_table` loops over images and targets; :func:`write_spectra`
-appends rows to ``DIR/spectra.parquet`` atomically.
+One task per (image, unit or stage): :func:`spectrum_task` loads the model by reference,
+captures the image's activation entering the target and returns one row of
+:func:`spectrum_row`. The stability study plans the same tasks for its spectra.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..capture import capture
 from ..metrics import density_summary, singular_summary
-from ..models.units import Unit
-from ..models.units import stages as group_stages
-from ..models.units import stage_name
+from ..models.units import Unit, stage_name, stages
 from ..operators.jacobian import stage_jacobian, unit_jacobian
-from ..runs import write_parquet
+from ..plots.common import bin_shares
+from ..runs import ModelRef, Task
 from ..spectra.api import singular_values
+from .base import Context, Figure, Plan, Study, Table
 
-Progress = Callable[[int, int, str], None]
-SPECTRA_FILE = "spectra.parquet"
+
+@dataclass(frozen=True)
+class SpectraConfig:
+    """What the spectra study computes.
+
+    Attributes:
+        images: how many test images (the first ``images`` of a permutation seeded by ``seed``,
+            as in every study).
+        seed: image choice and randomised methods.
+        names: unit (and, with ``stages``, stage) names; None: every unit.
+        stages: also each stage's Jacobian (the composition of its units).
+        method, k: as in :func:`resdyn.spectra.singular_values` (k: the top k values).
+    """
+
+    images: int = 5
+    seed: int = 0
+    names: tuple[str, ...] | None = None
+    stages: bool = False
+    method: str = "auto"
+    k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.images < 1:
+            raise ValueError(f"images must be at least 1; got {self.images}")
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k (top-k values) must be at least 1; got {self.k}")
 
 
 def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "auto",
@@ -71,122 +92,98 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
     }
 
 
-def spectrum_task(target: Unit | Sequence[Unit], x: Tensor, *, model_name: str = "",
-                  image: int = 0, label: int = -1, method: str = "auto", k: int | None = None,
-                  as_stage: bool | None = None, seed: int | None = None) -> pd.DataFrame:
-    """:func:`spectrum_row` as a one-row table with model, image and label (an executor task).
+def find_target(unit_list: Sequence[Unit], name: str) -> Unit | list[Unit]:
+    """The unit, or the units of the stage, called ``name``."""
+    for u in unit_list:
+        if u.name == name:
+            return u
+    for group in stages(unit_list):
+        if stage_name(group) == name:
+            return group
+    raise ValueError(f"unknown unit or stage {name!r}; valid: "
+                     + ", ".join(target_names(unit_list, None, True)))
+
+
+def target_names(unit_list: Sequence[Unit], names: Sequence[str] | None, with_stages: bool,
+                 ) -> list[str]:
+    """The analysed names in forward order (units, then stages): all, or the chosen ones.
+
+    Raises:
+        ValueError: a name that is neither a unit nor (with ``with_stages``) a stage.
+    """
+    valid = [u.name for u in unit_list] + ([stage_name(g) for g in stages(unit_list)]
+                                           if with_stages else [])
+    if names is None:
+        return valid
+    unknown = sorted(set(names) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown unit name(s) {unknown}; valid: {', '.join(valid)}")
+    return [n for n in valid if n in set(names)]
+
+
+def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, target: str, *,
+                  model_name: str, image: int, label: int, method: str = "auto",
+                  k: int | None = None) -> pd.DataFrame:
+    """One (image, unit or stage) of a study: :func:`spectrum_row` with model, image and label.
 
     Args:
-        target: a unit, or a list of units; a list of one unit is that unit unless ``as_stage``
-            (a one-unit stage has the same Jacobian), a longer list is a stage.
-        x, method, k: as in :func:`spectrum_row`.
-        model_name, image, label: written to the row.
-        as_stage: force the row kind ("stage" or the unit's kind).
-        seed: for randomised methods (default: the image index).
+        model: the model by reference; input_shape: its (C, H, W).
+        x: (C, H, W) the image (normalised); its activation entering ``target`` is captured here.
+        target: unit or stage name.
+        model_name, image, label: written to the row; ``image`` also seeds randomised methods.
     """
-    if not isinstance(target, Unit):
-        target = list(target)
-        stage = as_stage if as_stage is not None else len(target) > 1
-        if not stage:
-            if len(target) != 1:
-                raise ValueError(f"as_stage=False needs exactly one unit; got {len(target)}")
-            target = target[0]
-    row = spectrum_row(target, x, method=method, k=k, seed=image if seed is None else seed)
+    unit_list = model.units(input_shape)
+    chosen = find_target(unit_list, target)
+    first = chosen if isinstance(chosen, Unit) else chosen[0]
+    x_in = capture(model.load(), x[None], [first]).inputs[first.name][0]
+    row = spectrum_row(chosen, x_in, method=method, k=k, seed=image)
     return pd.DataFrame([{"model": model_name, "image": image, "label": label, **row}])
 
 
-def _targets(unit_list: Sequence[Unit], names: str | Sequence[str], with_stages: bool,
-             ) -> list[Unit | list[Unit]]:
-    groups = group_stages(unit_list)
-    if names == "all":
-        chosen = set(u.name for u in unit_list) | {stage_name(g) for g in groups}
-    else:
-        chosen = set([names] if isinstance(names, str) else names)
-        valid = [u.name for u in unit_list] + ([stage_name(g) for g in groups] if with_stages
-                                               else [])
-        unknown = sorted(chosen - set(valid))
-        if unknown:
-            raise ValueError(f"unknown unit name(s) {unknown}; valid: {', '.join(valid)} "
-                             "(or names='all')")
-    targets: list[Unit | list[Unit]] = [u for u in unit_list if u.name in chosen]
-    if with_stages:
-        targets += [g for g in groups if names == "all" or stage_name(g) in chosen]
-    return targets
+def spectrum_tasks(ctx: Context, images: Sequence[int], names: Sequence[str], method: str,
+                   k: int | None) -> list[Task]:
+    """The tasks of a spectra table: one per (image, name), keyed ``img<i>-<name>``.
 
-
-def spectra_table(model: nn.Module, x: Tensor, labels: Sequence[int] | Tensor | None,
-                  unit_list: Sequence[Unit], *, names: str | Sequence[str] = "all",
-                  stages: bool = False, method: str = "auto", k: int | None = None,
-                  model_name: str = "", progress: Progress | None = None) -> pd.DataFrame:
-    """Singular spectra of units (and stages) for a batch of images: one row per (image, target).
-
-    Args:
-        model: the network (not modified).
-        x: (B, C, H, W) images.
-        labels: B target labels (or None).
-        unit_list: from :func:`resdyn.units`.
-        names: "all" or unit names (and stage names such as "stages.0" when ``stages``).
-        stages: also analyse each stage (the composition of its units).
-        method, k: as in :func:`resdyn.spectra.singular_values`.
-        model_name: written to the ``model`` column.
-        progress: optional callable(done, total, label) called after each row.
-
-    Returns:
-        DataFrame with model, image, label and the columns of :func:`spectrum_row`.
-
-    Raises:
-        ValueError: unknown names, or labels not matching the batch.
-
-    Example:
-        >>> import torch
-        >>> from resdyn import load_model, units
-        >>> m = load_model("cifar-resnet20", in_channels=1); us = units(m, (1, 8, 8))
-        >>> df = spectra_table(m, torch.randn(1, 1, 8, 8), [3], us, names=["stages.2.1"])
-        >>> df.loc[0, "name"], df.loc[0, "kind"], int(df.loc[0, "n_in"])
-        ('stages.2.1', 'regular', 256)
+    Each carries its image as a copy (a view would pickle the whole data set with it).
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch (B, C, H, W); got shape {tuple(x.shape)}")
-    if labels is not None and len(labels) != x.shape[0]:
-        raise ValueError(f"{len(labels)} labels for {x.shape[0]} images")
-    targets = _targets(unit_list, names, stages)
-    acts = capture(model, x, unit_list)
-    total, rows = x.shape[0] * len(targets), []
-    for i in range(x.shape[0]):
-        label = int(labels[i]) if labels is not None else -1
-        for t in targets:
-            first = t if isinstance(t, Unit) else t[0]
-            row = spectrum_row(t, acts.inputs[first.name][i], method=method, k=k, seed=i)
-            rows.append({"model": model_name, "image": i, "label": label, **row})
-            if progress is not None:
-                progress(len(rows), total, f"image {i} {row['name']}")
-    return pd.DataFrame(rows)
+    data = ctx.data
+    return [Task("spectra", f"img{i}-{name}", spectrum_task,
+                 dict(model=ctx.model_ref, input_shape=data.input_shape, x=data.x[i].clone(), target=name,
+                      model_name=ctx.model_name, image=i, label=int(data.y[i]), method=method,
+                      k=k))
+            for i in images for name in names]
 
 
-def write_spectra(rows: pd.DataFrame, directory: str | os.PathLike) -> Path:
-    """Append rows to ``directory/spectra.parquet`` safely; returns the file's path.
-
-    The file is rewritten whole by :func:`resdyn.runs.write_parquet` (temporary file and atomic
-    rename), under an exclusive lock (``spectra.parquet.lock``), so a crash never leaves a torn
-    file and concurrent writers on one machine do not lose rows.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / SPECTRA_FILE
-    with open(directory / (SPECTRA_FILE + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        table = rows
-        if path.exists():
-            table = pd.concat([pd.read_parquet(path), rows], ignore_index=True)
-        write_parquet(table, path)
-    return path
+def forward_order(spectra: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Rows in the order of ``ctx.meta['names']`` (units, then stages), then by image."""
+    rank = {n: i for i, n in enumerate(ctx.meta["names"])}
+    return (spectra.assign(_o=spectra["name"].map(rank)).sort_values(["_o", "image"], kind="stable")
+            .drop(columns="_o").reset_index(drop=True))
 
 
-def read_spectra(directory: str | os.PathLike) -> pd.DataFrame:
-    """The rows written by :func:`write_spectra` (values as lists of float)."""
-    df = pd.read_parquet(Path(directory) / SPECTRA_FILE)
-    df["values"] = [list(map(float, v)) for v in df["values"]]
-    return df
+def _plan(ctx: Context) -> Plan:
+    cfg: SpectraConfig = ctx.config
+    unit_list = ctx.model_ref.units(ctx.data.input_shape)
+    names = target_names(unit_list, cfg.names, cfg.stages)
+    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
+    return Plan(spectrum_tasks(ctx, images, names, cfg.method, cfg.k),
+                {"names": names, "images": images})
 
 
-__all__ = ["read_spectra", "spectra_table", "spectrum_row", "spectrum_task", "write_spectra"]
+def _notes(tables, ctx: Context) -> str:
+    sp = tables["spectra"]
+    shares = sp[["n_above", "n_plateau", "n_below", "n_zero"]].sum()
+    total = max(int(shares.sum()), 1)
+    return (f"Images {ctx.meta['images']}; {len(sp)} spectra by "
+            f"{', '.join(sorted(set(sp['method'])))}. Shares of all singular values: above 1.01 "
+            f"{shares['n_above'] / total:.3f}, plateau 0.99–1.01 {shares['n_plateau'] / total:.3f}"
+            f", below {shares['n_below'] / total:.3f}, zero {shares['n_zero'] / total:.3f}.\n")
+
+
+SPECTRA = Study(
+    name="spectra", title="Singular spectra", config=SpectraConfig, plan=_plan,
+    tables={"spectra": Table(order=forward_order)},
+    figures={"bins": Figure(lambda t, ctx, path: bin_shares(t["spectra"], path, ctx.model_name),
+                            "share of singular values above 1.01, on the plateau 0.99–1.01, "
+                            "below and at zero, per unit (mean over images)")},
+    notes=_notes)

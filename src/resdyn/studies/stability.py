@@ -1,26 +1,37 @@
 """Stability study of paper 000: unit/stage spectra across images, perturbation propagation,
-skip scaling and weight interpolation, as independent tasks -> tidy tables -> figures -> summary.
+skip scaling and weight interpolation, declared on the Study pattern (:mod:`.base`).
+
+Tasks (plain functions of a model reference and picklable arguments): one spectrum per (image,
+unit or stage), one propagation per image, one projection per (image, projection unit), one
+skip-scaled spectrum per α and one interpolated spectrum per t. Claims and notes are in
+:mod:`.stability_claims`, figures in :mod:`resdyn.plots.stability`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from ..capture import capture
 from ..data import Dataset
+from ..metrics import plateau, singular_summary
 from ..models import Unit, stage_name, stages, units
 from ..models.interventions import interpolate_weights
 from ..operators import unit_jacobian
 from ..perturb import fgsm, pgd, propagate, random_like
-from ..runs import Task, TaskStore, run_tasks, write_parquet
-from ..runs.executor import Progress
-from .spectra import spectrum_task
+from ..plots import stability as figs
+from ..plots.common import bin_shares
+from ..runs import ModelRef, Task
+from ..spectra import singular_values
+from . import stability_claims as sc
+from .base import Context, Figure, Plan, Study, Table
+from .runner import StudyResult, run_study
+from .spectra import forward_order, spectrum_tasks
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class StabilityConfig:
             the first stage, or its last if shorter).
         projection_units: units whose right singular vectors the adversarial perturbation is
             projected on (default: four units spread over the last stage, ending at its last).
+        stage_spectra: also the spectra of whole stages.
     """
 
     images: int = 5
@@ -62,6 +74,8 @@ class StabilityConfig:
             raise ValueError(f"eps must be positive (pixel units); got {self.eps}")
         if any(not 0.0 <= t <= 1.0 for t in self.ts):
             raise ValueError(f"interpolation t must lie in [0, 1]; got {self.ts}")
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k (top-k values) must be at least 1; got {self.k}")
 
 
 def fifth_unit(stage: Sequence[Unit]) -> Unit:
@@ -76,41 +90,42 @@ def default_projection_units(unit_list: Sequence[Unit]) -> tuple[str, ...]:
     return tuple(last[i].name for i in picks)
 
 
-def choose_images(data: Dataset, n: int, seed: int) -> np.ndarray:
-    """Indices of the study's images: the first ``n`` of a seeded permutation of the data."""
-    if n > len(data.y):
-        raise ValueError(f"asked for {n} images but {data.name} ({data.split}) has {len(data.y)}")
-    return torch.randperm(len(data.y), generator=torch.Generator().manual_seed(seed))[:n].numpy()
+def resolve(config: StabilityConfig, model: nn.Module, data: Dataset) -> StabilityConfig:
+    """``config`` with the default focus and projection units made explicit (names checked)."""
+    unit_list = units(model, data.input_shape)
+    names = [u.name for u in unit_list]
+    if config.unit is not None and config.unit not in names:
+        raise ValueError(f"unknown unit {config.unit!r}; units: {names}")
+    unknown = [n for n in config.projection_units or () if n not in names]
+    if unknown:
+        raise ValueError(f"unknown projection units {unknown}; units: {names}")
+    return replace(config, unit=config.unit or fifth_unit(stages(unit_list)[0]).name,
+                   projection_units=tuple(config.projection_units
+                                          or default_projection_units(unit_list)))
 
 
 # ---------------------------------------------------------------- tasks (plain functions)
 
-def _eps_vector(data: Dataset, eps: float) -> tuple[float, ...]:
-    scale = data.pixel_range[1] - data.pixel_range[0]
-    return tuple(eps * scale / s for s in data.std)
-
-
-def propagation_task(model: nn.Module, unit_list: Sequence[Unit], x: torch.Tensor, y: torch.Tensor,
-                     image: int, eps: tuple[float, ...], bounds, pgd_steps: int, seed: int,
-                     ) -> pd.DataFrame:
+def propagation_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tensor, label: int,
+                     image: int, eps: float | tuple[float, ...], bounds, pgd_steps: int,
+                     seed: int) -> pd.DataFrame:
     """Propagated perturbations of one image: FGSM, PGD, and random of the same ℓ2 norms.
 
     Rows: one per (perturbation, unit) with the normalised magnitudes, the actual growth
     ‖δx_{k+1}‖/‖δx_k‖ and the growth the linearization predicts, ‖J_k δx_k‖/‖δx_k‖ with J_k at the
     clean input of unit k (for regular units equal to sqrt(Σ α_i² σ_i²)/‖δx_k‖ of paper 000, eq. 1).
     """
-    from ..capture import capture
-
-    x, y = x[None], y.reshape(1)
-    clean = capture(model, x, unit_list)
-    attacks = {"fgsm": fgsm(model, x, y, eps, bounds=bounds),
-               "pgd": pgd(model, x, y, eps, steps=pgd_steps, bounds=bounds, seed=seed)}
+    net, unit_list = model.load(), model.units(input_shape)
+    x, y = x[None], torch.tensor([label])
+    clean = capture(net, x, unit_list)
+    attacks = {"fgsm": fgsm(net, x, y, eps, bounds=bounds),
+               "pgd": pgd(net, x, y, eps, steps=pgd_steps, bounds=bounds, seed=seed)}
     deltas = {name: a.delta for name, a in attacks.items()}
     for name, a in attacks.items():
         deltas[f"random-{name}"] = random_like(a.delta, seed=seed + 1)
     names = list(deltas)
-    perturbed = capture(model, x + torch.cat([deltas[n] for n in names]), unit_list)
-    predicted = {n: [] for n in names}
+    perturbed = capture(net, x + torch.cat([deltas[n] for n in names]), unit_list)
+    predicted: dict[str, list[float]] = {n: [] for n in names}
     for u in unit_list:
         # one operator per unit, applied to every perturbation's incoming difference at once
         din = (perturbed.inputs[u.name] - clean.inputs[u.name]).double().flatten(1)  # (P, n)
@@ -119,7 +134,7 @@ def propagation_task(model: nn.Module, unit_list: Sequence[Unit], x: torch.Tenso
             nin = float(din[j].norm())
             predicted[n].append(float(jv[:, j].norm()) / nin if nin > 0 else np.nan)
     # all perturbations in one batch: sample j of the propagation is perturbation names[j]
-    p = propagate(model, unit_list, x.expand(len(names), *x.shape[1:]),
+    p = propagate(net, unit_list, x.expand(len(names), *x.shape[1:]),
                   torch.cat([deltas[n] for n in names]))
     table = p.to_frame()
     frames = []
@@ -128,7 +143,7 @@ def propagation_task(model: nn.Module, unit_list: Sequence[Unit], x: torch.Tenso
         frame["predicted_growth"] = predicted[name]
         frame["perturbation"] = name
         frame["image"] = image
-        frame["label"] = int(y)
+        frame["label"] = label
         attack = attacks[name.removeprefix("random-")]
         frame["flipped"] = bool(p.pred_perturbed[j] != p.pred_clean[j])
         frame["delta_l2"] = float(deltas[name].flatten().norm())
@@ -137,219 +152,137 @@ def propagation_task(model: nn.Module, unit_list: Sequence[Unit], x: torch.Tenso
     return pd.concat(frames, ignore_index=True)
 
 
-def projection_task(model: nn.Module, unit: Unit, unit_list: Sequence[Unit], x: torch.Tensor,
-                    y: torch.Tensor, image: int, eps: tuple[float, ...], bounds) -> pd.DataFrame:
+def projection_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
+                    label: int, image: int, eps: float | tuple[float, ...], bounds) -> pd.DataFrame:
     """α_i = ⟨δx_k, v_i⟩ of the FGSM perturbation entering ``unit`` against σ_i (paper 000, Fig. 4)."""
-    from ..capture import capture
-
-    x, y = x[None], y.reshape(1)
-    delta = fgsm(model, x, y, eps, bounds=bounds).delta
-    both = capture(model, torch.cat([x, x + delta]), [unit])
-    x_in = both.inputs[unit.name]
-    J = unit_jacobian(unit, x_in[0]).dense()
-    _, s, vh = torch.linalg.svd(J, full_matrices=False)
+    net = model.load()
+    u = next(u for u in model.units(input_shape) if u.name == unit)
+    x, y = x[None], torch.tensor([label])
+    delta = fgsm(net, x, y, eps, bounds=bounds).delta
+    x_in = capture(net, torch.cat([x, x + delta]), [u]).inputs[unit]
+    _, s, vh = torch.linalg.svd(unit_jacobian(u, x_in[0]).dense(), full_matrices=False)
     d = (x_in[1] - x_in[0]).double().reshape(-1)
-    alpha = vh @ d
-    return pd.DataFrame({"image": image, "unit": unit.name, "index": np.arange(len(s)),
-                         "sigma": s.numpy(), "alpha": alpha.numpy(),
+    return pd.DataFrame({"image": image, "unit": unit, "index": np.arange(len(s)),
+                         "sigma": s.numpy(), "alpha": (vh @ d).numpy(),
                          "delta_norm": float(d.norm())})
 
 
-def skip_task(unit: Unit, x_in: torch.Tensor, alpha: float, image: int, method: str,
-              k: int | None) -> pd.DataFrame:
+def skip_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
+              alpha: float, image: int, method: str, k: int | None) -> pd.DataFrame:
     """Spectrum of ``unit`` with its shortcut scaled by α (paper 000, Fig. 5 left)."""
-    from ..spectra import singular_values
-
-    res = singular_values(unit_jacobian(unit, x_in, alpha=alpha), k=k, method=method)
+    u = next(u for u in model.units(input_shape) if u.name == unit)
+    x_in = capture(model.load(), x[None], [u]).inputs[unit][0]
+    res = singular_values(unit_jacobian(u, x_in, alpha=alpha), k=k, method=method)
     v = np.asarray(res.values, dtype=np.float64)
     pos, share = plateau(v)
-    return pd.DataFrame([{"image": image, "unit": unit.name, "alpha": alpha, "values": v.tolist(),
+    return pd.DataFrame([{"image": image, "unit": unit, "alpha": alpha, "values": v.tolist(),
                           "plateau_position": pos, "plateau_window_share": share,
                           "share_near_alpha": float(np.mean(np.abs(v - alpha) <= 0.01)),
                           "method": res.method, "converged": bool(res.converged)}])
 
 
-def interpolation_task(model: nn.Module, unit_name: str, input_shape: Sequence[int],
-                       x: torch.Tensor, t: float, image: int, seed: int, method: str,
-                       k: int | None) -> pd.DataFrame:
+def interpolation_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
+                       t: float, image: int, seed: int, method: str, k: int | None) -> pd.DataFrame:
     """Spectrum of one unit after θ̂(t) = tθ + (1 − t)η (paper 000, eq. 3 and Fig. 5 right)."""
-    from ..capture import capture
-    from ..metrics import singular_summary
-    from ..spectra import singular_values
-
-    mixed = interpolate_weights(model, [unit_name], t, seed=seed)
-    unit = next(u for u in units(mixed, input_shape) if u.name == unit_name)
-    x_in = capture(mixed, x[None], [unit]).inputs[unit.name][0]
-    res = singular_values(unit_jacobian(unit, x_in), k=k, method=method)
+    mixed = interpolate_weights(model.load(), [unit], t, seed=seed)
+    u = next(u for u in units(mixed, input_shape) if u.name == unit)
+    x_in = capture(mixed, x[None], [u]).inputs[unit][0]
+    res = singular_values(unit_jacobian(u, x_in), k=k, method=method)
     v = np.asarray(res.values, dtype=np.float64)
-    bins = singular_summary(v)
     pos, share = plateau(v)
-    return pd.DataFrame([{"image": image, "unit": unit_name, "t": t, "values": v.tolist(),
-                          "plateau_share": bins.share_plateau, "plateau_position": pos,
-                          "plateau_window_share": share, "sigma_max": float(v.max()),
-                          "method": res.method, "converged": bool(res.converged)}])
-
-
-def plateau(values: np.ndarray, width: float = 0.02) -> tuple[float, float]:
-    """Position and share of the densest window of singular values.
-
-    The plateau of a scree plot is where the values bunch: the window [a, a + width] holding the
-    most values (zeros excluded). Returns (median of the values in it, their share of all values).
-    """
-    v = np.sort(np.asarray(values, dtype=np.float64))
-    v = v[v > 1e-6 * max(1.0, float(v.max(initial=0.0)))]
-    if v.size == 0:
-        return float("nan"), 0.0
-    ends = np.searchsorted(v, v + width, side="right")
-    i = int(np.argmax(ends - np.arange(v.size)))
-    window = v[i:ends[i]]
-    return float(np.median(window)), float(window.size / len(values))
+    return pd.DataFrame([{"image": image, "unit": unit, "t": t, "values": v.tolist(),
+                          "plateau_share": singular_summary(v).share_plateau,
+                          "plateau_position": pos, "plateau_window_share": share,
+                          "sigma_max": float(v.max()), "method": res.method,
+                          "converged": bool(res.converged)}])
 
 
 # ---------------------------------------------------------------- the study
 
-@dataclass(frozen=True)
-class StabilityResult:
-    """Where the study wrote its outputs (tables, figures, summary.md, report.html), and its tables."""
-
-    out: Path
-    tables: dict[str, pd.DataFrame] = field(repr=False)
-    figures: dict[str, Path]
-    summary: Path
-    tasks_run: int
-
-
-def stability_tasks(model: nn.Module, data: Dataset, config: StabilityConfig,
-                    model_name: str) -> tuple[list[Task], dict[str, object]]:
-    """The study as independent tasks (image x unit x analysis), plus what the report needs."""
-    from ..capture import capture
-
-    unit_list = units(model, data.input_shape)
+def _plan(ctx: Context) -> Plan:
+    cfg: StabilityConfig = ctx.config
+    data, ref, shape = ctx.data, ctx.model_ref, ctx.data.input_shape
+    unit_list = ref.units(shape)
     groups = stages(unit_list)
-    idx = choose_images(data, config.images, config.seed)
-    x, y = data.x[idx], data.y[idx]
-    eps = _eps_vector(data, config.eps)
-    bounds = data.bounds
-    acts = capture(model, x, unit_list)
-    by_name = {u.name: u for u in unit_list}
-    if config.unit and config.unit not in by_name:
-        raise ValueError(f"unknown unit {config.unit!r}; units: {list(by_name)}")
-    focus = by_name[config.unit] if config.unit else fifth_unit(groups[0])
-    proj_names = config.projection_units or default_projection_units(unit_list)
-    unknown = [n for n in proj_names if n not in by_name]
-    if unknown:
-        raise ValueError(f"unknown projection units {unknown}; units: {list(by_name)}")
-    tasks: list[Task] = []
-    for i, image in enumerate(idx):
-        common = dict(model_name=model_name, image=int(image), label=int(y[i]), method=config.method,
-                      k=config.k)
-        for u in unit_list:
-            tasks.append(Task("spectra", f"img{image}-{u.name}", spectrum_task,
-                              dict(target=u, x=acts.inputs[u.name][i], **common)))
-        if config.stage_spectra:
-            for s, group in enumerate(groups):
-                tasks.append(Task("spectra", f"img{image}-stage{s}", spectrum_task,
-                                  dict(target=group, x=acts.inputs[group[0].name][i],
-                                       as_stage=True, **common)))
-        tasks.append(Task("propagation", f"img{image}", propagation_task,
-                          dict(model=model, unit_list=unit_list, x=x[i], y=y[i], image=int(image),
-                               eps=eps, bounds=bounds, pgd_steps=config.pgd_steps,
-                               seed=config.seed)))
-        for name in proj_names:
-            tasks.append(Task("projections", f"img{image}-{name}", projection_task,
-                              dict(model=model, unit=by_name[name], unit_list=unit_list, x=x[i],
-                                   y=y[i], image=int(image), eps=eps, bounds=bounds)))
-    first = int(idx[0])
-    # skip scaling and interpolation read plateau positions off the values: SLQ has none
-    values_method = "auto" if config.method == "slq" else config.method
-    for alpha in config.alphas:
-        tasks.append(Task("skip", f"img{first}-alpha{alpha:g}", skip_task,
-                          dict(unit=focus, x_in=acts.inputs[focus.name][0], alpha=alpha,
-                               image=first, method=values_method, k=config.k)))
-    for t in config.ts:
-        tasks.append(Task("interpolation", f"img{first}-t{t:g}", interpolation_task,
-                          dict(model=model, unit_name=focus.name, input_shape=data.input_shape,
-                               x=x[0], t=t, image=first, seed=config.seed, method=values_method,
-                               k=config.k)))
-    meta = {"units": unit_list, "stages": groups, "images": [int(i) for i in idx],
-            "labels": [int(v) for v in y], "focus": focus.name, "projection_units": proj_names}
-    return tasks, meta
+    images = [int(i) for i in data.choose(cfg.images, cfg.seed)]
+    names = [u.name for u in unit_list] + ([stage_name(g) for g in groups] if cfg.stage_spectra
+                                           else [])
+    eps, bounds = data.pixel_budget(cfg.eps), data.bounds
+    tasks = spectrum_tasks(ctx, images, names, cfg.method, cfg.k)
+    for i in images:
+        one = dict(model=ref, input_shape=shape, x=data.x[i].clone(), label=int(data.y[i]), image=i)
+        tasks.append(Task("propagation", f"img{i}", propagation_task,
+                          dict(**one, eps=eps, bounds=bounds, pgd_steps=cfg.pgd_steps,
+                               seed=cfg.seed)))
+        tasks += [Task("projections", f"img{i}-{name}", projection_task,
+                       dict(**one, unit=name, eps=eps, bounds=bounds))
+                  for name in cfg.projection_units]
+    first = dict(model=ref, input_shape=shape, unit=cfg.unit, x=data.x[images[0]].clone(), image=images[0],
+                 # skip scaling and interpolation read plateau positions off values: SLQ has none
+                 method="auto" if cfg.method == "slq" else cfg.method, k=cfg.k)
+    tasks += [Task("skip", f"img{images[0]}-alpha{a:g}", skip_task, dict(**first, alpha=a))
+              for a in cfg.alphas]
+    tasks += [Task("interpolation", f"img{images[0]}-t{t:g}", interpolation_task,
+                   dict(**first, t=t, seed=cfg.seed)) for t in cfg.ts]
+    return Plan(tasks, {"names": names, "stages": groups, "images": images,
+                        "labels": [int(data.y[i]) for i in images]})
 
 
-def run_stability(model: nn.Module, data: Dataset, out: str | Path,
-                  config: StabilityConfig = StabilityConfig(), *, model_name: str = "model",
-                  executor: str = "serial", progress: Progress | None = None) -> StabilityResult:
-    """Run the whole stability study of paper 000 and write tables, figures and summary.md.
+def _scree(tables, ctx: Context, path) -> None:
+    groups = ctx.meta["stages"]
+    picks = [[fifth_unit(g).name for g in groups], [g[0].name for g in groups]]
+    titles = ["5th unit (or last)", "first unit"]
+    if ctx.config.stage_spectra:
+        picks.append([stage_name(g) for g in groups])
+        titles.append("stage")
+    figs.scree_grid(tables["spectra"], picks, titles, path, ctx.model_name)
 
-    Finished tasks are kept under ``out/tasks``; running again with the same ``out`` resumes.
-    The model is never modified (interventions work on copies).
 
-    Args:
-        model: eval-mode network; data: its data set (test split); out: output folder.
-        config: what to compute; model_name: label used in tables and figures.
+STABILITY = Study(
+    name="stability", title="Stability study", config=StabilityConfig, plan=_plan,
+    resolve=resolve,
+    tables={
+        "spectra": Table(order=forward_order),
+        "propagation": Table(order=lambda t, ctx: t.sort_values(["perturbation", "image", "index"])),
+        "projections": Table(),
+        "skip": Table(order=lambda t, ctx: t.sort_values("alpha", ignore_index=True)),
+        "interpolation": Table(order=lambda t, ctx: t.sort_values("t", ignore_index=True)),
+        "variation": Table(derive=lambda tables, ctx: sc.image_variation(tables["spectra"])),
+    },
+    figures={
+        "fig1_scree": Figure(_scree, "singular values of the 5th and first unit of each stage and "
+                             "of each stage's Jacobian, one line per image"),
+        "fig2_bins": Figure(lambda t, ctx, p: bin_shares(t["spectra"], p, ctx.model_name),
+                            "share of singular values above, on and below the plateau, and zero, "
+                            "per unit (mean over images)"),
+        "fig3_propagation": Figure(
+            lambda t, ctx, p: figs.propagation(t["propagation"], p, ctx.model_name),
+            "normalised magnitude of propagated FGSM, PGD and equal-norm random perturbations"),
+        "fig4_growth": Figure(
+            lambda t, ctx, p: figs.growth_and_projections(
+                t["propagation"], t["projections"], p, ctx.model_name),
+            "actual vs linearly predicted growth per unit; the FGSM perturbation on right "
+            "singular vectors"),
+        "fig5_interventions": Figure(
+            lambda t, ctx, p: figs.interventions(t["skip"], t["interpolation"], p,
+                                                            ctx.model_name),
+            "scree plots with the skip scaled by α; singular values per interpolation t"),
+    },
+    claims=sc.CLAIMS,
+    notes=sc.notes,
+)
 
-    Returns:
-        :class:`StabilityResult` with the tables (spectra, variation, propagation, projections,
-        skip, interpolation), figure paths and the summary path.
+
+def run_stability(model: nn.Module, data: Dataset, out, config: StabilityConfig | None = None,
+                  **kwargs) -> StudyResult:
+    """Run the stability study of paper 000 (:func:`resdyn.studies.runner.run_study` on
+    :data:`STABILITY`; keyword arguments as there: model_name, executor, progress, fresh).
 
     Example:
         >>> from resdyn import load_model, load_data
         >>> r = run_stability(load_model("digits-resnet20"), load_data("digits"), "out/s20",
-        ...                   StabilityConfig(images=2), model_name="digits-resnet20")
+        ...                   StabilityConfig(images=2))
         >>> sorted(r.figures)[:2]
         ['fig1_scree', 'fig2_bins']
     """
-    import json
-    import time
-
-    from .. import plots
-    from ..report import write_report
-    from .stability_summary import image_variation, markdown
-
-    out = Path(out)
-    start = time.perf_counter()
-    tasks, meta = stability_tasks(model, data, config, model_name)
-    store = TaskStore(out / "tasks")
-    ran = run_tasks(tasks, store, executor, progress)
-    tables = {name: store.load(name) for name in ("spectra", "propagation", "projections", "skip",
-                                                  "interpolation")}
-    tables["spectra"] = _forward_order(tables["spectra"], meta)
-    tables["propagation"] = tables["propagation"].sort_values(["perturbation", "image", "index"])
-    tables["skip"] = tables["skip"].sort_values("alpha", ignore_index=True)
-    tables["interpolation"] = tables["interpolation"].sort_values("t", ignore_index=True)
-    tables["variation"] = image_variation(tables["spectra"])
-    for name, table in tables.items():
-        write_parquet(table, out / f"{name}.parquet")
-    groups = meta["stages"]
-    picks = [[fifth_unit(g).name for g in groups], [g[0].name for g in groups]]
-    titles = ["5th unit (or last)", "first unit"]
-    if config.stage_spectra:
-        picks.append([stage_name(g) for g in groups])
-        titles.append("stage")
-    sp, pr = tables["spectra"], tables["propagation"]
-    figures = {
-        "fig1_scree": plots.scree_grid(sp, picks, titles, out / "fig1_scree.png", model_name),
-        "fig2_bins": plots.bin_shares(sp, out / "fig2_bins.png", model_name),
-        "fig3_propagation": plots.propagation(pr, out / "fig3_propagation.png", model_name),
-        "fig4_growth": plots.growth_and_projections(pr, tables["projections"],
-                                                    out / "fig4_growth.png", model_name),
-        "fig5_interventions": plots.interventions(tables["skip"], tables["interpolation"],
-                                                  out / "fig5_interventions.png", model_name),
-    }
-    seconds = time.perf_counter() - start
-    summary = out / "summary.md"
-    summary.write_text(markdown(model_name, data.name, meta["images"], meta["labels"], sp, pr,
-                                tables["skip"], tables["interpolation"], config.eps, seconds,
-                                ran, len(tasks)))
-    write_report(out / "report.html", f"Stability study: {model_name}", summary.read_text(),
-                 figures)
-    (out / "config.json").write_text(json.dumps({"model": model_name, "data": data.name,
-                                                 **asdict(config)}, indent=2, default=str))
-    return StabilityResult(out, tables, figures, summary, ran)
-
-
-def _forward_order(spectra: pd.DataFrame, meta: dict[str, object]) -> pd.DataFrame:
-    order = [u.name for u in meta["units"]] + [stage_name(g) for g in meta["stages"]]
-    rank = {n: i for i, n in enumerate(order)}
-    return (spectra.assign(_o=spectra["name"].map(rank)).sort_values(["_o", "image"])
-            .drop(columns="_o").reset_index(drop=True))
+    return run_study(STABILITY, model, data, config, out, **kwargs)

@@ -1,28 +1,18 @@
-"""Figures of the stability study (paper 000, Figs. 1-5), drawn from the study's tidy tables.
+"""Figures of the stability study (paper 000, Figs. 1, 3-5), drawn from the study's tidy tables.
 
 Every function takes DataFrames and a path, draws, saves a PNG and returns the path: no
-computation beyond grouping and averaging happens here.
+computation beyond grouping and averaging happens here. Fig. 2 (bin shares) is shared with the
+spectra study: :func:`resdyn.plots.common.bin_shares`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-BIN_COLOURS = {"n_above": ("σ > 1.01", "#c0392b"), "n_plateau": ("0.99 ≤ σ ≤ 1.01", "#2e86c1"),
-               "n_below": ("0 < σ < 0.99", "#e67e22"), "n_zero": ("σ = 0", "#27ae60")}
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+from .common import plt, save
 
 
 def _scree(ax, rows: pd.DataFrame, title: str) -> None:
@@ -52,29 +42,7 @@ def scree_grid(spectra: pd.DataFrame, picks: list[list[str]], row_titles: list[s
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"{model}: singular values of unit and stage Jacobians, images overlaid")
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def bin_shares(spectra: pd.DataFrame, path: Path, model: str) -> Path:
-    """Fig. 2: per unit, mean share of σ above / on the plateau / below / at zero."""
-    u = spectra[spectra["kind"] != "stage"]
-    order = list(dict.fromkeys(u["name"]))
-    counts = u.groupby("name", sort=False)[list(BIN_COLOURS)].sum()
-    shares = counts.div(counts.sum(axis=1), axis=0).loc[order]
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(order) + 2), 3.6))
-    bottom = np.zeros(len(order))
-    for col, (label, colour) in BIN_COLOURS.items():
-        ax.bar(range(len(order)), shares[col], bottom=bottom, color=colour, label=label, width=0.85)
-        bottom += shares[col].to_numpy()
-    stages = u.drop_duplicates("name").set_index("name").loc[order, "stage"].to_numpy()
-    for k in np.flatnonzero(np.diff(stages)) + 0.5:
-        ax.axvline(k, color="k", lw=0.8)
-    ax.set_xlabel("residual unit (forward order; lines separate stages)")
-    ax.set_ylabel("share of singular values")
-    ax.set_xlim(-0.5, len(order) - 0.5)
-    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
-    ax.set_title(f"{model}: distribution of singular values per unit (mean over images)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def propagation(prop: pd.DataFrame, path: Path, model: str) -> Path:
@@ -97,7 +65,7 @@ def propagation(prop: pd.DataFrame, path: Path, model: str) -> Path:
         ax.set_xlabel("residual unit")
     fig.suptitle(f"{model}: propagated perturbations")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _stage_lines(ax, rows: pd.DataFrame) -> None:
@@ -136,7 +104,7 @@ def growth_and_projections(prop: pd.DataFrame, proj: pd.DataFrame, path: Path, m
         b.set_ylabel("σ_i", color="#c0392b", fontsize=8)
     fig.suptitle(f"{model}: linear prediction of growth; FGSM perturbation on right singular vectors")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def interventions(skip: pd.DataFrame, interp: pd.DataFrame, path: Path, model: str) -> Path:
@@ -161,4 +129,4 @@ def interventions(skip: pd.DataFrame, interp: pd.DataFrame, path: Path, model: s
     right.legend(fontsize=7)
     fig.suptitle(f"{model}: effect of unit architecture and weights on the spectrum")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

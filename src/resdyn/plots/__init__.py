@@ -1,0 +1,1 @@
+"""Figures: one module per study, drawing from tidy tables only (plots never compute)."""

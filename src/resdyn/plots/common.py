@@ -1,0 +1,43 @@
+"""What every study's figures share: the Agg backend, saving, the singular-value bin colours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+BIN_COLOURS = {"n_above": ("σ > 1.01", "#c0392b"), "n_plateau": ("0.99 ≤ σ ≤ 1.01", "#2e86c1"),
+               "n_below": ("0 < σ < 0.99", "#e67e22"), "n_zero": ("σ = 0", "#27ae60")}
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def bin_shares(spectra: pd.DataFrame, path: Path, model: str) -> Path:
+    """Fig. 2: per unit, mean share of σ above / on the plateau / below / at zero."""
+    u = spectra[spectra["kind"] != "stage"]
+    order = list(dict.fromkeys(u["name"]))
+    counts = u.groupby("name", sort=False)[list(BIN_COLOURS)].sum()
+    shares = counts.div(counts.sum(axis=1), axis=0).loc[order]
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(order) + 2), 3.6))
+    bottom = np.zeros(len(order))
+    for col, (label, colour) in BIN_COLOURS.items():
+        ax.bar(range(len(order)), shares[col], bottom=bottom, color=colour, label=label, width=0.85)
+        bottom += shares[col].to_numpy()
+    stages = u.drop_duplicates("name").set_index("name").loc[order, "stage"].to_numpy()
+    for k in np.flatnonzero(np.diff(stages)) + 0.5:
+        ax.axvline(k, color="k", lw=0.8)
+    ax.set_xlabel("residual unit (forward order; lines separate stages)")
+    ax.set_ylabel("share of singular values")
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.set_title(f"{model}: distribution of singular values per unit (mean over images)")
+    return save(fig, path)

@@ -1,0 +1,133 @@
+"""Tasks name their model by reference: a small picklable handle a worker turns into the model.
+
+A study saves its model once in the run folder (``model.pth``: the state dict of a zoo model,
+rebuilt from its spec; ``model.pt``: the whole module of a user's own network) and gives every
+task a :class:`ModelRef`. A process loads each model once and keeps it (and its units), so a
+task costs a dictionary lookup, not a pickled network; the serial executor hands the caller's
+own model object over without any file round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+_MODELS: dict[str, nn.Module] = {}
+_UNITS: dict[tuple[str, tuple[int, ...]], list] = {}
+KEEP = 4  # models a process keeps loaded (a demo analyses a few; a worker serves one run)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model a task analyses.
+
+    Attributes:
+        sha256: the model's identity (:func:`resdyn.runs.identity.model_digest`).
+        path: its saved form in the run folder.
+        spec: zoo spec it is rebuilt from with the saved state dict (None: a whole saved module).
+        options: build options of the spec (e.g. in_channels, num_classes).
+        file_sha256: digest of the saved file, checked before a whole module is unpickled.
+    """
+
+    sha256: str
+    path: str
+    spec: str | None = None
+    options: dict = field(default_factory=dict)
+    file_sha256: str = ""
+
+    def load(self) -> nn.Module:
+        """The model in eval mode, loaded at most once per process."""
+        model = _MODELS.get(self.sha256)
+        if model is None:
+            model = self._read()
+            _remember(self.sha256, model)
+        return model
+
+    def units(self, input_shape: tuple[int, ...]) -> list:
+        """The model's residual units for ``input_shape``, found at most once per process."""
+        from ..models import units
+
+        key = (self.sha256, tuple(input_shape))
+        if key not in _UNITS:
+            _UNITS[key] = units(self.load(), tuple(input_shape))
+        return _UNITS[key]
+
+    def _read(self) -> nn.Module:
+        from ..models import load_model
+        from .identity import model_digest
+
+        if not self.path:
+            raise ValueError("this model reference was made by local_ref and lives only in the "
+                             "process that made it; run the study through run_study to use workers")
+        path = Path(self.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} is not visible from this process: on a "
+                                    "cluster the run folder must be on a shared file system")
+        if self.spec is not None:
+            model = load_model(self.spec, path, **self.options)
+        else:
+            if _file_digest(path) != self.file_sha256:
+                raise ValueError(f"{path} was changed after the run saved it; rerun with --fresh")
+            model = torch.load(path, weights_only=False).eval()  # written by save_model below
+        if model_digest(model) != self.sha256:
+            raise ValueError(f"the model rebuilt from {path} differs from the one the run "
+                             "started with; rerun with --fresh")
+        return model
+
+
+def local_ref(model: nn.Module) -> ModelRef:
+    """A reference to ``model`` valid in this process only (no file): for notebooks and tests
+    that call a task function directly."""
+    from .identity import model_digest
+
+    sha256 = model_digest(model)
+    _remember(sha256, model)
+    return ModelRef(sha256, "")
+
+
+def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
+    """Save ``model`` into ``folder`` (once) and return the reference tasks carry.
+
+    The caller's model object is remembered in this process, so serial runs never reload it.
+    """
+    from ..models import model_card
+
+    card = model_card(model)
+    if card is not None:
+        path, spec, options = folder / "model.pth", card.spec, dict(card.options)
+        if spec.endswith(".safetensors") and Path(spec).is_file():
+            spec = str(Path(spec).resolve())  # a worker may run in another directory
+        if not path.is_file():
+            _atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+        ref = ModelRef(sha256, str(path.resolve()), spec, options)
+    else:
+        path = folder / "model.pt"
+        if not path.is_file():
+            _atomic_save(model, path)
+        ref = ModelRef(sha256, str(path.resolve()), None, {}, _file_digest(path))
+    _remember(sha256, model)
+    return ref
+
+
+def _remember(sha256: str, model: nn.Module) -> None:
+    """Keep ``model`` as the one loaded for ``sha256`` (the newest KEEP models stay)."""
+    _MODELS.pop(sha256, None)
+    _MODELS[sha256] = model
+    while len(_MODELS) > KEEP:
+        del _MODELS[next(iter(_MODELS))]
+    for key in [k for k in _UNITS if k[0] == sha256 or k[0] not in _MODELS]:
+        del _UNITS[key]
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,109 @@
+"""The Study pattern: what a study declares. :mod:`resdyn.studies.runner` does the rest.
+
+A study is one small module that builds a :class:`Study`: a frozen config dataclass, a ``plan``
+that turns (model, data, config) into independent tasks, its tables (name -> which tasks' rows,
+how ordered, or derived from other tables), its figures (name -> a plot function of the tables),
+its claims (name -> a function of the tables returning a :class:`Claim`) and optional notes
+(markdown with the numbers behind the claims).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from ..data import Dataset
+from ..runs import ModelRef, Task
+
+Tables = Mapping[str, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a study's functions see: the run's model (and its reference for tasks), data, config.
+
+    ``meta`` holds what the plan decided (chosen images, units ...) for tables, figures, claims.
+    """
+
+    model: nn.Module
+    model_ref: ModelRef
+    model_name: str
+    data: Dataset
+    config: Any
+    out: Path
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A study's tasks and what the plan decided (``meta``, e.g. the chosen images)."""
+
+    tasks: Sequence[Task]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One output table (``<name>.parquet``).
+
+    Attributes:
+        analysis: the tasks whose rows form it (default: the table's own name).
+        order: reorders or completes those rows: fn(rows, ctx) -> rows.
+        derive: instead of task rows, computed from the tables before it: fn(tables, ctx).
+    """
+
+    analysis: str | None = None
+    order: Callable[[pd.DataFrame, Context], pd.DataFrame] | None = None
+    derive: Callable[[Tables, Context], pd.DataFrame] | None = None
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure (``<name>.png``): ``draw(tables, ctx, path)`` saves it; ``caption`` for the report."""
+
+    draw: Callable[[Tables, Context, Path], Any]
+    caption: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A verdict on a paper's claim: held True / False / None (not judged), with the numbers."""
+
+    held: bool | None
+    evidence: str
+
+    @property
+    def verdict(self) -> str:
+        return {True: "holds", False: "does not hold", None: "not judged"}[self.held]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study's declaration.
+
+    Attributes:
+        name: short name (``"stability"``); the run folder records it.
+        title: heading of its summary and report section.
+        config: its frozen config dataclass.
+        plan: fn(ctx) -> :class:`Plan`.
+        tables, figures, claims: as described in the module docstring; claims maps the claim's
+            wording to fn(tables, ctx) -> :class:`Claim`.
+        resolve: fn(config, model, data) -> config with defaults made explicit (e.g. the unit a
+            default picks), so that runs are keyed by what they compute.
+        notes: fn(tables, ctx) -> markdown with the study's numbers, after the claims.
+    """
+
+    name: str
+    title: str
+    config: type
+    plan: Callable[[Context], Plan]
+    tables: Mapping[str, Table]
+    figures: Mapping[str, Figure] = field(default_factory=dict)
+    claims: Mapping[str, Callable[[Tables, Context], Claim]] = field(default_factory=dict)
+    resolve: Callable[[Any, nn.Module, Dataset], Any] | None = None
+    notes: Callable[[Tables, Context], str] | None = None

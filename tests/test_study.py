@@ -1,0 +1,215 @@
+"""The Study pattern and its runner: a toy study with known answers, then the stability study
+against its tables from before the move, killed and resumed, and on a Dask cluster."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from resdyn import load_model
+from resdyn.data import load_data
+from resdyn.runs import Executor, RunFolderError, Task
+from resdyn.studies import Claim, Figure, Plan, Study, Table, run_study
+from resdyn.studies.stability import STABILITY, StabilityConfig
+
+BEFORE = Path(__file__).parent / "data" / "stability_before"
+TABLES = ("spectra", "variation", "propagation", "projections", "skip", "interpolation")
+RUN_DEPENDENT = ["seconds", "solve_seconds", "reason", "message"]  # timings, memory budget
+
+
+# ---------------------------------------------------------------- a toy study with known answers
+
+@dataclass(frozen=True)
+class ToyConfig:
+    n: int = 5
+    power: int = 2
+
+
+def _power(i: int, power: int, log: str, fail: str) -> pd.DataFrame:
+    with open(log, "a") as f:
+        f.write(f"{i}\n")
+    if i == 3 and os.path.exists(fail):
+        raise RuntimeError("the disk is on fire")
+    return pd.DataFrame({"i": [i], "value": [i ** power]})
+
+
+def _toy_plan(ctx):
+    return Plan([Task("powers", f"i{i}", _power,
+                      dict(i=i, power=ctx.config.power, log=str(ctx.out.parent / "log"),
+                           fail=str(ctx.out.parent / "fail")))
+                 for i in range(ctx.config.n)], {"n": ctx.config.n})
+
+
+def _draw(tables, ctx, path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot(tables["powers"]["i"], tables["powers"]["value"])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+TOY = Study(
+    name="toy", title="Toy study", config=ToyConfig, plan=_toy_plan,
+    tables={"powers": Table(order=lambda t, ctx: t.sort_values("i", ignore_index=True)),
+            "total": Table(derive=lambda t, ctx: pd.DataFrame({"sum": [t["powers"]["value"].sum()]}))},
+    figures={"curve": Figure(_draw, "i against its power")},
+    claims={"the sum of squares 0..4 is 30": lambda t, ctx: Claim(
+        bool(t["total"]["sum"].iloc[0] == 30), f"sum {t['total']['sum'].iloc[0]}")},
+)
+
+
+@pytest.fixture
+def toy_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+
+
+def _log(tmp_path) -> list[int]:
+    return [int(v) for v in (tmp_path / "log").read_text().split()]
+
+
+def test_toy_study_tables_claims_and_resume(tmp_path, toy_model):
+    data = load_data("digits")
+    r = run_study(TOY, toy_model, data, ToyConfig(), tmp_path / "run")
+    assert r.tables["powers"]["value"].tolist() == [0, 1, 4, 9, 16]
+    assert r.tables["total"]["sum"].tolist() == [30]
+    assert r.claims["the sum of squares 0..4 is 30"].held is True
+    assert (tmp_path / "run" / "powers.parquet").is_file() and r.figures["curve"].is_file()
+    text = r.summary.read_text()
+    assert "| the sum of squares 0..4 is 30 | yes | sum 30 |" in text
+    assert "computed 5 of 5 tasks" in text
+    html = r.report.read_text()
+    assert "i against its power" in html and "data:image/png;base64," in html
+    again = run_study(TOY, toy_model, data, ToyConfig(), tmp_path / "run")
+    assert (again.tasks_run, again.stats.resumed) == (0, 5)
+    assert _log(tmp_path) == [0, 1, 2, 3, 4]
+
+
+def test_a_failing_task_keeps_the_others_and_only_it_reruns(tmp_path, toy_model):
+    data = load_data("digits")
+    (tmp_path / "fail").write_text("")
+    r = run_study(TOY, toy_model, data, ToyConfig(), tmp_path / "run")
+    assert (r.tasks_run, r.failed) == (4, 1)
+    assert r.tables["powers"]["i"].tolist() == [0, 1, 2, 4]
+    errors = pd.read_parquet(tmp_path / "run" / "errors.parquet")
+    assert errors[["key", "error", "message"]].values.tolist() == [
+        ["i3", "RuntimeError", "the disk is on fire"]]
+    assert r.claims == {} and r.figures == {}  # nothing judged on partial tables
+    assert "1 of 5 tasks failed" in r.summary.read_text()
+    (tmp_path / "fail").unlink()
+    again = run_study(TOY, toy_model, data, ToyConfig(), tmp_path / "run")
+    assert (again.tasks_run, again.failed, again.stats.resumed) == (1, 0, 4)
+    assert _log(tmp_path) == [0, 1, 2, 3, 4, 3]
+    assert not (tmp_path / "run" / "errors.parquet").exists()
+    assert again.claims["the sum of squares 0..4 is 30"].held is True
+
+
+def test_another_configuration_model_or_data_is_refused(tmp_path, toy_model):
+    data = load_data("digits")
+    run_study(TOY, toy_model, data, ToyConfig(), tmp_path / "run")
+    with pytest.raises(RunFolderError, match=r"config.power: 2 -> 3\)"):
+        run_study(TOY, toy_model, data, ToyConfig(power=3), tmp_path / "run")
+    other = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    with pytest.raises(RunFolderError, match=r"model.sha256"):
+        run_study(TOY, other, data, ToyConfig(), tmp_path / "run")
+    with pytest.raises(RunFolderError, match=r"data.sha256"):
+        run_study(TOY, toy_model, data.subset(slice(0, 100)), ToyConfig(), tmp_path / "run")
+    fresh = run_study(TOY, toy_model, data, ToyConfig(power=3), tmp_path / "run", fresh=True)
+    assert fresh.tables["powers"]["value"].tolist() == [0, 1, 8, 27, 64]
+    with pytest.raises(TypeError, match="takes a ToyConfig"):
+        run_study(TOY, toy_model, data, StabilityConfig(), tmp_path / "run")
+
+
+# ---------------------------------------------------------------- the stability study
+
+CONFIG = StabilityConfig(images=2, alphas=(0.5, 1.0), ts=(0.0, 1.0), pgd_steps=2)
+RUN = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from resdyn import load_model, load_data
+    from resdyn.studies.stability import StabilityConfig, run_stability
+    run_stability(load_model("digits-resnet20"), load_data("digits"), sys.argv[1],
+                  StabilityConfig(images=2, alphas=(0.5, 1.0), ts=(0.0, 1.0), pgd_steps=2))
+""")
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    a = a.drop(columns=[c for c in RUN_DEPENDENT if c in a]).reset_index(drop=True)
+    b = b.drop(columns=[c for c in RUN_DEPENDENT if c in b]).reset_index(drop=True)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for col in a.columns:
+        if a[col].dtype == object and len(a) and isinstance(a[col].iloc[0], np.ndarray | list):
+            for u, v in zip(a[col], b[col], strict=True):
+                np.testing.assert_allclose(np.asarray(u, float), np.asarray(v, float), rtol=0,
+                                           atol=0, err_msg=col)
+        elif a[col].dtype.kind == "f":
+            np.testing.assert_array_equal(a[col], b[col], err_msg=col)
+        else:
+            assert a[col].tolist() == b[col].tolist(), col
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, single_thread):
+    out = tmp_path_factory.mktemp("serial") / "run"
+    return run_study(STABILITY, load_model("digits-resnet20"), load_data("digits"), CONFIG, out)
+
+
+@pytest.mark.slow
+def test_stability_tables_are_those_from_before_the_move(serial):
+    """Bit for bit the rows the study wrote before it moved onto the runner (one thread both
+    times: BLAS reductions, and so the last bits, depend on the thread count)."""
+    for name in TABLES:
+        _same(serial.tables[name], pd.read_parquet(BEFORE / f"{name}.parquet"))
+    assert serial.failed == 0 and len(serial.claims) == 7 and len(serial.figures) == 5
+
+
+@pytest.mark.slow
+def test_stability_killed_at_a_random_task_resumes_to_the_same_tables(serial, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    kill_at = random.Random().randint(1, serial.stats.total - 2)
+    proc = subprocess.Popen([sys.executable, "-c", RUN, str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list((out / "tasks").glob("*/*.parquet"))) < kill_at:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = len(list((out / "tasks").glob("*/*.parquet")))
+    assert kill_at <= stored < serial.stats.total
+    done = subprocess.run([sys.executable, "-c", RUN, str(out)], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    for name in TABLES:
+        _same(pd.read_parquet(out / f"{name}.parquet"), serial.tables[name])
+    assert f"computed {serial.stats.total - stored} of {serial.stats.total}" in (
+        out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_stability_on_a_local_dask_cluster_gives_the_serial_tables(serial, tmp_path):
+    r = run_study(STABILITY, load_model("digits-resnet20"), load_data("digits"), CONFIG,
+                  tmp_path / "run", executor=Executor("dask", workers=2, threads=1))
+    assert r.failed == 0
+    for name in TABLES:
+        _same(r.tables[name], serial.tables[name])
+
+
+def test_stability_refuses_a_changed_eps_into_the_same_folder(serial):
+    with pytest.raises(RunFolderError, match=r"config.eps: 0.1 -> 0.3"):
+        run_study(STABILITY, load_model("digits-resnet20"), load_data("digits"),
+                  StabilityConfig(images=2, alphas=(0.5, 1.0), ts=(0.0, 1.0), pgd_steps=2,
+                                  eps=0.3), serial.out)
