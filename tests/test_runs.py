@@ -161,3 +161,30 @@ def test_model_reference_refuses_a_changed_file(tmp_path):
     torch.save(nn.Sequential(nn.Conv2d(1, 3, 3)), tmp_path / "model.pt")
     with pytest.raises(ValueError, match="changed after the run saved it"):
         ref.load()
+
+
+def _log_step(name, log):
+    log.append(name)
+    if name == "bad":
+        raise ValueError("bad step")
+    return pd.DataFrame({"name": [name]})
+
+
+def test_tasks_run_after_what_they_need_and_not_after_a_failure(tmp_path):
+    from resdyn.runs.executor import waves
+
+    log = []
+    tasks = [Task("use", "b", _log_step, {"name": "use-b", "log": log}, after=("train/b",)),
+             Task("train", "a", _log_step, {"name": "a", "log": log}),
+             Task("use", "a", _log_step, {"name": "use-a", "log": log}, after=("train/a",)),
+             Task("train", "b", _log_step, {"name": "bad", "log": log})]
+    assert [[t.id for t in w] for w in waves(tasks)] == [["train/a", "train/b"],
+                                                         ["use/b", "use/a"]]
+    stats = run_tasks(tasks, TaskStore(tmp_path))
+    assert log == ["a", "bad", "use-a"] and (stats.ran, stats.failed) == (2, 2)
+    errors = TaskStore(tmp_path).errors().set_index("key")
+    assert errors.loc["b", "error"].tolist() == ["ValueError", "NotRun"]  # train/b, use/b
+    with pytest.raises(ValueError, match="circle"):
+        waves([Task("x", "1", _log_step, after=("x/2",)), Task("x", "2", _log_step, after=("x/1",))])
+    with pytest.raises(ValueError, match="unknown tasks"):
+        waves([Task("x", "1", _log_step, after=("y/1",))])

@@ -250,7 +250,7 @@ def _executor(executor: str, workers: int | None, scheduler: str | None):
     return Executor(name, workers=workers, scheduler=scheduler)
 
 
-def _run(study, config, model: str, weights: Path | None, data: str, out: Path, fresh: bool,
+def _run(study, config, model: str | None, weights: Path | None, data: str, out: Path, fresh: bool,
          executor: str, workers: int | None, scheduler: str | None, any_input_size: bool) -> None:
     """Load, run one study with progress, print where and its summary; exit 1 if tasks failed."""
     from .runs.folder import check_out
@@ -259,7 +259,12 @@ def _run(study, config, model: str, weights: Path | None, data: str, out: Path, 
     with _user_errors():
         check_out(out)
         ex = _executor(executor, workers, scheduler)
-        m, ds = _model_and_data(model, weights, data, any_input_size)
+        if model is None:  # a study that trains its own networks
+            from .data import load_data
+
+            m, ds = None, load_data(data, split="test")
+        else:
+            m, ds = _model_and_data(model, weights, data, any_input_size)
         with study_progress(study.name) as show:
             result = run_study(study, m, ds, config, out, model_name=model, executor=ex,
                                progress=show, fresh=fresh)
@@ -332,6 +337,56 @@ def stability(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = N
                                  unit=unit)
     _run(STABILITY, config, model, weights, data, out, fresh, executor, workers, scheduler,
          any_input_size)
+
+
+def _numbers(text: str, kind: type, what: str) -> tuple:
+    """Comma-separated numbers (raises ValueError, shown as one line by _user_errors)."""
+    try:
+        values = tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated {kind.__name__}s; got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what}: give at least one value; got {text!r}")
+    return values
+
+
+EpsOpt = Annotated[str, typer.Option(help="perturbation levels ε of the stopping rule "
+                                     "L = ceil(d_scaled/ε), comma-separated")]
+
+
+@app.command()
+def identity(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
+             images: ImagesOpt = 100, seed: int = 0, eps: EpsOpt = "0.1",
+             out: OutOpt = Path("out/identity"), fresh: FreshOpt = False,
+             executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
+             scheduler: SchedulerOpt = None, any_input_size: AnySizeOpt = False) -> None:
+    """Paper 002 on one network: perturbation from identity per block, distances, stopping rule."""
+    from .studies import IDENTITY, IdentityConfig
+
+    with _user_errors():
+        config = IdentityConfig(images=images, seed=seed, eps=_numbers(eps, float, "--eps"))
+    _run(IDENTITY, config, model, weights, data, out, fresh, executor, workers, scheduler,
+         any_input_size)
+
+
+@app.command("identity-sweep")
+def identity_sweep(data: DataOpt = "digits",
+                   depths: Annotated[str, typer.Option(help="blocks per section L of each "
+                                                       "network, comma-separated")] = "2,4,8,16,32",
+                   epochs: Annotated[int, typer.Option(help="training epochs per depth")] = 15,
+                   lr: float = 0.1, batch_size: int = 128, seed: int = 0,
+                   images: ImagesOpt = 100, eps: EpsOpt = "0.1",
+                   out: OutOpt = Path("out/identity-sweep"), fresh: FreshOpt = False,
+                   executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
+                   scheduler: SchedulerOpt = None) -> None:
+    """Paper 002's depth sweep: train preresnet(L) per depth, then measure each network."""
+    from .studies import SWEEP, SweepConfig
+
+    with _user_errors():
+        config = SweepConfig(depths=_numbers(depths, int, "--depths"), epochs=epochs, lr=lr,
+                             batch_size=batch_size, seed=seed, images=images,
+                             eps=_numbers(eps, float, "--eps"))
+    _run(SWEEP, config, None, None, data, out, fresh, executor, workers, scheduler, False)
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`

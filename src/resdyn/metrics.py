@@ -167,3 +167,59 @@ def plateau(values: np.ndarray, width: float = 0.02) -> tuple[float, float]:
     i = int(np.argmax(ends - np.arange(v.size)))
     window = v[i:ends[i]]
     return float(np.median(window)), float(window.size / len(values))
+
+
+def stopping_rule(d_scaled: float, eps: float) -> int:
+    """Paper 002's depth rule L = ceil(d_scaled / ε): the blocks per section that make the mean
+    scaled perturbation d_scaled / L at most ε.
+
+    The quotient is rounded to 9 decimals first, so 3.2 / 0.1 (32.000000000000004 in floating
+    point) gives 32, not 33.
+
+    Example:
+        >>> [stopping_rule(d, 0.1) for d in (4.11, 3.12, 4.58)]
+        [42, 32, 46]
+    """
+    if eps <= 0:
+        raise ValueError(f"eps must be positive; got {eps}")
+    return int(np.ceil(round(d_scaled / eps, 9)))
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """y ≈ c · L^(−p), fitted by least squares on log y against log L.
+
+    Attributes:
+        c, p: the fit; p_low, p_high: its confidence interval (``level``, Student t with n − 2
+        degrees of freedom; NaN with fewer than 3 points); r2: of the log-log fit; n: points.
+    """
+
+    c: float
+    p: float
+    p_low: float
+    p_high: float
+    r2: float
+    n: int
+    level: float
+
+
+def power_law(depths, values, level: float = 0.95) -> PowerLaw:
+    """Fit ``values`` ≈ c · depths^(−p) (both positive), with a confidence interval on p.
+
+    Example:
+        >>> fit = power_law([2, 4, 8, 16], [4.0 / L for L in (2, 4, 8, 16)])
+        >>> round(fit.p, 6), round(fit.c, 6)
+        (1.0, 4.0)
+    """
+    from scipy import stats
+
+    x, y = np.log(np.asarray(depths, dtype=float)), np.log(np.asarray(values, dtype=float))
+    if x.size < 2 or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        raise ValueError("power_law needs at least two positive (depth, value) points")
+    res = stats.linregress(x, y)
+    half = (stats.t.ppf(0.5 + level / 2, x.size - 2) * res.stderr if x.size > 2
+            else float("nan"))
+    p = -float(res.slope)
+    return PowerLaw(float(np.exp(res.intercept)), p, float(p - half), float(p + half),
+                    float(res.rvalue ** 2),
+                    int(x.size), level)

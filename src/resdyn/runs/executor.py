@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +22,21 @@ from .store import TaskStore
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: ``fn(**kwargs)`` returns the rows of ``analysis`` for ``key``."""
+    """One unit of work: ``fn(**kwargs)`` returns the rows of ``analysis`` for ``key``.
+
+    ``after``: ids (``"analysis/key"``) of tasks whose results (e.g. a trained checkpoint in the
+    run folder) this one needs; it runs in a later wave than all of them.
+    """
 
     analysis: str
     key: str
     fn: Callable[..., pd.DataFrame]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    after: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.analysis}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -104,12 +114,16 @@ def execute(task: Task, threads: int | None = None) -> Outcome:
         return "error", (type(e).__name__, str(e), traceback.format_exc())
 
 
-def _serial(tasks: Sequence[Task], executor: Executor) -> Iterator[tuple[Task, Outcome]]:
-    for task in tasks:
-        yield task, execute(task)
+Runner = Callable[[Sequence[Task]], Iterable[tuple[Task, Outcome]]]
 
 
-def _dask(tasks: Sequence[Task], executor: Executor) -> Iterator[tuple[Task, Outcome]]:
+@contextmanager
+def _serial(executor: Executor) -> Iterator[Runner]:
+    yield lambda tasks: ((task, execute(task)) for task in tasks)
+
+
+@contextmanager
+def _dask(executor: Executor) -> Iterator[Runner]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -125,27 +139,59 @@ def _dask(tasks: Sequence[Task], executor: Executor) -> Iterator[tuple[Task, Out
         cluster = LocalCluster(n_workers=executor.workers or 2, threads_per_worker=1,
                                processes=True, host="127.0.0.1", dashboard_address=None)
         client = Client(cluster)
-    try:
+
+    def run(tasks: Sequence[Task]) -> Iterator[tuple[Task, Outcome]]:
         futures = {client.submit(execute, t, executor.threads, pure=False,
                                  key=f"{t.analysis}-{t.key}-{time.monotonic_ns()}"): t
                    for t in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+    try:
+        yield run
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-EXECUTORS: dict[str, Callable[[Sequence[Task], Executor], Iterable[tuple[Task, Outcome]]]] = {
+EXECUTORS: dict[str, Callable[[Executor], AbstractContextManager[Runner]]] = {
     "serial": _serial,
     "dask": _dask,
 }
 
 
+def waves(tasks: Sequence[Task]) -> list[list[Task]]:
+    """Tasks grouped so that each runs after every task it names in ``after``.
+
+    Raises:
+        ValueError: a dependency on an unknown task, or a cycle.
+    """
+    ids = {t.id for t in tasks}
+    unknown = sorted({a for t in tasks for a in t.after} - ids)
+    if unknown:
+        raise ValueError(f"tasks depend on unknown tasks {unknown}")
+    level: dict[str, int] = {}
+    left = list(tasks)
+    while left:
+        ready = [t for t in left if all(a in level for a in t.after)]
+        if not ready:
+            raise ValueError(f"tasks depend on each other in a circle: {[t.id for t in left]}")
+        for t in ready:
+            level[t.id] = 1 + max((level[a] for a in t.after), default=-1)
+        left = [t for t in left if t.id not in level]
+    out: list[list[Task]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for t in tasks:
+        out[level[t.id]].append(t)
+    return out
+
+
 def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str = "serial",
               progress: Progress | None = None) -> RunStats:
     """Run the tasks not yet in ``store`` and store each result (or its error) as it arrives.
+
+    Tasks run in waves (see :func:`waves`); a task whose dependency failed is recorded as
+    failed without running.
 
     Returns:
         :class:`RunStats`; tasks that raised are recorded in the store's errors and retried by
@@ -153,22 +199,39 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
     """
     if isinstance(executor, str):
         executor = Executor(executor)
+    groups = waves(tasks)
     todo = [t for t in tasks if not store.done(t.analysis, t.key)]
     resumed = len(tasks) - len(todo)
     ran = failed = 0
+    broken: set[str] = set()
 
     def report(label: str) -> None:
         if progress is not None:
             progress(RunProgress(len(tasks), resumed, resumed + ran, failed, label))
 
+    def record(task: Task, status: str, payload: Any) -> None:
+        nonlocal ran, failed
+        if status == "ok":
+            store.save(task.analysis, task.key, payload)
+            ran += 1
+        else:
+            store.fail(task.analysis, task.key, *payload)
+            broken.add(task.id)
+            failed += 1
+        report(f"{task.analysis} {task.key}")
+
     report("resuming" if resumed else "starting")
-    if todo:
-        for task, (status, payload) in EXECUTORS[executor.name](todo, executor):
-            if status == "ok":
-                store.save(task.analysis, task.key, payload)
-                ran += 1
-            else:
-                store.fail(task.analysis, task.key, *payload)
-                failed += 1
-            report(f"{task.analysis} {task.key}")
+    with ExitStack() as stack:
+        run = None  # the executor starts (a cluster, maybe) only when there is work
+        for group in groups:
+            group = [t for t in group if not store.done(t.analysis, t.key)]
+            blocked = [t for t in group if broken.intersection(t.after)]
+            for task in blocked:
+                need = sorted(broken.intersection(task.after))
+                record(task, "error", ("NotRun", f"needs {', '.join(need)}, which failed", ""))
+            runnable = [t for t in group if t not in blocked]
+            if runnable:
+                run = run or stack.enter_context(EXECUTORS[executor.name](executor))
+                for task, (status, payload) in run(runnable):
+                    record(task, status, payload)
     return RunStats(len(tasks), resumed, ran, failed)

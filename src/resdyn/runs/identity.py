@@ -53,7 +53,7 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def run_identity(study: str, config: Any, model_name: str, model_hash: str, data: Dataset,
+def run_identity(study: str, config: Any, model_name: str, model_hash: str | None, data: Dataset,
                  data_hash: str) -> dict[str, Any]:
     """The identity of a run: study, resolved config, model (name, hash), data (spec, split, hash)."""
     return {"study": study, "config": plain(config),

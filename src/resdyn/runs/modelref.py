@@ -26,7 +26,8 @@ class ModelRef:
     """Which model a task analyses.
 
     Attributes:
-        sha256: the model's identity (:func:`resdyn.runs.identity.model_digest`).
+        sha256: the model's identity (:func:`resdyn.runs.identity.model_digest`); empty for a
+            checkpoint a task of the same run writes (see :meth:`checkpoint`).
         path: its saved form in the run folder.
         spec: zoo spec it is rebuilt from with the saved state dict (None: a whole saved module).
         options: build options of the spec (e.g. in_channels, num_classes).
@@ -39,21 +40,36 @@ class ModelRef:
     options: dict = field(default_factory=dict)
     file_sha256: str = ""
 
+    @classmethod
+    def checkpoint(cls, path: str | Path) -> ModelRef:
+        """A resdyn checkpoint that a task of the run writes (a trained network of a sweep)."""
+        path = str(Path(path).resolve())
+        return cls("", path, spec=path)
+
+    @property
+    def key(self) -> str:
+        """What identifies the loaded model in this process: its hash, or its file's state."""
+        if self.sha256:
+            return self.sha256
+        stat = Path(self.path).stat()
+        return f"{self.path}:{stat.st_mtime_ns}:{stat.st_size}"
+
     def load(self) -> nn.Module:
         """The model in eval mode, loaded at most once per process."""
-        model = _MODELS.get(self.sha256)
+        model = _MODELS.get(self.key)
         if model is None:
             model = self._read()
-            _remember(self.sha256, model)
+            _remember(self.key, model)
         return model
 
     def units(self, input_shape: tuple[int, ...]) -> list:
         """The model's residual units for ``input_shape``, found at most once per process."""
         from ..models import units
 
-        key = (self.sha256, tuple(input_shape))
+        model = self.load()
+        key = (self.key, tuple(input_shape))
         if key not in _UNITS:
-            _UNITS[key] = units(self.load(), tuple(input_shape))
+            _UNITS[key] = units(model, tuple(input_shape))
         return _UNITS[key]
 
     def _read(self) -> nn.Module:
@@ -67,6 +83,8 @@ class ModelRef:
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} is not visible from this process: on a "
                                     "cluster the run folder must be on a shared file system")
+        if self.spec == self.path:
+            return load_model(self.spec)  # a checkpoint of this run: nothing to verify against
         if self.spec is not None:
             model = load_model(self.spec, path, **self.options)
         else:

@@ -1,12 +1,14 @@
 """Studies: one module per study on one pattern (:mod:`.base`), run by one runner (:mod:`.runner`)."""
 
 from .base import Claim, Context, Figure, Plan, Study, Table
+from .identity import IDENTITY, IdentityConfig
+from .identity_sweep import SWEEP, SweepConfig
 from .runner import StudyResult, run_study
 from .spectra import SPECTRA, SpectraConfig
 from .stability import STABILITY, StabilityConfig, run_stability
 
-STUDIES = {s.name: s for s in (SPECTRA, STABILITY)}
+STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP)}
 
-__all__ = ["Claim", "Context", "Figure", "Plan", "SPECTRA", "STABILITY", "STUDIES",
-           "SpectraConfig", "StabilityConfig", "Study", "StudyResult", "Table", "run_stability",
-           "run_study"]
+__all__ = ["Claim", "Context", "Figure", "IDENTITY", "IdentityConfig", "Plan", "SPECTRA",
+           "STABILITY", "STUDIES", "SWEEP", "SpectraConfig", "StabilityConfig", "Study",
+           "StudyResult", "SweepConfig", "Table", "run_stability", "run_study"]

@@ -27,11 +27,13 @@ Tables = Mapping[str, pd.DataFrame]
 class Context:
     """What a study's functions see: the run's model (and its reference for tasks), data, config.
 
+    ``model`` and ``model_ref`` are None for a study that trains its own networks.
+
     ``meta`` holds what the plan decided (chosen images, units ...) for tables, figures, claims.
     """
 
-    model: nn.Module
-    model_ref: ModelRef
+    model: nn.Module | None
+    model_ref: ModelRef | None
     model_name: str
     data: Dataset
     config: Any

@@ -57,7 +57,7 @@ def model_label(model: nn.Module) -> str:
     return card.spec if card is not None else type(model).__name__
 
 
-def run_study(study: Study, model: nn.Module, data: Dataset, config: Any = None,
+def run_study(study: Study, model: nn.Module | None, data: Dataset, config: Any = None,
               out: str | Path = "out", *, model_name: str | None = None,
               executor: Executor | str = "serial", progress: Progress | None = None,
               fresh: bool = False) -> StudyResult:
@@ -65,7 +65,8 @@ def run_study(study: Study, model: nn.Module, data: Dataset, config: Any = None,
 
     Args:
         study: the study's declaration (e.g. :data:`resdyn.studies.stability.STABILITY`).
-        model: eval-mode network; never modified. data: its data set (test split).
+        model: eval-mode network; never modified (None for a study that trains its own
+            networks, e.g. the depth sweep). data: its data set (test split).
         config: the study's config dataclass (default: its defaults).
         out: run folder; created, resumed, or refused if it holds another configuration.
         model_name: label in tables and figures (default: the zoo spec or class name).
@@ -87,12 +88,13 @@ def run_study(study: Study, model: nn.Module, data: Dataset, config: Any = None,
                         f"{type(config).__name__}")
     if study.resolve is not None:
         config = study.resolve(config, model, data)
-    name = model_name or model_label(model)
-    model_hash = model_digest(model)
+    name = model_name or (model_label(model) if model is not None else "")
+    model_hash = model_digest(model) if model is not None else None
     identity = run_identity(study.name, config, name, model_hash, data, data_digest(data))
     resumed = claim(out, identity, fresh=fresh)
     try:
-        ctx = Context(model, save_model(model, model_hash, out), name, data, config, out)
+        ref = save_model(model, model_hash, out) if model is not None else None
+        ctx = Context(model, ref, name, data, config, out)
         plan = study.plan(ctx)
     except BaseException:
         if not resumed:  # a run that could not even start leaves no claim on the folder
@@ -105,15 +107,15 @@ def run_study(study: Study, model: nn.Module, data: Dataset, config: Any = None,
     start = time.perf_counter()
     store = TaskStore(out / "tasks")
     stats = run_tasks(plan.tasks, store, executor, progress)
-    tables = _tables(study, store, ctx)
+    errors = store.errors()
+    complete = len(errors) == 0
+    tables = _tables(study, store, ctx, derived=complete)
     for table_name, table in tables.items():
         write_parquet(table, out / f"{table_name}.parquet")
-    errors = store.errors()
     if len(errors):
         write_parquet(errors, out / "errors.parquet")
     else:
         (out / "errors.parquet").unlink(missing_ok=True)
-    complete = len(errors) == 0
     figures: dict[str, Path] = {}
     claims: dict[str, Claim] = {}
     if complete:
@@ -126,17 +128,21 @@ def run_study(study: Study, model: nn.Module, data: Dataset, config: Any = None,
     summary.write_text(_summary(study, ctx, tables, claims, stats, errors, seconds))
     from ..report import write_report
 
-    report = write_report(out / "report.html", f"{study.title}: {name}", summary.read_text(),
+    report = write_report(out / "report.html", f"{study.title}: {name or data.name}",
+                          summary.read_text(),
                           {n: (p, study.figures[n].caption) for n, p in figures.items()})
     _write_config(out, identity, executor, stats, seconds)
     return StudyResult(out, tables, figures, claims, summary, report, stats, errors)
 
 
-def _tables(study: Study, store: TaskStore, ctx: Context) -> dict[str, pd.DataFrame]:
+def _tables(study: Study, store: TaskStore, ctx: Context, derived: bool,
+            ) -> dict[str, pd.DataFrame]:
+    """The study's tables; the derived ones only when every task finished (``derived``)."""
     tables: dict[str, pd.DataFrame] = {}
     for table_name, spec in study.tables.items():
         if spec.derive is not None:
-            tables[table_name] = spec.derive(tables, ctx)
+            if derived:
+                tables[table_name] = spec.derive(tables, ctx)
             continue
         rows = store.load(spec.analysis or table_name)
         tables[table_name] = spec.order(rows, ctx) if spec.order and len(rows) else rows
@@ -145,18 +151,20 @@ def _tables(study: Study, store: TaskStore, ctx: Context) -> dict[str, pd.DataFr
 
 def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats: RunStats,
              errors: pd.DataFrame, seconds: float) -> str:
-    lines = [f"# {study.title}: {ctx.model_name} on {ctx.data.name}", "",
+    on = f"{ctx.model_name} on {ctx.data.name}" if ctx.model_name else ctx.data.name
+    lines = [f"# {study.title}: {on}", "",
              f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
              + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."), ""]
     if len(errors):
-        lines += [f"**{len(errors)} of {stats.total} tasks failed**, so the claims are not judged "
-                  "and no figure is drawn; the same command retries them. Errors (all in "
+        lines += [f"**{len(errors)} of {stats.total} tasks failed**, so the claims are not judged, "
+                  "no figure is drawn and only the tasks' own tables are written; the same "
+                  "command retries them. Errors (all in "
                   "`errors.parquet`):", "", "| task | error |", "|---|---|"]
         lines += [f"| {r.analysis} {r.key} | {r.error}: {_cell(r.message)} |"
                   for r in errors.itertuples()]
         return "\n".join(lines) + "\n"
     if claims:
-        lines += ["## Claims on this model", "", "| claim | holds here | evidence |", "|---|---|---|"]
+        lines += ["## Claims", "", "| claim | holds here | evidence |", "|---|---|---|"]
         for text, c in claims.items():
             verdict = {True: "yes", False: "no", None: "not judged"}[c.held]
             lines.append(f"| {text} | {verdict} | {_cell(c.evidence)} |")

@@ -1,0 +1,263 @@
+"""Identity study of paper 002: how far each residual block is from the identity.
+
+Per block l of a section (stage) and image: the absolute perturbation ‖x_{l+1} − S(x_l)‖₂ and the
+scaled perturbation ‖x_{l+1} − S(x_l)‖₂ / ‖S(x_l)‖₂, where S is the block's shortcut. For an
+identity shortcut this is the paper's ‖x_{l+1} − x_l‖₂ (/ ‖x_l‖₂). A down-sampling block changes
+the shape, so x_{l+1} − x_l does not exist; it is measured against its projection shortcut
+S(x_l) (what the block adds to its own skip path) and counted in the section whose shape it
+outputs, so each section has its L blocks, as in the paper's sums over l = 0 … L − 1.
+
+Per section and in total: the computational distance d = Σ_l mean abs, the scaled distance
+d_scaled = Σ_l mean scaled, the mean (scaled) perturbation d / L, and the stopping rule
+L = ceil(d_scaled / ε). The depth sweep (:mod:`.identity_sweep`) trains pre-activation ResNets of
+several depths and reuses these tasks and tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._torch import eval_mode
+from ..capture import capture
+from ..metrics import stopping_rule
+from ..models import stage_name, stages
+from ..plots import identity as figs
+from ..runs import ModelRef, Task
+from .base import Claim, Context, Figure, Plan, Study, Table
+
+CHUNK = 64  # images per task: one forward pass each
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """What the identity study computes.
+
+    Attributes:
+        images: how many test images (the first ``images`` of a seeded permutation).
+        seed: image choice.
+        eps: perturbation levels ε of the stopping rule L = ceil(d_scaled / ε); the first is the
+            one the claims use.
+    """
+
+    images: int = 100
+    seed: int = 0
+    eps: tuple[float, ...] = (0.1,)
+
+    def __post_init__(self) -> None:
+        check_eps(self.eps)
+        if self.images < 1:
+            raise ValueError(f"images must be at least 1; got {self.images}")
+
+
+def check_eps(eps: Sequence[float]) -> None:
+    if not eps or any(not e > 0 for e in eps):
+        raise ValueError(f"eps must be one or more positive numbers; got {tuple(eps)}")
+
+
+# ---------------------------------------------------------------- task
+
+def perturbation_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tensor,
+                      images: list[int], labels: list[int], blocks: int | None = None,
+                      ) -> pd.DataFrame:
+    """Absolute and scaled perturbation of every block for a batch of images.
+
+    Args:
+        model: by reference; input_shape: its (C, H, W).
+        x: (B, C, H, W) images; images, labels: their indices and labels (B each).
+        blocks: written to the rows as the network's blocks per section (the sweep's L).
+
+    Returns:
+        one row per (image, block): section, position, n_blocks (blocks in its section),
+        pos_scaled = position / (n_blocks − 1) (0 for a one-block section), name, kind,
+        shortcut ("identity" or "projection"), abs, scaled.
+    """
+    net, unit_list = model.load(), model.units(input_shape)
+    acts = capture(net, x, unit_list)
+    rows = []
+    with eval_mode(net), torch.no_grad():
+        for group in stages(unit_list):
+            for u in group:
+                x_in, x_out = acts.inputs[u.name], acts.outputs[u.name]
+                if u.parts is not None:
+                    base = u.parts.shortcut(x_in)
+                elif x_in.shape == x_out.shape:
+                    base = x_in
+                else:
+                    raise ValueError(f"unit {u.name!r} changes the shape and its shortcut is "
+                                     "unknown, so its perturbation from identity is undefined")
+                shortcut = "identity" if base.shape == x_in.shape and torch.equal(base, x_in) \
+                    else "projection"
+                base = base.double().flatten(1)
+                diff = x_out.double().flatten(1) - base
+                absolute = diff.norm(dim=1)
+                scaled = absolute / base.norm(dim=1)
+                n = len(group)
+                for j, image in enumerate(images):
+                    rows.append({"image": image, "label": labels[j], "section": stage_name(group),
+                                 "section_index": u.stage, "position": u.position, "n_blocks": n,
+                                 "pos_scaled": u.position / (n - 1) if n > 1 else 0.0,
+                                 "name": u.name, "kind": u.kind, "shortcut": shortcut,
+                                 "abs": float(absolute[j]), "scaled": float(scaled[j])})
+    out = pd.DataFrame(rows)
+    if blocks is not None:
+        out.insert(0, "blocks", blocks)
+    return out
+
+
+def perturbation_tasks(ref: ModelRef, data, images: Sequence[int], key: str = "",
+                       blocks: int | None = None, after: tuple[str, ...] = ()) -> list[Task]:
+    """The tasks of one network's ``blocks`` table: one per chunk of CHUNK images."""
+    tasks = []
+    for start in range(0, len(images), CHUNK):
+        chunk = [int(i) for i in images[start:start + CHUNK]]
+        idx = torch.tensor(chunk)
+        tasks.append(Task("blocks", f"{key}img{chunk[0]}-n{len(chunk)}", perturbation_task,
+                          dict(model=ref, input_shape=data.input_shape, x=data.x[idx].clone(),
+                               images=chunk, labels=[int(v) for v in data.y[idx]], blocks=blocks),
+                          after=after))
+    return tasks
+
+
+# ---------------------------------------------------------------- tables
+
+def _by(blocks: pd.DataFrame, keys: list[str]) -> list[str]:
+    return [k for k in keys if k in blocks.columns]
+
+
+def per_block(blocks: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and 10/90 % quantiles over images, per block."""
+    keys = _by(blocks, ["blocks", "section_index", "section", "position", "n_blocks",
+                        "pos_scaled", "name", "kind", "shortcut"])
+    g = blocks.groupby(keys, sort=True)
+    out = g[["abs", "scaled"]].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    for col in ("abs", "scaled"):
+        out[f"{col}_q10"] = g[col].quantile(0.1)
+        out[f"{col}_q90"] = g[col].quantile(0.9)
+    return out.reset_index().assign(images=g.size().to_numpy())
+
+
+def distances(blocks: pd.DataFrame) -> pd.DataFrame:
+    """Per section and in total: d, d_scaled, their spread over images, L and the means d / L.
+
+    d = Σ_l mean_images ‖δ_l‖ (the mean over images of each image's distance); the spread is
+    the standard deviation over images of the per-image distance.
+    """
+    net = _by(blocks, ["blocks"])
+    per_image = (blocks.groupby(net + ["section_index", "section", "image"], sort=True)
+                 .agg(d=("abs", "sum"), d_scaled=("scaled", "sum"), L=("position", "size"))
+                 .reset_index())
+    total = (per_image.groupby(net + ["image"], sort=True)
+             .agg(d=("d", "sum"), d_scaled=("d_scaled", "sum"), L=("L", "sum")).reset_index()
+             .assign(section_index=-1, section="total"))
+    both = pd.concat([per_image, total], ignore_index=True)
+    out = (both.groupby(net + ["section_index", "section"], sort=True)
+           .agg(L=("L", "first"), d=("d", "mean"), d_std=("d", "std"),
+                d_scaled=("d_scaled", "mean"), d_scaled_std=("d_scaled", "std"),
+                images=("image", "size")).reset_index())
+    out["mean"] = out["d"] / out["L"]
+    out["mean_scaled"] = out["d_scaled"] / out["L"]
+    order = out["section_index"].where(out["section_index"] >= 0, np.inf)
+    return (out.assign(_o=order).sort_values(net + ["_o"]).drop(columns="_o")
+            .reset_index(drop=True))
+
+
+def stopping(dist: pd.DataFrame, eps: Sequence[float]) -> pd.DataFrame:
+    """The stopping rule per section (and network): predicted L = ceil(d_scaled / ε) next to
+    the L the network has, for each ε."""
+    rows = []
+    for r in dist[dist["section"] != "total"].itertuples():
+        for e in eps:
+            row = {"section": r.section, "eps": e, "L": int(r.L), "d_scaled": r.d_scaled,
+                   "mean_scaled": r.mean_scaled, "predicted_L": stopping_rule(r.d_scaled, e),
+                   "below_eps": bool(r.mean_scaled < e)}
+            rows.append({"blocks": int(r.blocks), **row} if "blocks" in dist else row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the study
+
+def _plan(ctx: Context) -> Plan:
+    cfg: IdentityConfig = ctx.config
+    ctx.model_ref.units(ctx.data.input_shape)  # a model without recognisable blocks stops here
+    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
+    return Plan(perturbation_tasks(ctx.model_ref, ctx.data, images), {"images": images})
+
+
+def _order(blocks: pd.DataFrame, ctx=None) -> pd.DataFrame:
+    keys = _by(blocks, ["blocks", "section_index", "position", "image"])
+    return blocks.sort_values(keys, ignore_index=True)
+
+
+def _first_eps(ctx) -> float:
+    return ctx.config.eps[0]
+
+
+def perturbation_claim(tables, ctx) -> Claim:
+    eps = _first_eps(ctx)
+    d = tables["distances"]
+    d = d[d["section"] != "total"]
+    return Claim(bool((d["mean_scaled"] < eps).all()),
+                 "mean scaled perturbation per section " + ", ".join(
+                     f"{r.section}: {r.mean_scaled:.3f}" for r in d.itertuples())
+                 + f" (holds if all below ε = {eps:g})")
+
+
+def coarse_to_fine_claim(tables, ctx) -> Claim:
+    pb = tables["per_block"]
+    first = sorted(pb["section_index"].unique())[:2]
+    parts = []
+    for s in first:
+        sec = pb[pb["section_index"] == s].sort_values("position")
+        if len(sec) < 2:
+            return Claim(None, f"section {sec['section'].iloc[0]} has one block: no early and late")
+        half = len(sec) // 2
+        early, late = sec["abs_mean"].iloc[:half].mean(), sec["abs_mean"].iloc[-half:].mean()
+        parts.append((sec["section"].iloc[0], early, late))
+    return Claim(all(e > la for _, e, la in parts),
+                 "mean ‖δ‖ of the first vs last half of the blocks: " + ", ".join(
+                     f"{n}: {e:.3f} vs {la:.3f}" for n, e, la in parts)
+                 + " (holds if the first half is larger in the first two sections)")
+
+
+def notes(tables, ctx) -> str:
+    dist, stop = tables["distances"], tables["stopping"]
+    lines = ["## Numbers", "", f"Images: {len(ctx.meta['images'])} test images (seed "
+             f"{ctx.config.seed}). Down-sampling blocks are measured against their projection "
+             "shortcut, ‖x_(l+1) − S(x_l)‖, and counted in the section they output to.", "",
+             "| section | L | d | d_scaled | mean ‖δ‖ | mean scaled |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.section} | {r.L} | {r.d:.3f} ± {r.d_std:.3f} | {r.d_scaled:.3f} ± "
+              f"{r.d_scaled_std:.3f} | {r.mean:.4f} | {r.mean_scaled:.4f} |"
+              for r in dist.itertuples()]
+    lines += ["", "Stopping rule L = ceil(d_scaled / ε) against the blocks the network has: "
+              + "; ".join(f"{r.section} at ε = {r.eps:g}: {r.predicted_L} (has {r.L})"
+                          for r in stop.itertuples()) + ".", ""]
+    return "\n".join(lines)
+
+
+IDENTITY = Study(
+    name="identity", title="Identity study", config=IdentityConfig, plan=_plan,
+    tables={
+        "blocks": Table(order=_order),
+        "per_block": Table(derive=lambda t, ctx: per_block(t["blocks"])),
+        "distances": Table(derive=lambda t, ctx: distances(t["blocks"])),
+        "stopping": Table(derive=lambda t, ctx: stopping(t["distances"], ctx.config.eps)),
+    },
+    figures={"fig2_5_blocks": Figure(
+        lambda t, ctx, p: figs.blocks(t["per_block"], p, ctx.model_name),
+        "absolute ‖x_(l+1) − x_l‖ and scaled ‖x_(l+1) − x_l‖ / ‖x_l‖ perturbation per block "
+        "along each section (position scaled to [0, 1]), mean over images with the 10–90 % band "
+        "(paper 002, Figs. 2 and 5)")},
+    claims={
+        "every section is a perturbation from identity (mean scaled perturbation below ε)":
+            perturbation_claim,
+        "earlier blocks of a section transform more than later ones (first two sections)":
+            coarse_to_fine_claim,
+    },
+    notes=notes,
+)

@@ -1,0 +1,268 @@
+"""Depth sweep of paper 002: train pre-activation ResNets with L blocks per section for several L,
+then measure each one's perturbation from identity (:mod:`.identity`).
+
+Each training is a task whose result is a checkpoint in the run folder
+(``checkpoints/preresnet<L>.safetensors``), so a rerun skips finished depths and a Dask cluster
+trains depths in parallel; each network's measurement tasks run after its training. One recipe
+for every depth: the network is built under ``seed``, trained with SGD (Nesterov, cosine decay,
+one warm-up epoch, 1-pixel shifts) for ``epochs`` at batch size ``batch_size`` and peak rate
+``lr`` (:func:`resdyn.train.train_and_save`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import power_law, stopping_rule
+from ..plots import identity as figs
+from ..runs import ModelRef, Task
+from .base import Claim, Context, Figure, Plan, Study, Table
+from .identity import _order, check_eps, distances, per_block, perturbation_tasks, stopping
+
+SENSIBLE_ACCURACY = 0.9  # a depth that trains to less is named in the summary
+SATURATED = 0.25  # d_scaled grows less than this over the last doubling of depth: saturated
+RULE_TOLERANCE = 0.25  # the stopping rule "predicts" when within 25 % of the observed crossing
+# paper 002, §3.5.1, as printed: d_scaled per section, and the L it says ceil(d_scaled / 0.1) gives
+PAPER_D_SCALED = {"MNIST": (4.11, 3.12, 4.58), "CIFAR-10": (3.69, 3.81, 4.27)}
+PAPER_PRINTED_L = {"MNIST": (37, 39, 43), "CIFAR-10": (42, 32, 36)}
+PAPER_OBSERVED_L = {"MNIST": (40, 32, 40), "CIFAR-10": (34, 38, 48)}  # §3.5: where it fell below 0.1
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The depth sweep.
+
+    Attributes:
+        depths: blocks per section L of each network (positive integers, at least one).
+        epochs, lr, batch_size, seed: the training recipe, the same for every depth.
+        images: test images each network is measured on (seeded choice, as in every study).
+        eps: perturbation levels ε; the first is the one the claims use.
+    """
+
+    depths: tuple[int, ...] = (2, 4, 8, 16, 32)
+    epochs: int = 15
+    lr: float = 0.1
+    batch_size: int = 128
+    seed: int = 0
+    images: int = 100
+    eps: tuple[float, ...] = (0.1,)
+
+    def __post_init__(self) -> None:
+        if not self.depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1
+                                  for d in self.depths):
+            raise ValueError(f"depths must be one or more positive integers; got {self.depths}")
+        if len(set(self.depths)) != len(self.depths):
+            raise ValueError(f"depths repeat: {self.depths}")
+        check_eps(self.eps)
+        for name in ("epochs", "batch_size", "images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+
+
+def train_task(data: str, blocks: int, path: str, epochs: int, lr: float, batch_size: int,
+               seed: int) -> pd.DataFrame:
+    """Train ``preresnet(blocks)`` on ``data`` and save it to ``path``; one row of results."""
+    from ..train import train_and_save
+
+    result = train_and_save(f"preresnet({blocks})", data, epochs, path, seed=seed,
+                            batch_size=batch_size, lr=lr)
+    return pd.DataFrame([{"blocks": blocks, "depth": 6 * blocks + 2, "epochs": epochs,
+                          "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+                          "train_loss": result.train_loss, "seconds": result.seconds,
+                          "checkpoint": Path(path).name}])
+
+
+def _plan(ctx: Context) -> Plan:
+    cfg: SweepConfig = ctx.config
+    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
+    (ctx.out / "checkpoints").mkdir(exist_ok=True)
+    tasks = []
+    for blocks in sorted(cfg.depths):
+        path = ctx.out / "checkpoints" / f"preresnet{blocks}.safetensors"
+        tasks.append(Task("training", f"L{blocks}", train_task,
+                          dict(data=ctx.data.name, blocks=blocks, path=str(path),
+                               epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                               seed=cfg.seed)))
+        tasks += perturbation_tasks(ModelRef.checkpoint(path), ctx.data, images,
+                                    key=f"L{blocks}-", blocks=blocks,
+                                    after=(f"training/L{blocks}",))
+    return Plan(tasks, {"images": images})
+
+
+# ---------------------------------------------------------------- derived tables
+
+def fits(dist: pd.DataFrame) -> pd.DataFrame:
+    """Mean scaled perturbation ≈ c · L^(−p) per section (and total), 95 % interval on p."""
+    rows = []
+    for section, g in dist.groupby("section", sort=False):
+        g = g.sort_values("blocks")
+        if len(g) < 2:
+            continue
+        f = power_law(g["blocks"], g["mean_scaled"])
+        rows.append({"section": section, "c": f.c, "p": f.p, "p_low": f.p_low,
+                     "p_high": f.p_high, "r2": f.r2, "depths": f.n})
+    return pd.DataFrame(rows)
+
+
+def crossing_depth(depths, values, eps: float) -> float:
+    """The L at which ``values`` (mean scaled perturbation per depth) first falls below ε,
+    interpolated on log-log axes between the two trained depths around it; NaN if it never
+    does, the first depth if it already starts below."""
+    L, v = np.asarray(depths, dtype=float), np.asarray(values, dtype=float)
+    below = np.flatnonzero(v < eps)
+    if below.size == 0:
+        return float("nan")
+    i = int(below[0])
+    if i == 0:
+        return float(L[0])
+    x0, x1, y0, y1 = np.log(L[i - 1]), np.log(L[i]), np.log(v[i - 1]), np.log(v[i])
+    return float(np.exp(x0 + (np.log(eps) - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def crossings(dist: pd.DataFrame, eps) -> pd.DataFrame:
+    """Per section and ε: where the mean scaled perturbation falls below ε (first trained depth
+    and the interpolated crossing) against the stopping rule of the deepest network."""
+    rows = []
+    for section, g in dist[dist["section"] != "total"].groupby("section", sort=False):
+        g = g.sort_values("blocks")
+        deepest = g.iloc[-1]
+        for e in eps:
+            first = g[g["mean_scaled"] < e]["blocks"]
+            rows.append({"section": section, "eps": e,
+                         "first_L_below": int(first.iloc[0]) if len(first) else None,
+                         "crossing_L": crossing_depth(g["blocks"], g["mean_scaled"], e),
+                         "predicted_L": stopping_rule(deepest["d_scaled"], e),
+                         "from_blocks": int(deepest["blocks"]),
+                         "d_scaled": float(deepest["d_scaled"])})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- claims
+
+def one_over_l_claim(tables, ctx) -> Claim:
+    f = tables["fits"]
+    f = f[f["section"] != "total"]
+    if f.empty or f["depths"].min() < 3:
+        return Claim(None, "needs at least three depths for an interval on p")
+    inside = [(r.p_low <= 1 <= r.p_high) for r in f.itertuples()]
+    return Claim(all(inside), "exponent p of mean scaled perturbation ≈ c·L^(−p): " + ", ".join(
+        f"{r.section}: {r.p:.2f} [{r.p_low:.2f}, {r.p_high:.2f}]" for r in f.itertuples())
+        + " (95 % intervals; holds if every interval contains 1)")
+
+
+def saturation_claim(tables, ctx) -> Claim:
+    d = tables["distances"]
+    depths = sorted(d["blocks"].unique())
+    if len(depths) < 2:
+        return Claim(None, "needs at least two depths")
+    a, b = depths[-2], depths[-1]
+    parts = []
+    for section, g in d[d["section"] != "total"].groupby("section", sort=False):
+        g = g.set_index("blocks")["d_scaled"]
+        parts.append((section, g[a], g[b], g[b] / g[a] - 1))
+    return Claim(all(abs(r) < SATURATED for *_, r in parts),
+                 f"d_scaled from L = {a} to L = {b}: " + ", ".join(
+                     f"{s}: {x:.2f} → {y:.2f} ({r:+.0%})" for s, x, y, r in parts)
+                 + f" (holds if every section changes by less than {SATURATED:.0%})")
+
+
+def stopping_rule_claim(tables, ctx) -> Claim:
+    eps = ctx.config.eps[0]
+    c = tables["crossings"]
+    c = c[c["eps"] == eps]
+    if c["crossing_L"].isna().any():
+        never = ", ".join(c[c["crossing_L"].isna()]["section"])
+        return Claim(None, f"the mean scaled perturbation never fell below ε = {eps:g} in {never} "
+                           "within the trained depths; predicted L there: " + ", ".join(
+                               f"{r.section}: {r.predicted_L}" for r in c.itertuples()))
+    ok = [abs(r.predicted_L / r.crossing_L - 1) <= RULE_TOLERANCE for r in c.itertuples()]
+    return Claim(all(ok), f"ε = {eps:g}; predicted ceil(d_scaled/ε) from the deepest network vs "
+                 "the observed crossing: " + ", ".join(
+                     f"{r.section}: {r.predicted_L} vs {r.crossing_L:.1f}" for r in c.itertuples())
+                 + f" (holds if within {RULE_TOLERANCE:.0%})")
+
+
+def paper_rule_check(eps: float = 0.1) -> str:
+    """Paper 002's printed d_scaled through its own rule, against the L it prints."""
+    computed = {k: tuple(stopping_rule(d, eps) for d in ds) for k, ds in PAPER_D_SCALED.items()}
+    parts = [f"{k}: d_scaled {', '.join(f'{d:g}' for d in PAPER_D_SCALED[k])} gives "
+             f"{'/'.join(map(str, computed[k]))} (observed {'/'.join(map(str, PAPER_OBSERVED_L[k]))}"
+             f", printed {'/'.join(map(str, PAPER_PRINTED_L[k]))})" for k in PAPER_D_SCALED]
+    (a, ca), (b, cb) = computed.items()
+    notes = [f"The L printed for {k} is what {other}'s d_scaled give"
+             for k, other, theirs in ((a, b, cb), (b, a, ca)) if PAPER_PRINTED_L[k] == theirs]
+    return (f"ceil(d_scaled / {eps:g}) on the values paper 002 prints (§3.5.1): " + "; ".join(parts)
+            + "." + (" " + "; ".join(notes) + ": its two lines are swapped." if notes else ""))
+
+
+def notes(tables, ctx) -> str:
+    tr, dist, f = tables["training"], tables["distances"], tables["fits"]
+    cfg: SweepConfig = ctx.config
+    poor = tr[tr["test_accuracy"] < SENSIBLE_ACCURACY]
+    lines = ["## Training", "",
+             f"preresnet(L) on {ctx.data.name}, {cfg.epochs} epochs, lr {cfg.lr:g}, batch "
+             f"{cfg.batch_size}, seed {cfg.seed}; measured on {len(ctx.meta['images'])} test "
+             "images.", "", "| L | layers | test accuracy | test loss | training s |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r.blocks} | {r.depth} | {r.test_accuracy:.4f} | {r.test_loss:.4f} | "
+              f"{r.seconds:.0f} |" for r in tr.sort_values("blocks").itertuples()]
+    lines += ["", ("Every depth trained to a test accuracy of at least "
+                   f"{SENSIBLE_ACCURACY:.0%}." if poor.empty else
+                   f"**Below {SENSIBLE_ACCURACY:.0%} test accuracy: L = "
+                   + ", ".join(str(v) for v in poor["blocks"]) + "**; their measurements describe "
+                   "networks that did not learn the task."), "",
+              "## Distances per depth", "", "| L | section | d | d_scaled | mean | mean scaled |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r.blocks} | {r.section} | {r.d:.2f} | {r.d_scaled:.3f} | {r.mean:.3f} | "
+              f"{r.mean_scaled:.4f} |" for r in dist.itertuples()]
+    lines += ["", "Fit of the mean scaled perturbation, c·L^(−p): " + "; ".join(
+        f"{r.section}: c = {r.c:.3f}, p = {r.p:.3f} [{r.p_low:.3f}, {r.p_high:.3f}], "
+        f"R² = {r.r2:.3f}" for r in f.itertuples()) + ".", "",
+              "## The paper's stopping rule, computed", "", paper_rule_check(), ""]
+    return "\n".join(lines)
+
+
+SWEEP = Study(
+    name="identity-sweep", title="Identity depth sweep", config=SweepConfig, plan=_plan,
+    tables={
+        "training": Table(order=lambda t, ctx: t.sort_values("blocks", ignore_index=True)),
+        "blocks": Table(order=_order),
+        "per_block": Table(derive=lambda t, ctx: per_block(t["blocks"])),
+        "distances": Table(derive=lambda t, ctx: distances(t["blocks"])),
+        "stopping": Table(derive=lambda t, ctx: stopping(t["distances"], ctx.config.eps)),
+        "fits": Table(derive=lambda t, ctx: fits(t["distances"])),
+        "crossings": Table(derive=lambda t, ctx: crossings(t["distances"], ctx.config.eps)),
+    },
+    figures={
+        "fig1_test_error": Figure(
+            lambda t, ctx, p: figs.test_error(t["training"], p, ctx.data.name),
+            "test error per depth L (paper 002, Fig. 1)"),
+        "fig2_5_blocks": Figure(
+            lambda t, ctx, p: figs.blocks(t["per_block"], p, f"preresnet(L) on {ctx.data.name}"),
+            "absolute and scaled perturbation per block along each section, one line per depth "
+            "(paper 002, Figs. 2 and 5)"),
+        "fig3_4_distances": Figure(
+            lambda t, ctx, p: figs.distances(t["distances"], p, ctx.data.name, scaled=False),
+            "computational distance d per section and in total, and the mean perturbation d/L, "
+            "against depth (paper 002, Figs. 3 and 4)"),
+        "fig6_7_scaled": Figure(
+            lambda t, ctx, p: figs.distances(t["distances"], p, ctx.data.name, scaled=True,
+                                             fits=t["fits"], eps=ctx.config.eps[0]),
+            "scaled distance d_scaled and mean scaled perturbation d_scaled/L against depth, "
+            "with the fitted c·L^(−p) and ε (paper 002, Figs. 6 and 7)"),
+    },
+    claims={
+        "the mean scaled perturbation falls like 1/L": one_over_l_claim,
+        "the scaled distance d_scaled saturates with depth": saturation_claim,
+        "the stopping rule predicts the depth where the mean scaled perturbation falls below ε":
+            stopping_rule_claim,
+    },
+    notes=notes,
+)
+
