@@ -38,6 +38,10 @@ def blocks(per_block: pd.DataFrame, path: Path, title: str) -> Path:
                 if not sweep:
                     ax.fill_between(rows["pos_scaled"], rows[f"{col}_q10"], rows[f"{col}_q90"],
                                     color=colour, alpha=0.2, lw=0, label="10–90 % of images")
+                    down = rows[rows["shortcut"] == "projection"]
+                    ax.scatter(down["pos_scaled"], down[f"{col}_mean"], s=60, marker="s",
+                               facecolors="none", edgecolors="#c0392b",
+                               label="down-sampling block (against its projection)")
             ax.set_title(f"{section}", fontsize=10)
             if j == 0:
                 ax.set_ylabel(label)
@@ -45,9 +49,9 @@ def blocks(per_block: pd.DataFrame, path: Path, title: str) -> Path:
                 ax.set_xlabel("position in section (scaled to [0, 1])")
             ax.set_ylim(bottom=0)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8, ncols=1 if not sweep else 2)
+    fig.legend(handles, labels, loc="upper right", fontsize=8, ncols=1)
     fig.suptitle(f"{title}: perturbation from identity per block")
-    fig.tight_layout(rect=(0, 0, 0.88 if sweep else 0.9, 0.95))
+    fig.tight_layout(rect=(0, 0, 0.86, 0.95))
     return save(fig, path)
 
 
