@@ -345,6 +345,7 @@ def _numbers(text: str, kind: type, what: str) -> tuple:
         values = tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"{what} must be comma-separated {kind.__name__}s; got {text!r}") from None
+    values = tuple(v.strip() for v in values) if kind is str else values
     if not values:
         raise ValueError(f"{what}: give at least one value; got {text!r}")
     return values
@@ -387,6 +388,33 @@ def identity_sweep(data: DataOpt = "digits",
                              batch_size=batch_size, seed=seed, images=images,
                              eps=_numbers(eps, float, "--eps"))
     _run(SWEEP, config, None, None, data, out, fresh, executor, workers, scheduler, False)
+
+
+@app.command()
+def stiffness(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
+              images: ImagesOpt = 200, seed: int = 0,
+              blocks: Annotated[str, typer.Option(help="all (every square block), or "
+                                                  "comma-separated block names")] = "all",
+              dense_max: Annotated[int, typer.Option(help="widest block whose eigenvalues are "
+                                                     "all computed; wider: Arnoldi extremes")] = 1024,
+              arnoldi_k: Annotated[int, typer.Option(help="eigenvalues per side on the Arnoldi "
+                                                     "path")] = 6,
+              metrics: Annotated[str, typer.Option(help="metrics correlated with loss and "
+                                                   "correctness, comma-separated")] =
+              "share_negative,stiffness_signed,stiffness_ratio,spectral_radius",
+              out: OutOpt = Path("out/stiffness"), fresh: FreshOpt = False,
+              executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
+              scheduler: SchedulerOpt = None, any_input_size: AnySizeOpt = False) -> None:
+    """Paper 003: eigenvalues of block Jacobians, stiffness indices, correlation with loss."""
+    from .studies import STIFFNESS, StiffnessConfig
+
+    with _user_errors():
+        config = StiffnessConfig(images=images, seed=seed, dense_max=dense_max, k=arnoldi_k,
+                                 blocks=None if blocks == "all" else _numbers(blocks, str,
+                                                                              "--blocks"),
+                                 metrics=_numbers(metrics, str, "--metrics"))
+    _run(STIFFNESS, config, model, weights, data, out, fresh, executor, workers, scheduler,
+         any_input_size)
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`

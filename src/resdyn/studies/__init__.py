@@ -6,9 +6,10 @@ from .identity_sweep import SWEEP, SweepConfig
 from .runner import StudyResult, run_study
 from .spectra import SPECTRA, SpectraConfig
 from .stability import STABILITY, StabilityConfig, run_stability
+from .stiffness import STIFFNESS, StiffnessConfig
 
-STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP)}
+STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP, STIFFNESS)}
 
 __all__ = ["Claim", "Context", "Figure", "IDENTITY", "IdentityConfig", "Plan", "SPECTRA",
-           "STABILITY", "STUDIES", "SWEEP", "SpectraConfig", "StabilityConfig", "Study",
-           "StudyResult", "SweepConfig", "Table", "run_stability", "run_study"]
+           "STABILITY", "STIFFNESS", "STUDIES", "SWEEP", "SpectraConfig", "StabilityConfig",
+           "StiffnessConfig", "Study", "StudyResult", "SweepConfig", "Table", "run_stability", "run_study"]

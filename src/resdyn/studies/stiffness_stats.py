@@ -1,0 +1,151 @@
+"""Correlations of stiffness with loss and correctness, and paper 003's claims as functions of
+the stiffness study's tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .base import Claim
+
+ALPHA = 0.05  # significance level after the Benjamini–Hochberg adjustment
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (NaN stays NaN and is not counted as a test).
+
+    Example:
+        >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, np.nan]))
+        array([0.03, 0.04, 0.04,  nan])
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float, str]:
+    """(r, p, note); NaN with the reason where r is undefined (too few points, a constant)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3:
+        return np.nan, np.nan, f"{x.size} finite pairs (need 3)"
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan, np.nan, "constant " + ("metric" if np.ptp(x) == 0 else "target")
+    r = stats.pearsonr(x, y)
+    return float(r.statistic), float(r.pvalue), ""
+
+
+def correlations(table: pd.DataFrame, metrics) -> pd.DataFrame:
+    """Pearson r and p per block and metric: against per-image loss and correctness (across
+    images), and of per-label means against per-label mean loss and accuracy; Benjamini–Hochberg
+    adjusted p-values over all tests of the table.
+
+    Columns: block, index, metric, level ("image" or "label"), target ("loss" or
+    "correct" / "accuracy"), n, r, p, p_adjusted, significant, note.
+    """
+    rows = []
+    square = table[table["method"] != "skipped"]
+    for (index, block), g in square.groupby(["index", "block"], sort=True):
+        per_label = g.groupby("label").agg(loss=("loss", "mean"), accuracy=("correct", "mean"),
+                                           **{m: (m, "mean") for m in metrics})
+        for m in metrics:
+            for level, frame, targets in (("image", g, (("loss", "loss"), ("correct", "correct"))),
+                                          ("label", per_label, (("loss", "loss"),
+                                                                ("accuracy", "accuracy")))):
+                for target, col in targets:
+                    r, p, note = _pearson(frame[m].to_numpy(float), frame[col].to_numpy(float))
+                    rows.append({"block": block, "index": int(index), "metric": m,
+                                 "level": level, "target": target, "n": len(frame), "r": r,
+                                 "p": p, "note": note})
+    out = pd.DataFrame(rows, columns=["block", "index", "metric", "level", "target", "n", "r",
+                                      "p", "note"])
+    out["p_adjusted"] = benjamini_hochberg(out["p"].to_numpy(float))
+    out["significant"] = out["p_adjusted"] <= ALPHA
+    return out
+
+
+# ---------------------------------------------------------------- claims
+
+def _per_block(table: pd.DataFrame) -> pd.DataFrame:
+    sq = table[table["method"] != "skipped"]
+    return (sq.groupby(["index", "block", "stage"], sort=True)
+            [["share_negative", "stiffness_signed", "stiffness_ratio", "spectral_radius"]]
+            .median().reset_index())
+
+
+def rising_claim(tables, ctx=None) -> Claim:
+    pb = _per_block(tables["stiffness"])
+    stages = sorted(pb["stage"].unique())
+    if len(stages) < 2:
+        return Claim(None, "needs blocks in at least two stages")
+    first, last = pb[pb["stage"] == stages[0]], pb[pb["stage"] == stages[-1]]
+    parts, held = [], True
+    for metric, label in (("stiffness_ratio", "max |Re λ| / min |Re λ|"),
+                          ("share_negative", "share of Re λ < 0")):
+        a, b = first[metric].mean(), last[metric].mean()
+        if not (np.isfinite(a) and np.isfinite(b)):
+            return Claim(None, f"{label} is not defined in every stage (an Arnoldi path, or no "
+                               "eigenvalue off the imaginary axis)")
+        held &= bool(b > a)
+        parts.append(f"{label} {a:.3g} in the first stage vs {b:.3g} in the last")
+    signed = last["stiffness_signed"]
+    note = ("; signed SI in the last stage " + (f"{signed.mean():.3g}" if signed.notna().all()
+                                                else "undefined where no Re λ < 0 (min Re λ = 0)"))
+    return Claim(held, "; ".join(parts) + note + " (medians over images, mean over the stage's "
+                 "blocks; holds if the ratio and the share are both larger in the last stage)")
+
+
+def correlation_claim(tables, ctx=None) -> Claim:
+    c = tables["correlations"]
+    if c.empty:
+        return Claim(None, "no square block was analysed")
+    last = c[c["index"] == c["index"].max()]
+    last = last[last["level"] == "image"]
+    if last["p"].isna().all():
+        return Claim(None, "no correlation is defined for the last block: "
+                     + "; ".join(sorted(set(last["note"]))))
+    sig = last[last["significant"]]
+    return Claim(bool(len(sig)), f"last block {last['block'].iloc[0]}: " + ", ".join(
+        f"{r.metric} vs {r.target} r = {r.r:+.2f} (adjusted p = {r.p_adjusted:.2g})"
+        for r in last.itertuples() if np.isfinite(r.r))
+        + f" (holds if any is significant at {ALPHA:g} after Benjamini–Hochberg)")
+
+
+CLAIMS = {
+    "stiffness rises toward the end of the network": rising_claim,
+    "the last block's stiffness correlates with loss or correctness": correlation_claim,
+}
+
+
+def notes(tables, ctx) -> str:
+    t, c = tables["stiffness"], tables["correlations"]
+    pb = _per_block(t)
+    sq = t[t["method"] != "skipped"]
+    last = pb.iloc[-1] if len(pb) else None
+    acc = t.drop_duplicates("image")["correct"].mean()
+    lines = ["## Numbers", "",
+             f"{t['image'].nunique()} test images (accuracy on them {acc:.3f}); "
+             f"{sq['block'].nunique()} square blocks analysed ("
+             + ", ".join(f"{m}: {int((sq['method'] == m).sum())} solves"
+                         for m in sorted(set(sq["method"]))) + "), "
+             f"{t[t['method'] == 'skipped']['block'].nunique()} down-sampling blocks skipped (not "
+             "square).", ""]
+    if last is not None:
+        lines += [f"Last block {last['block']}: median signed stiffness index "
+                  f"{last['stiffness_signed']:.3f}, share of eigenvalues with Re λ < 0 "
+                  f"{last['share_negative']:.2%}, classical ratio {last['stiffness_ratio']:.3g}, "
+                  f"spectral radius {last['spectral_radius']:.3f} (paper 003, ResNet-50's last "
+                  "block: SI −35.32, 31.96 %).", ""]
+    sig = c[c["significant"]]
+    lines.append(f"Correlations: {len(c)} tests, {int(c['p'].notna().sum())} defined, "
+                 f"{len(sig)} significant at {ALPHA:g} after Benjamini–Hochberg"
+                 + (": " + "; ".join(f"{r.block} {r.metric} vs {r.target} ({r.level}) "
+                                      f"r = {r.r:+.2f}, adjusted p = {r.p_adjusted:.2g}"
+                                      for r in sig.itertuples()) if len(sig) else "")
+                 + ". Paper 003: ResNet-18's last block SI vs accuracy r = −0.36.")
+    lines.append("")
+    return "\n".join(lines)
