@@ -250,7 +250,8 @@ def _executor(executor: str, workers: int | None, scheduler: str | None):
     return Executor(name, workers=workers, scheduler=scheduler)
 
 
-def _run(study, config, model: str | None, weights: Path | None, data: str, out: Path, fresh: bool,
+def _run(study, config, model: str | None, weights: Path | None, data: str | None, out: Path,
+         fresh: bool,
          executor: str, workers: int | None, scheduler: str | None, any_input_size: bool) -> None:
     """Load, run one study with progress, print where and its summary; exit 1 if tasks failed."""
     from .runs.folder import check_out
@@ -259,10 +260,10 @@ def _run(study, config, model: str | None, weights: Path | None, data: str, out:
     with _user_errors():
         check_out(out)
         ex = _executor(executor, workers, scheduler)
-        if model is None:  # a study that trains its own networks
+        if model is None:  # a study that trains its own networks, or of no data at all
             from .data import load_data
 
-            m, ds = None, load_data(data, split="test")
+            m, ds = None, load_data(data, split="test") if data is not None else None
         else:
             m, ds = _model_and_data(model, weights, data, any_input_size)
         with study_progress(study.name) as show:
@@ -415,6 +416,32 @@ def stiffness(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = N
                                  metrics=_numbers(metrics, str, "--metrics"))
     _run(STIFFNESS, config, model, weights, data, out, fresh, executor, workers, scheduler,
          any_input_size)
+
+
+stable_app = typer.Typer(no_args_is_help=True, help="Paper 004: stable architectures.")
+app.add_typer(stable_app, name="stable")
+
+
+@stable_app.command("ode")
+def stable_ode(K: Annotated[list[str] | None, typer.Option(
+                   "--K", help="another matrix to integrate, rows separated by ';' "
+                   "(e.g. '0,-2;2,-0.1'); repeatable")] = None,
+               h: Annotated[float, typer.Option(help="forward Euler step")] = 0.1,
+               T: Annotated[float, typer.Option("--T", help="time horizon")] = 2.0,
+               starts: Annotated[int, typer.Option(help="nearby initial conditions")] = 3,
+               spread: Annotated[float, typer.Option(help="their distance from the center")] = 0.1,
+               activation: Annotated[str, typer.Option(help="tanh | relu")] = "tanh",
+               out: OutOpt = Path("out/stable-ode"), fresh: FreshOpt = False) -> None:
+    """ẏ = K y and ẏ = σ(K y + b) for K₊, K₋, K₀ (and --K): Euler against a reference."""
+    from .studies import ODE, OdeConfig
+    from .studies.stable_ode import PAPER_K, parse_matrix
+
+    with _user_errors():
+        extra = tuple((f"K{i + 1}" if len(K or []) > 1 else "K", parse_matrix(text))
+                      for i, text in enumerate(K or []))
+        config = OdeConfig(matrices=PAPER_K + extra, h=h, T=T, starts=starts, spread=spread,
+                           activation=activation)
+    _run(ODE, config, None, None, None, out, fresh, "serial", None, None, False)
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`

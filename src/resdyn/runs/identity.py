@@ -53,12 +53,13 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def run_identity(study: str, config: Any, model_name: str, model_hash: str | None, data: Dataset,
-                 data_hash: str) -> dict[str, Any]:
+def run_identity(study: str, config: Any, model_name: str, model_hash: str | None,
+                 data: Dataset | None, data_hash: str | None) -> dict[str, Any]:
     """The identity of a run: study, resolved config, model (name, hash), data (spec, split, hash)."""
     return {"study": study, "config": plain(config),
             "model": {"name": model_name, "sha256": model_hash},
-            "data": {"name": data.name, "split": data.split, "sha256": data_hash}}
+            "data": ({"name": data.name, "split": data.split, "sha256": data_hash}
+                     if data is not None else None)}
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[str]:

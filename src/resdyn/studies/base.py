@@ -27,7 +27,8 @@ Tables = Mapping[str, pd.DataFrame]
 class Context:
     """What a study's functions see: the run's model (and its reference for tasks), data, config.
 
-    ``model`` and ``model_ref`` are None for a study that trains its own networks.
+    ``model`` and ``model_ref`` are None for a study that trains its own networks; ``data`` is
+    None for a study of no data set.
 
     ``meta`` holds what the plan decided (chosen images, units ...) for tables, figures, claims.
     """
@@ -35,7 +36,7 @@ class Context:
     model: nn.Module | None
     model_ref: ModelRef | None
     model_name: str
-    data: Dataset
+    data: Dataset | None
     config: Any
     out: Path
     meta: Mapping[str, Any] = field(default_factory=dict)

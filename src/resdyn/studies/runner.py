@@ -57,7 +57,7 @@ def model_label(model: nn.Module) -> str:
     return card.spec if card is not None else type(model).__name__
 
 
-def run_study(study: Study, model: nn.Module | None, data: Dataset, config: Any = None,
+def run_study(study: Study, model: nn.Module | None, data: Dataset | None, config: Any = None,
               out: str | Path = "out", *, model_name: str | None = None,
               executor: Executor | str = "serial", progress: Progress | None = None,
               fresh: bool = False) -> StudyResult:
@@ -66,7 +66,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset, config: Any 
     Args:
         study: the study's declaration (e.g. :data:`resdyn.studies.stability.STABILITY`).
         model: eval-mode network; never modified (None for a study that trains its own
-            networks, e.g. the depth sweep). data: its data set (test split).
+            networks, e.g. the depth sweep). data: its data set (test split); None for a study
+            of no data (the ODE examples).
         config: the study's config dataclass (default: its defaults).
         out: run folder; created, resumed, or refused if it holds another configuration.
         model_name: label in tables and figures (default: the zoo spec or class name).
@@ -90,7 +91,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset, config: Any 
         config = study.resolve(config, model, data)
     name = model_name or (model_label(model) if model is not None else "")
     model_hash = model_digest(model) if model is not None else None
-    identity = run_identity(study.name, config, name, model_hash, data, data_digest(data))
+    identity = run_identity(study.name, config, name, model_hash, data,
+                            data_digest(data) if data is not None else None)
     resumed = claim(out, identity, fresh=fresh)
     try:
         ref = save_model(model, model_hash, out) if model is not None else None
@@ -128,7 +130,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset, config: Any 
     summary.write_text(_summary(study, ctx, tables, claims, stats, errors, seconds))
     from ..report import write_report
 
-    report = write_report(out / "report.html", f"{study.title}: {name or data.name}",
+    report = write_report(out / "report.html", " ".join(filter(None, (
+                              f"{study.title}:", name or (data.name if data else "")))),
                           summary.read_text(),
                           {n: (p, study.figures[n].caption) for n, p in figures.items()})
     _write_config(out, identity, executor, stats, seconds)
@@ -151,8 +154,8 @@ def _tables(study: Study, store: TaskStore, ctx: Context, derived: bool,
 
 def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats: RunStats,
              errors: pd.DataFrame, seconds: float) -> str:
-    on = f"{ctx.model_name} on {ctx.data.name}" if ctx.model_name else ctx.data.name
-    lines = [f"# {study.title}: {on}", "",
+    on = " on ".join(filter(None, (ctx.model_name, ctx.data.name if ctx.data else "")))
+    lines = [f"# {study.title}" + (f": {on}" if on else ""), "",
              f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
              + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."), ""]
     if len(errors):

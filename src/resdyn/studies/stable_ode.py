@@ -1,0 +1,260 @@
+"""The ODE view of paper 004 (Haber & Ruthotto): ẏ = σ(K y + b) and ẏ = K y for K₊, K₋, K₀ (and
+any K given), integrated by forward Euler at step h (a ResNet's forward pass) and by an accurate
+reference integrator, from several nearby initial conditions.
+
+K₊ = [[2, −2], [0, 2]] (eigenvalues 2, 2) separates nearby trajectories, K₋ = [[−2, 0], [2, −2]]
+(−2, −2) contracts them, K₀ = [[0, −1], [1, 0]] (±i) rotates them and keeps their distance; forward
+Euler on K₀ grows every norm by sqrt(1 + h²) per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..plots import stable as figs
+from ..runs import Task
+from .base import Claim, Context, Figure, Plan, Study, Table
+
+PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0))),
+           ("K0", ((0.0, -1.0), (1.0, 0.0))))
+ACTIVATIONS = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
+PRESERVED = 0.01  # |log distance growth| / T below this: distance preserved
+
+
+def parse_matrix(text: str) -> tuple[tuple[float, ...], ...]:
+    """A square matrix from 'a,b;c,d' (rows separated by ';').
+
+    Raises:
+        ValueError: not numeric, ragged, or not square.
+    """
+    try:
+        rows = tuple(tuple(float(v) for v in row.split(",")) for row in text.split(";"))
+    except ValueError:
+        raise ValueError(f"K must be numbers like '0,-1;1,0' (rows separated by ';'); got "
+                         f"{text!r}") from None
+    if any(len(r) != len(rows) for r in rows):
+        raise ValueError(f"K must be square (n rows of n numbers); got {text!r} with rows of "
+                         f"{[len(r) for r in rows]}")
+    return rows
+
+
+@dataclass(frozen=True)
+class OdeConfig:
+    """The ODE examples.
+
+    Attributes:
+        matrices: (name, K) pairs; default the paper's K₊, K₋, K₀.
+        h: forward Euler step (a ResNet's step size). T: time horizon (T/h steps, rounded).
+        starts: nearby initial conditions, on a circle of radius ``spread`` around ``center``.
+        activation: σ of the nonlinear system ẏ = σ(K y + b) ("tanh" or "relu"); b = ``bias``.
+    """
+
+    matrices: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...] = PAPER_K
+    h: float = 0.1
+    T: float = 2.0
+    starts: int = 3
+    spread: float = 0.1
+    center: tuple[float, ...] = (1.0, 1.0)
+    activation: str = "tanh"
+    bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.h > 0 or not self.T > 0:
+            raise ValueError(f"h and T must be positive; got h = {self.h}, T = {self.T}")
+        if self.h > self.T:
+            raise ValueError(f"h = {self.h} exceeds the horizon T = {self.T}")
+        if self.starts < 2 or not self.spread > 0:
+            raise ValueError(f"need starts >= 2 and spread > 0; got {self.starts}, {self.spread}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: "
+                             f"{', '.join(ACTIVATIONS)}")
+        for name, k in self.matrices:
+            if any(len(r) != len(k) for r in k) or len(k) != len(self.center):
+                raise ValueError(f"{name} must be a square {len(self.center)}x{len(self.center)} "
+                                 f"matrix (the size of center, the phase plane drawn); got rows "
+                                 f"of {[len(r) for r in k]}")
+
+    @property
+    def steps(self) -> int:
+        return max(1, round(self.T / self.h))
+
+
+def starting_points(cfg: OdeConfig) -> np.ndarray:
+    """(starts, n) initial conditions on a circle (in the first two coordinates) around center."""
+    angles = 2 * np.pi * np.arange(cfg.starts) / cfg.starts
+    y0 = np.tile(np.asarray(cfg.center, dtype=float), (cfg.starts, 1))
+    y0[:, 0] += cfg.spread * np.cos(angles)
+    if y0.shape[1] > 1:
+        y0[:, 1] += cfg.spread * np.sin(angles)
+    return y0
+
+
+def right_hand_side(K: np.ndarray, system: str, activation: str, bias: float):
+    """f(y) of ẏ = K y ("linear") or ẏ = σ(K y + b) ("nonlinear")."""
+    if system == "linear":
+        return lambda y: K @ y
+    sigma = ACTIVATIONS[activation]
+    return lambda y: sigma(K @ y + bias)
+
+
+def euler(f, y0: np.ndarray, h: float, steps: int) -> np.ndarray:
+    """Forward Euler y_{j+1} = y_j + h f(y_j): (steps + 1, n), the ResNet's forward pass."""
+    out = np.empty((steps + 1, y0.size))
+    out[0] = y0
+    for j in range(steps):
+        out[j + 1] = out[j] + h * f(out[j])
+    return out
+
+
+def reference(f, y0: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """An accurate solution at ``times`` (scipy's DOP853, rtol 1e-10, atol 1e-12)."""
+    from scipy.integrate import solve_ivp
+
+    sol = solve_ivp(lambda t, y: f(y), (times[0], times[-1]), y0, method="DOP853", t_eval=times,
+                    rtol=1e-10, atol=1e-12)
+    if not sol.success:
+        raise RuntimeError(f"the reference integrator failed: {sol.message}")
+    return sol.y.T
+
+
+def trajectory_task(name: str, K: tuple, system: str, activation: str, bias: float, h: float,
+                    steps: int, starts: list[list[float]]) -> pd.DataFrame:
+    """Euler and reference trajectories of one (K, system) from every start: one row per
+    (integrator, start, step) with t and the state's coordinates y0, y1, ..."""
+    K = np.asarray(K, dtype=float)
+    f = right_hand_side(K, system, activation, bias)
+    times = h * np.arange(steps + 1)
+    frames = []
+    for s, y0 in enumerate(np.asarray(starts, dtype=float)):
+        for integrator, ys in (("euler", euler(f, y0, h, steps)),
+                               ("reference", reference(f, y0, times))):
+            frame = pd.DataFrame(ys, columns=[f"y{i}" for i in range(ys.shape[1])])
+            frames.append(frame.assign(K=name, system=system, integrator=integrator, start=s,
+                                       step=np.arange(steps + 1), t=times))
+    cols = ["K", "system", "integrator", "start", "step", "t"]
+    out = pd.concat(frames, ignore_index=True)
+    return out[cols + [c for c in out.columns if c not in cols]]
+
+
+def eigen_table(cfg: OdeConfig) -> pd.DataFrame:
+    """Eigenvalues of each K, with max Re λ."""
+    rows = []
+    for name, K in cfg.matrices:
+        lam = np.linalg.eigvals(np.asarray(K, dtype=float))
+        for i, v in enumerate(sorted(lam, key=lambda z: (-z.real, -z.imag))):
+            rows.append({"K": name, "i": i, "re": float(v.real), "im": float(v.imag),
+                         "max_re": float(lam.real.max())})
+    return pd.DataFrame(rows)
+
+
+def growth_table(traj: pd.DataFrame) -> pd.DataFrame:
+    """Largest distance between trajectories at the end over that at the start, per (K, system,
+    integrator), and its rate log(growth) / T."""
+    rows = []
+    coords = [c for c in traj.columns if c.startswith("y")]
+    for (k, system, integrator), g in traj.groupby(["K", "system", "integrator"], sort=False):
+        ends = []
+        for step in (g["step"].min(), g["step"].max()):
+            pts = g[g["step"] == step].sort_values("start")[coords].to_numpy()
+            ends.append(max(np.linalg.norm(a - b) for i, a in enumerate(pts) for b in pts[i + 1:]))
+        T = float(g["t"].max())
+        rows.append({"K": k, "system": system, "integrator": integrator, "d0": ends[0],
+                     "dT": ends[1], "growth": ends[1] / ends[0],
+                     "rate": float(np.log(ends[1] / ends[0]) / T)})
+    return pd.DataFrame(rows)
+
+
+def _plan(ctx: Context) -> Plan:
+    cfg: OdeConfig = ctx.config
+    starts = starting_points(cfg).tolist()
+    tasks = [Task("trajectories", f"{name.replace('+', 'plus').replace('-', 'minus')}-{system}",
+                  trajectory_task, dict(name=name, K=K, system=system, activation=cfg.activation,
+                                        bias=cfg.bias, h=cfg.h, steps=cfg.steps, starts=starts))
+             for name, K in cfg.matrices for system in ("linear", "nonlinear")]
+    return Plan(tasks, {"order": [name for name, _ in cfg.matrices]})
+
+
+def _order(traj: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    rank = {n: i for i, n in enumerate(ctx.meta["order"])}
+    return (traj.assign(_k=traj["K"].map(rank))
+            .sort_values(["_k", "system", "integrator", "start", "step"]).drop(columns="_k")
+            .reset_index(drop=True))
+
+
+def sign_claim(tables, ctx) -> Claim:
+    """Distances between nearby trajectories grow, shrink or stay as max Re λ(K) is >, <, = 0."""
+    eig = tables["eigenvalues"].drop_duplicates("K").set_index("K")["max_re"]
+    g = tables["growth"]
+    g = g[(g["system"] == "linear") & (g["integrator"] == "reference")].set_index("K")
+    parts, held = [], True
+    for k, rate in g["rate"].items():
+        expect = int(np.sign(eig[k])) if abs(eig[k]) > 1e-12 else 0
+        seen = 0 if abs(rate) < PRESERVED else int(np.sign(rate))
+        held &= expect == seen
+        parts.append(f"{k}: max Re λ = {eig[k]:+.2f}, distance × {g.loc[k, 'growth']:.3g}")
+    return Claim(held, "; ".join(parts) + " (ẏ = K y, reference integrator; holds if each "
+                 f"distance grows, shrinks or stays within {PRESERVED:g}·T in log as max Re λ is "
+                 "positive, negative or zero)")
+
+
+def euler_claim(tables, ctx) -> Claim:
+    """Forward Euler on a rotation (Re λ = 0) still grows distances, by (1 + h²ρ²)^(N/2)."""
+    eig = tables["eigenvalues"]
+    g = tables["growth"]
+    cfg: OdeConfig = ctx.config
+    rotations = [k for k, e in eig.groupby("K") if np.allclose(e["re"], 0) and
+                 np.allclose(np.abs(e["im"]), np.abs(e["im"]).max())]
+    if not rotations:
+        return Claim(None, "no K with purely imaginary eigenvalues of one modulus")
+    parts, held = [], True
+    for k in rotations:
+        rho = float(np.abs(eig[eig["K"] == k]["im"]).max())
+        expect = (1 + cfg.h ** 2 * rho ** 2) ** (cfg.steps / 2)
+        got = float(g[(g["K"] == k) & (g["system"] == "linear") &
+                      (g["integrator"] == "euler")]["growth"].iloc[0])
+        held &= abs(got / expect - 1) < 1e-9
+        parts.append(f"{k}: Euler distance × {got:.6f}, (1 + h²|λ|²)^(N/2) = {expect:.6f}")
+    return Claim(held, "; ".join(parts) + f" (h = {cfg.h:g}, N = {cfg.steps} steps)")
+
+
+def notes(tables, ctx) -> str:
+    eig, g = tables["eigenvalues"], tables["growth"]
+    lines = ["## Numbers", "", "| K | eigenvalues | max Re λ |", "|---|---|---|"]
+    for k, e in eig.groupby("K", sort=False):
+        lines.append(f"| {k} | " + ", ".join(f"{r.re:+.3g}{r.im:+.3g}i" for r in e.itertuples())
+                     + f" | {e['max_re'].iloc[0]:+.3g} |")
+    lines += ["", "Distance between the farthest two trajectories at T over that at t = 0:", "",
+              "| K | system | integrator | growth | rate log(growth)/T |", "|---|---|---|---|---|"]
+    lines += [f"| {r.K} | {r.system} | {r.integrator} | {r.growth:.4g} | {r.rate:+.3f} |"
+              for r in g.itertuples()]
+    cfg: OdeConfig = ctx.config
+    lines += ["", f"h = {cfg.h:g}, T = {cfg.T:g} ({cfg.steps} steps), {cfg.starts} starts at "
+              f"distance {cfg.spread:g} from {cfg.center}; nonlinear system σ = "
+              f"{cfg.activation}, b = {cfg.bias:g}.", ""]
+    return "\n".join(lines)
+
+
+ODE = Study(
+    name="stable-ode", title="ODE examples of stable architectures", config=OdeConfig,
+    plan=_plan,
+    tables={
+        "trajectories": Table(order=_order),
+        "eigenvalues": Table(derive=lambda t, ctx: eigen_table(ctx.config)),
+        "growth": Table(derive=lambda t, ctx: growth_table(t["trajectories"])),
+    },
+    figures={"fig1_trajectories": Figure(
+        lambda t, ctx, p: figs.trajectories(t["trajectories"], t["eigenvalues"], p,
+                                            ctx.config.activation),
+        "trajectories of ẏ = K y (top) and ẏ = σ(K y + b) (bottom) from nearby starts: forward "
+        "Euler at step h (dashed, dots every step) against the reference integrator (solid) "
+        "(paper 004, Fig. 1)")},
+    claims={
+        "nearby trajectories separate, contract or keep their distance as max Re λ(K) is "
+        "positive, negative or zero": sign_claim,
+        "forward Euler grows distances even where Re λ(K) = 0": euler_claim,
+    },
+    notes=notes,
+)
