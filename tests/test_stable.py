@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.linalg import expm
+from torch import nn
 from typer.testing import CliRunner
 
 from resdyn.cli import app
@@ -49,3 +50,110 @@ def test_matrix_parsing_and_bad_input():
                           (["--activation", "sigmoid"], "unknown activation")):
         r = runner.invoke(app, ["stable", "ode", *args, "--out", "unused"])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+# ---------------------------------------------------------------- networks and toy data
+
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from resdyn import load_model, units  # noqa: E402
+from resdyn.data import load_data  # noqa: E402
+from resdyn.models.stable import AntisymmetricBranch, HamiltonianBranch  # noqa: E402
+from resdyn.operators import unit_jacobian  # noqa: E402
+from resdyn.spectra import eigenvalues  # noqa: E402
+
+
+def _dense(fn, shape):
+    n = int(np.prod(shape))
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    with torch.no_grad():
+        return fn(basis).reshape(n, -1).T
+
+
+@pytest.mark.parametrize("kernel, shape", [(1, (4, 1, 1)), (3, (3, 4, 4))])
+def test_antisymmetric_matrix_has_real_parts_minus_gamma_over_two(kernel, shape):
+    torch.manual_seed(0)
+    gamma = 0.3
+    branch = AntisymmetricBranch(shape[0], kernel, h=0.1, gamma=gamma).double()
+    A = _dense(branch.operator, shape).numpy()
+    lam = np.linalg.eigvals(A)
+    np.testing.assert_allclose(lam.real, -gamma / 2, atol=1e-12)
+    np.testing.assert_allclose(A + A.T, -gamma * np.eye(A.shape[0]), atol=1e-12)
+
+
+def test_convolutional_kt_is_the_adjoint():
+    torch.manual_seed(1)
+    branch = AntisymmetricBranch(3, 3, h=0.1, gamma=0.0).double()
+    x, y = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 3, 5, 5,
+                                                                     dtype=torch.float64)
+    with torch.no_grad():
+        lhs = float((branch.K(x) * y).sum())
+        rhs = float((x * branch.KT(y)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-13)
+
+
+def test_hamiltonian_verlet_step_is_exactly_invertible():
+    torch.manual_seed(2)
+    branch = HamiltonianBranch(3, 3, h=0.5).double()
+    nn.init.normal_(branch.b1)
+    nn.init.normal_(branch.b2)
+    x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        back = branch.inverse(x + branch(x))
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-14)
+
+
+def test_stable_networks_are_units_and_their_jacobian_is_identity_plus_branch():
+    for family in ("euler", "antisymmetric", "hamiltonian"):
+        net = load_model(f"{family}-resnet(kernel=1,size=1,blocks=3,width=4)", in_channels=2,
+                         num_classes=2).double()
+        us = units(net)
+        assert len(us) == 3 and all(u.kind == "regular" for u in us)
+        width = 8 if family == "hamiltonian" else 4
+        assert us[0].in_shape == (width, 1, 1)
+        x_in = torch.randn(width, 1, 1, dtype=torch.float64)
+        J = unit_jacobian(us[1], x_in).dense().numpy()
+        branch = us[1].module.residual
+        Jb = torch.autograd.functional.jacobian(lambda v, b=branch: b(v[None])[0],
+                                                x_in).reshape(width, width).numpy()
+        np.testing.assert_allclose(J, np.eye(width) + Jb, atol=1e-12)
+        lam = eigenvalues(unit_jacobian(us[1], x_in)).values
+        assert len(lam) == width
+
+
+def test_toy_sets_are_points_generated_from_a_fixed_seed():
+    for name, classes in (("swissroll", 2), ("peaks", 5)):
+        test, again = load_data(name), load_data(name)
+        train = load_data(name, split="train")
+        assert test.x.shape == (500, 2, 1, 1) and train.x.shape == (1000, 2, 1, 1)
+        assert torch.equal(test.x, again.x) and test.classes == classes
+        assert set(test.y.tolist()) == set(range(classes))
+        assert abs(float(train.x.mean())) < 1e-6  # normalised with the train statistics
+        assert not torch.equal(train.x[:500], test.x)
+
+
+def test_training_a_stable_network_on_points_learns(tmp_path):
+    from resdyn.train import train_and_save
+
+    r = train_and_save("antisymmetric-resnet(kernel=1,size=1,blocks=4,width=8)", "swissroll", 8,
+                       tmp_path / "a.safetensors", batch_size=64, lr=0.05)
+    back = load_model(str(tmp_path / "a.safetensors"))
+    assert back.arch.family == "antisymmetric" and back.arch.kernel == 1
+    assert r.test_accuracy > 0.6  # chance is 0.5
+    with torch.no_grad():
+        logits = back(load_data("swissroll").x[:4])
+    assert logits.shape == (4, 2) and F.softmax(logits, 1).sum().item() == pytest.approx(4)
+
+
+def test_bad_network_options_are_one_line_errors():
+    from resdyn.models import UnknownModel
+
+    with pytest.raises(UnknownModel, match="key=value options among blocks"):
+        load_model("antisymmetric-resnet(depth=4)")
+    with pytest.raises(ValueError, match="at least 1"):
+        load_model("hamiltonian-resnet(blocks=0)")
+    with pytest.raises(ValueError, match="h > 0 and gamma >= 0"):
+        load_model("antisymmetric-resnet(gamma=-0.1)")
+    with pytest.raises(ValueError, match="h > 0 and gamma >= 0"):
+        load_model("euler-resnet(h=0)")

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ._torch import eval_mode, generator
 from .data import Dataset, check_compatible, load_data
-from .models import ResNet, load_model, save_checkpoint
+from .models import ResNet, StableNet, load_model, save_checkpoint
 from .models.blocks import ResidualUnit
 
 Progress = Callable[[int, int, int, float], None]
@@ -148,7 +148,8 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
         epochs: passes over the data (>= 1).
         batch_size: images per step. lr: peak learning rate. weight_decay: L2 penalty.
         warmup_epochs: epochs of linear learning-rate warm-up before the cosine decay.
-        shift: maximum random translation in pixels (0 switches augmentation off).
+        shift: maximum random translation in pixels (0 switches augmentation off; points
+            stored as 1×1 images are never shifted).
         seed: seeds shuffling and augmentation (not the model's initial weights).
         device: "cpu", "cuda" or "cuda:N"; the model is moved there.
         progress: called after every step, see :data:`Progress`.
@@ -207,7 +208,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
             for idx in _batches(len(train_data), batch_size, gen):
                 xb = train_data.x[idx].to(dev, non_blocking=True)
                 yb = train_data.y[idx].to(dev, non_blocking=True)
-                if shift:
+                if shift and xb.shape[-1] > 1:  # points stored as 1x1 images never shift
                     xb = _shift(xb, lo, shift, gen)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
@@ -296,10 +297,10 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = load_model(model_spec, in_channels=c, num_classes=train_data.classes)
-    if not isinstance(model, ResNet):
+    if not isinstance(model, ResNet | StableNet):
         raise ValueError(f"train_and_save writes resdyn checkpoints, which hold resdyn's own "
                         f"networks; {model_spec!r} built a {type(model).__name__}. Fix: use "
-                        "cifar-resnetN or preresnet(L)")
+                        "cifar-resnetN, preresnet(L) or a paper-004 network")
     fresh = not (model_spec.endswith(".safetensors") or model_spec.startswith("digits-"))
     zeroed = zero_init_residuals(model) if fresh else 0
     result = train(model, train_data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,

@@ -13,6 +13,7 @@ from .dataset import DataError, Dataset, UnknownData, check_split
 from .digits import load_digits_data
 from .files import load_image_folder, load_npz
 from .torchvision_sets import load_cifar10, load_mnist
+from .toy import load_toy
 
 Loader = Callable[[str, str | Path | None], Dataset]
 
@@ -26,6 +27,12 @@ NAMED: dict[str, tuple[Loader, str]] = {
     "mnist": (lambda split, root: load_mnist(split, root),
               "MNIST via torchvision, (1, 28, 28), 60000 train / 10000 test; downloaded "
               "to ~/.cache/resdyn/data ($RESDYN_DATA)"),
+    "swissroll": (lambda split, root: load_toy("swissroll", split),
+                  "two interleaved 2-D spirals (paper 004), 2 classes, points as (2, 1, 1), "
+                  "1000 train / 500 test; generated"),
+    "peaks": (lambda split, root: load_toy("peaks", split),
+              "level sets of MATLAB's peaks on [-3, 3]^2 (paper 004), 5 classes, points as "
+              "(2, 1, 1), 1000 train / 500 test; generated"),
 }
 
 

@@ -13,15 +13,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .resnets import Arch, ResNet
+from .stable import STABLE_FAMILIES, StableNet
+
+
+def build_network(arch: Arch) -> nn.Module:
+    """A resdyn network of architecture ``arch`` (random weights)."""
+    return StableNet(arch) if arch.family in STABLE_FAMILIES else ResNet(arch)
 
 
 class CheckpointError(ValueError):
     """A weights file that cannot be read or does not fit the model."""
 
 
-def save_checkpoint(model: ResNet, path: str | Path, info: dict[str, object] | None = None,
+def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, object] | None = None,
                     dtype: torch.dtype = torch.float16) -> None:
-    """Write ``model``'s weights and architecture (and ``info``, e.g. accuracy) to safetensors.
+    """Write a resdyn network's weights and architecture (``model.arch``) and ``info`` (e.g.
+    accuracy) to safetensors.
 
     Floating tensors are stored as ``dtype`` (float16 keeps shipped files small); load them
     back with :func:`load_checkpoint`, which returns float32 weights.
@@ -47,7 +54,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def load_checkpoint(path: str | Path) -> tuple[ResNet, dict[str, object]]:
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
     """Rebuild a resdyn network from a file written by :func:`save_checkpoint`.
 
     Returns:
@@ -58,7 +65,7 @@ def load_checkpoint(path: str | Path) -> tuple[ResNet, dict[str, object]]:
         raise CheckpointError(f"{path}: a safetensors file without resdyn architecture metadata; "
                               "load it into a model with --weights instead of --model")
     arch = Arch.from_dict(json.loads(meta["arch"]))
-    model = ResNet(arch)
+    model = build_network(arch)
     load_state(model, read_state(path), path)
     return model.float().eval(), json.loads(meta.get("info", "{}"))
 

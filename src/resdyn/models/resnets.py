@@ -18,14 +18,20 @@ CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 class Arch:
     """Architecture of a resdyn network: enough to rebuild it from a checkpoint.
 
-    family: "cifar-resnet" (post-activation, paper 000) or "preresnet" (paper 002).
-    blocks: units per stage; depth = 6 * blocks + 2.
+    family: "cifar-resnet" (post-activation, paper 000), "preresnet" (paper 002), or one of
+        paper 004's "euler", "antisymmetric", "hamiltonian" (:mod:`resdyn.models.stable`).
+    blocks: units per stage (CIFAR-style: depth = 6 * blocks + 2; paper 004's: one stage).
+    width, kernel, h, gamma: paper 004's networks only: channels, kernel size, step, damping.
     """
 
     family: str
     blocks: int
     in_channels: int = 3
     num_classes: int = 10
+    width: int = 0
+    kernel: int = 3
+    h: float = 0.1
+    gamma: float = 0.0
 
     @property
     def depth(self) -> int:
@@ -36,7 +42,10 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: dict[str, str]) -> Arch:
-        return cls(d["family"], int(d["blocks"]), int(d["in_channels"]), int(d["num_classes"]))
+        extra = {k: t(d[k]) for k, t in (("width", int), ("kernel", int), ("h", float),
+                                          ("gamma", float)) if k in d}
+        return cls(d["family"], int(d["blocks"]), int(d["in_channels"]), int(d["num_classes"]),
+                   **extra)
 
 
 class ResNet(nn.Module):

@@ -9,7 +9,8 @@ from pathlib import Path
 from torch import nn
 
 from .checkpoints import CheckpointError, load_checkpoint, load_state, read_state
-from .resnets import CIFAR_DEPTHS, cifar_resnet, preresnet
+from .resnets import CIFAR_DEPTHS, Arch, cifar_resnet, preresnet
+from .stable import StableNet
 
 SHIPPED = Path(__file__).parent / "shipped"
 DIGITS_DEPTHS = (20, 56, 110)
@@ -53,6 +54,11 @@ def zoo_names() -> list[tuple[str, str]]:
         *[(f"cifar-resnet{d}", f"post-activation CIFAR ResNet-{d} (paper 000), random init")
           for d in CIFAR_DEPTHS],
         ("preresnet(L)", "pre-activation ResNet of paper 002, L blocks per section, random init"),
+        *[(f"{f}-resnet(blocks=8,width=8,kernel=3,h=0.2,gamma=..)",
+           f"paper 004's {d} (kernel=1: dense form for points), random init")
+          for f, d in (("euler", "standard ResNet Y + h·σ(KY + b)"),
+                       ("antisymmetric", "Y + h·σ(½(K − Kᵀ − γI)Y + b)"),
+                       ("hamiltonian", "Verlet network on the state [Y; Z]"))],
         *[(f"digits-resnet{d}", "CIFAR-style ResNet trained on digits, shipped with resdyn")
           for d in DIGITS_DEPTHS],
         ("pytorchcv:NAME", "pytorchcv model with its pretrained weights, e.g. "
@@ -117,6 +123,10 @@ def _build(spec: str, weights, in_channels, num_classes) -> tuple[nn.Module, Mod
         blocks = int(m.group(1) or m.group(2))
         model = _with_weights(preresnet(blocks, cin, ncls), weights)
         return model, ModelCard(spec, (cin, 32, 32), options=options)
+    if m := re.fullmatch(r"(euler|antisymmetric|hamiltonian)-resnet(?:\((.*)\))?", spec):
+        arch, size = stable_arch(m.group(1), m.group(2) or "", cin, ncls)
+        model = _with_weights(StableNet(arch), weights)
+        return model, ModelCard(spec, (cin, size, size), options=options)
     if m := re.fullmatch(r"digits-resnet(\d+)", spec):
         path = SHIPPED / f"{spec}.safetensors"
         if int(m.group(1)) not in DIGITS_DEPTHS or not path.is_file():
@@ -145,6 +155,32 @@ def _checkpoint(spec: str, path: str | Path, weights) -> tuple[nn.Module, ModelC
     trained = tuple(int(v) for v in recorded) if isinstance(recorded, list | tuple) else None
     shape = trained or (model.arch.in_channels, 32, 32)
     return _with_weights(model, weights), ModelCard(spec, shape, info, trained)  # type: ignore[arg-type]
+
+
+STABLE_DEFAULTS = {"blocks": 8, "width": 8, "kernel": 3, "h": 0.2, "gamma": 0.0, "size": 32}
+
+
+def stable_arch(family: str, params: str, cin: int, ncls: int) -> tuple[Arch, int]:
+    """Paper 004's network from ``family`` and 'key=value,...' (blocks, width, kernel, h, gamma,
+    size: the input's height and width for the model card); returns (arch, size)."""
+    values = dict(STABLE_DEFAULTS, gamma=0.01 if family == "antisymmetric" else 0.0)
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in values or not value:
+            raise UnknownModel(f"{family}-resnet takes key=value options among "
+                               f"{', '.join(values)}; got {item!r}")
+        try:
+            values[key] = type(STABLE_DEFAULTS[key])(value)
+        except ValueError:
+            raise UnknownModel(f"{family}-resnet option {key} must be a number; got "
+                               f"{value!r}") from None
+    if values["blocks"] < 1:
+        raise ValueError(f"{family}-resnet needs a depth (blocks) of at least 1; got "
+                         f"{values['blocks']}")
+    arch = Arch(family, int(values["blocks"]), cin, ncls, int(values["width"]),
+                int(values["kernel"]), float(values["h"]), float(values["gamma"]))
+    return arch, int(values["size"])
 
 
 def _with_weights(model: nn.Module, weights) -> nn.Module:

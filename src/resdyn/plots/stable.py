@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .common import plt, save
@@ -41,4 +42,66 @@ def trajectories(traj: pd.DataFrame, eig: pd.DataFrame, path: Path, activation: 
     fig.legend(handles=handles, loc="upper right", fontsize=8)
     fig.suptitle("Trajectories from nearby starts (paper 004, Fig. 1)")
     fig.tight_layout(rect=(0, 0, 0.9, 0.96))
+    return save(fig, path)
+
+
+FAMILY_COLOURS = {"euler": "#c0392b", "antisymmetric": "#2e86c1", "hamiltonian": "#27ae60"}
+
+
+def comparison(table: pd.DataFrame, path: Path) -> Path:
+    """Bars per data set and network: accuracy, max Re λ of the branch, perturbation growth."""
+    datasets = list(dict.fromkeys(table["data"]))
+    families = list(dict.fromkeys(table["family"]))
+    panels = (("test_accuracy", "test accuracy", "linear"),
+              ("branch_max_re", "median max Re λ of the residual branch", "linear"),
+              ("growth_fgsm", "FGSM growth, first input → last output", "log"),
+              ("growth_random_fgsm", "random (same ℓ2) growth", "log"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    x = np.arange(len(datasets))
+    width = 0.8 / max(1, len(families))
+    for ax, (col, label, scale) in zip(axes, panels, strict=True):
+        for j, fam in enumerate(families):
+            rows = table[table["family"] == fam].set_index("data").reindex(datasets)
+            ax.bar(x + (j - (len(families) - 1) / 2) * width, rows[col], width,
+                   color=FAMILY_COLOURS.get(fam, "grey"), label=fam)
+        ax.set_xticks(x, datasets)
+        ax.set_yscale(scale)
+        ax.set_title(label, fontsize=9)
+        ax.axhline(0 if scale == "linear" else 1, color="k", lw=0.6)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Standard (Euler), antisymmetric and Hamiltonian networks of matched depth, "
+                 "width and budget")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def boundaries(table: pd.DataFrame, path: Path) -> Path:
+    """Decision regions of each network on each 2-D data set, test points on top."""
+    if table.empty:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no 2-D data set in this comparison", ha="center", va="center")
+        ax.axis("off")
+        return save(fig, path)
+    datasets = list(dict.fromkeys(table["data"]))
+    families = list(dict.fromkeys(table["family"]))
+    fig, axes = plt.subplots(len(datasets), len(families), squeeze=False,
+                             figsize=(3.6 * len(families), 3.5 * len(datasets)))
+    for i, data in enumerate(datasets):
+        for j, fam in enumerate(families):
+            ax = axes[i][j]
+            rows = table[(table["data"] == data) & (table["family"] == fam)]
+            grid, pts = rows[rows["kind"] == "grid"], rows[rows["kind"] == "point"]
+            n = int(round(len(grid) ** 0.5))
+            classes = int(max(grid["cls"].max(), pts["cls"].max())) + 1
+            ax.contourf(grid["x"].to_numpy().reshape(n, n), grid["y"].to_numpy().reshape(n, n),
+                        grid["cls"].to_numpy().reshape(n, n), levels=np.arange(classes + 1) - 0.5,
+                        cmap="tab10", vmin=0, vmax=9, alpha=0.35)
+            ax.scatter(pts["x"], pts["y"], c=pts["cls"], cmap="tab10", vmin=0, vmax=9, s=4)
+            ax.set_title(f"{data}: {fam}", fontsize=9)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Decision regions (test points on top)")
+    fig.tight_layout()
     return save(fig, path)

@@ -25,7 +25,9 @@ class Task:
     """One unit of work: ``fn(**kwargs)`` returns the rows of ``analysis`` for ``key``.
 
     ``after``: ids (``"analysis/key"``) of tasks whose results (e.g. a trained checkpoint in the
-    run folder) this one needs; it runs in a later wave than all of them.
+    run folder) this one needs; it runs in a later wave than all of them. ``tags``: constant
+    columns put in front of the rows (which network, which data set), so one task function
+    serves several networks of a study.
     """
 
     analysis: str
@@ -33,6 +35,7 @@ class Task:
     fn: Callable[..., pd.DataFrame]
     kwargs: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()
+    tags: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -109,7 +112,10 @@ def execute(task: Task, threads: int | None = None) -> Outcome:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
     try:
-        return "ok", task.fn(**task.kwargs)
+        rows = task.fn(**task.kwargs)
+        for i, (name, value) in enumerate(task.tags.items()):
+            rows.insert(i, name, value)
+        return "ok", rows
     except Exception as e:  # a failing task is recorded; the others go on
         return "error", (type(e).__name__, str(e), traceback.format_exc())
 

@@ -6,12 +6,13 @@ from .identity_sweep import SWEEP, SweepConfig
 from .runner import StudyResult, run_study
 from .spectra import SPECTRA, SpectraConfig
 from .stability import STABILITY, StabilityConfig, run_stability
+from .stable_compare import COMPARE, CompareConfig
 from .stable_ode import ODE, OdeConfig
 from .stiffness import STIFFNESS, StiffnessConfig
 
-STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP, STIFFNESS, ODE)}
+STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP, STIFFNESS, ODE, COMPARE)}
 
-__all__ = ["Claim", "Context", "Figure", "IDENTITY", "IdentityConfig", "ODE", "OdeConfig",
-           "Plan", "SPECTRA",
-           "STABILITY", "STIFFNESS", "STUDIES", "SWEEP", "SpectraConfig", "StabilityConfig",
-           "StiffnessConfig", "Study", "StudyResult", "SweepConfig", "Table", "run_stability", "run_study"]
+__all__ = ["COMPARE", "Claim", "CompareConfig", "Context", "Figure", "IDENTITY", "IdentityConfig",
+           "ODE", "OdeConfig", "Plan", "SPECTRA", "STABILITY", "STIFFNESS", "STUDIES", "SWEEP",
+           "SpectraConfig", "StabilityConfig", "StiffnessConfig", "Study", "StudyResult",
+           "SweepConfig", "Table", "run_stability", "run_study"]

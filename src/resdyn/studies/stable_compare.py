@@ -1,0 +1,262 @@
+"""Paper 004's comparison: a standard (Euler) ResNet, an antisymmetric and a Hamiltonian network of
+matched depth, width and training budget on each data set, then the same analyses for all:
+eigenvalues of every block Jacobian (:mod:`.stiffness`'s task), singular-value bins
+(:mod:`.spectra`'s task), random vs FGSM perturbation growth (:mod:`.stability`'s propagation
+task) and, for 2-D points, decision boundaries.
+
+Each training is a task whose checkpoint is kept in the run folder; the analyses of a network run
+after it. A unit is x + R(x) with no output activation, so the residual branch's eigenvalues are
+those of the unit Jacobian minus 1: "Re λ" below is of the branch, the ODE's right-hand side.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import load_data
+from ..models import STABLE_FAMILIES
+from ..plots import stable as figs
+from ..runs import ModelRef, Task
+from .base import Claim, Context, Figure, Plan, Study, Table
+from .spectra import spectrum_task
+from .stability import propagation_task
+from .stiffness import stiffness_task
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The comparison.
+
+    Attributes:
+        datasets: data specs; points (1×1 images) get the dense form (kernel 1), images kernel 3.
+        blocks, width, h, gamma: the networks (gamma: the antisymmetric network's damping).
+        epochs, lr, batch_size, seed: one training budget for all.
+        images: test points/images each network is analysed on.
+        eps: FGSM budget in pixel units (a share of the data's range); random perturbations of
+            the same ℓ2 norm.
+        resolution: grid points per side of the decision-boundary maps (2-D data).
+    """
+
+    datasets: tuple[str, ...] = ("swissroll", "peaks", "digits")
+    blocks: int = 8
+    width: int = 8
+    h: float = 0.2
+    gamma: float = 0.01
+    epochs: int = 30
+    lr: float = 0.05
+    batch_size: int = 64
+    seed: int = 0
+    images: int = 20
+    eps: float = 0.05
+    resolution: int = 120
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ValueError("give at least one data set")
+        if self.blocks < 1 or self.width < 1:
+            raise ValueError(f"depth (blocks) and width must be at least 1; got {self.blocks}, "
+                             f"{self.width}")
+        if not self.h > 0 or self.gamma < 0:
+            raise ValueError(f"need h > 0 and gamma >= 0; got h = {self.h}, gamma = {self.gamma}")
+        if not self.eps > 0 or self.images < 2 or self.epochs < 1:
+            raise ValueError(f"need eps > 0, images >= 2, epochs >= 1; got {self.eps}, "
+                             f"{self.images}, {self.epochs}")
+
+
+def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:
+    kernel = 1 if shape[1:] == (1, 1) else 3
+    gamma = cfg.gamma if family == "antisymmetric" else 0.0
+    return (f"{family}-resnet(blocks={cfg.blocks},width={cfg.width},kernel={kernel},h={cfg.h},"
+            f"gamma={gamma},size={shape[1]})")
+
+
+def train_task(data: str, spec: str, path: str, epochs: int, lr: float, batch_size: int,
+               seed: int) -> pd.DataFrame:
+    """Train one network of the comparison and save it to ``path``; one row of results."""
+    from ..train import train_and_save
+
+    r = train_and_save(spec, data, epochs, path, seed=seed, batch_size=batch_size, lr=lr)
+    return pd.DataFrame([{"spec": spec, "test_accuracy": r.test_accuracy,
+                          "test_loss": r.test_loss, "train_loss": r.train_loss,
+                          "seconds": r.seconds}])
+
+
+def boundary_task(model: ModelRef, data: str, resolution: int) -> pd.DataFrame:
+    """Predicted class on a grid over the data's range, and the test points (raw coordinates)."""
+    ds = load_data(data, split="test")
+    lo, hi = ds.pixel_range
+    g = np.linspace(lo, hi, resolution)
+    gx, gy = np.meshgrid(g, g)
+    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    with torch.no_grad():
+        pred = model.load()(ds.from_pixels(pts.reshape(-1, 2, 1, 1))).argmax(1).numpy()
+    raw = ds.to_pixels(ds.x).reshape(-1, 2).numpy()
+    return pd.concat([pd.DataFrame({"kind": "grid", "x": gx.ravel(), "y": gy.ravel(),
+                                    "cls": pred}),
+                      pd.DataFrame({"kind": "point", "x": raw[:, 0], "y": raw[:, 1],
+                                    "cls": ds.y.numpy()})], ignore_index=True)
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^\w.=+-]", "_", text)
+
+
+def _plan(ctx: Context) -> Plan:
+    cfg: CompareConfig = ctx.config
+    (ctx.out / "checkpoints").mkdir(exist_ok=True)
+    tasks = []
+    for spec in cfg.datasets:
+        data = load_data(spec, split="test")
+        images = [int(i) for i in data.choose(cfg.images, cfg.seed)]
+        eps, bounds = data.pixel_budget(cfg.eps), data.bounds
+        for family in STABLE_FAMILIES:
+            name = f"{_key(spec)}-{family}"
+            path = ctx.out / "checkpoints" / f"{name}.safetensors"
+            tags = {"data": spec, "family": family}
+            tasks.append(Task("training", name, train_task,
+                              dict(data=spec, spec=model_spec(family, cfg, data.input_shape),
+                                   path=str(path), epochs=cfg.epochs, lr=cfg.lr,
+                                   batch_size=cfg.batch_size, seed=cfg.seed), tags=tags))
+            ref, after = ModelRef.checkpoint(path), (f"training/{name}",)
+            names = [f"units.{b}" for b in range(cfg.blocks)]
+            for i in images:
+                one = dict(model=ref, input_shape=data.input_shape, x=data.x[i].clone(),
+                           label=int(data.y[i]), image=i)
+                tasks.append(Task("eigen", f"{name}-img{i}", stiffness_task,
+                                  dict(**one, blocks=tuple(names), dense_max=4096, k=6,
+                                       seed=cfg.seed, keep_values=False), after, tags))
+                tasks.append(Task("propagation", f"{name}-img{i}", propagation_task,
+                                  dict(**one, eps=eps, bounds=bounds, pgd_steps=5, seed=cfg.seed),
+                                  after, tags))
+                tasks += [Task("spectra", f"{name}-img{i}-{u}", spectrum_task,
+                               dict(model=ref, input_shape=data.input_shape, x=data.x[i].clone(),
+                                    target=u, model_name=family, image=i, label=int(data.y[i]),
+                                    method="dense"), after, tags) for u in names]
+            if data.input_shape[1:] == (1, 1) and data.input_shape[0] == 2:
+                tasks.append(Task("boundaries", name, boundary_task,
+                                  dict(model=ref, data=spec, resolution=cfg.resolution),
+                                  after, tags))
+    return Plan(tasks, {"datasets": list(cfg.datasets)})
+
+
+# ---------------------------------------------------------------- the comparison table
+
+def comparison(tables, ctx) -> pd.DataFrame:
+    """One row per (data, family): accuracy, branch eigenvalue and singular-value summaries,
+    perturbation growth of FGSM and of equal-norm random perturbations."""
+    tr, eig, sp, prop = (tables[n] for n in ("training", "eigen", "spectra", "propagation"))
+    eig = eig[eig["method"] != "skipped"].assign(branch_max_re=lambda t: t["max_real"] - 1,
+                                                 branch_min_re=lambda t: t["min_real"] - 1)
+    keys = ["data", "family"]
+    e = eig.groupby(keys).agg(branch_max_re=("branch_max_re", "median"),
+                              branch_max_re_q90=("branch_max_re", lambda v: v.quantile(0.9)),
+                              branch_min_re=("branch_min_re", "median"),
+                              share_negative=("share_negative", "median"),
+                              stiffness_ratio=("stiffness_ratio", "median"),
+                              spectral_radius=("spectral_radius", "median"))
+    total = sp[["n_above", "n_plateau", "n_below", "n_zero"]].sum(axis=1)
+    s = (sp.assign(above=sp["n_above"] / total, plateau=sp["n_plateau"] / total,
+                   below=sp["n_below"] / total, sigma_max=sp["sigma_max"])
+         .groupby(keys)[["above", "plateau", "below", "sigma_max"]].mean()
+         .rename(columns=lambda c: f"sv_{c}"))
+    last = prop["index"] == prop.groupby(keys + ["perturbation"])["index"].transform("max")
+    first = prop["index"] == 0
+    growth = {}
+    for kind in ("fgsm", "random-fgsm"):
+        p = prop[prop["perturbation"] == kind]
+        out = p[last[p.index]].groupby(keys)["out_norm"].mean()
+        inn = p[first[p.index]].groupby(keys)["in_norm"].mean()
+        growth[f"growth_{kind.replace('-', '_')}"] = out / inn
+    g = pd.DataFrame(growth)
+    acc = tr.set_index(keys)[["test_accuracy", "seconds"]]
+    out = acc.join(e).join(s).join(g).reset_index()
+    order = {f: i for i, f in enumerate(STABLE_FAMILIES)}
+    data_order = {d: i for i, d in enumerate(ctx.config.datasets)}
+    return (out.assign(_d=out["data"].map(data_order), _f=out["family"].map(order))
+            .sort_values(["_d", "_f"]).drop(columns=["_d", "_f"]).reset_index(drop=True))
+
+
+def _per_data(c: pd.DataFrame):
+    for data, g in c.groupby("data", sort=False):
+        yield data, g.set_index("family")
+
+
+def re_near_zero_claim(tables, ctx) -> Claim:
+    c = tables["comparison"]
+    parts, held = [], True
+    for data, g in _per_data(c):
+        e = g["branch_max_re"].abs()
+        held &= bool(max(e["antisymmetric"], e["hamiltonian"]) < e["euler"])
+        parts.append(f"{data}: " + ", ".join(f"{f} {g.loc[f, 'branch_max_re']:+.3g}"
+                                             for f in STABLE_FAMILIES))
+    return Claim(held, "median over images and blocks of max Re λ of the residual branch: "
+                 + "; ".join(parts) + " (holds if both stable networks are nearer 0 than the "
+                 "standard one on every data set)")
+
+
+def growth_claim(tables, ctx) -> Claim:
+    c = tables["comparison"]
+    parts, held = [], True
+    for data, g in _per_data(c):
+        gr = g["growth_fgsm"]
+        held &= bool(max(gr["antisymmetric"], gr["hamiltonian"]) <= gr["euler"])
+        parts.append(f"{data}: " + ", ".join(f"{f} × {gr[f]:.3g}" for f in STABLE_FAMILIES))
+    return Claim(held, "FGSM perturbation growth from the first block's input to the last "
+                 "block's output: " + "; ".join(parts) + " (holds if neither stable network "
+                 "grows it more than the standard one, on every data set)")
+
+
+def notes(tables, ctx) -> str:
+    c = tables["comparison"]
+    cfg: CompareConfig = ctx.config
+    lines = ["## Numbers", "",
+             f"{cfg.blocks} blocks of width {cfg.width}, h = {cfg.h:g}, γ = {cfg.gamma:g} "
+             f"(antisymmetric); {cfg.epochs} epochs, lr {cfg.lr:g}, batch {cfg.batch_size}, seed "
+             f"{cfg.seed}; analysed on {cfg.images} test images per data set; FGSM ε = "
+             f"{cfg.eps:g} of the data range.", "",
+             "| data | network | test accuracy | max Re λ (branch) | share Re λ(J) < 0 | "
+             "σ > 1.01 | σ on plateau | FGSM growth | random growth | training s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.data} | {r.family} | {r.test_accuracy:.3f} | {r.branch_max_re:+.3g} | "
+              f"{r.share_negative:.2%} | {r.sv_above:.2%} | {r.sv_plateau:.2%} | "
+              f"{r.growth_fgsm:.3g} | {r.growth_random_fgsm:.3g} | {r.seconds:.0f} |"
+              for r in c.itertuples()]
+    lines += ["", "Accuracy cost of the stable networks against the standard one: " + "; ".join(
+        f"{data}: " + ", ".join(f"{f} {g.loc[f, 'test_accuracy'] - g.loc['euler', 'test_accuracy']:+.3f}"
+                                for f in ("antisymmetric", "hamiltonian"))
+        for data, g in _per_data(c)) + ".", ""]
+    return "\n".join(lines)
+
+
+COMPARE = Study(
+    name="stable-compare", title="Stable architectures compared", config=CompareConfig,
+    plan=_plan,
+    tables={
+        "training": Table(),
+        "eigen": Table(),
+        "spectra": Table(),
+        "propagation": Table(),
+        "boundaries": Table(),
+        "comparison": Table(derive=comparison),
+    },
+    figures={
+        "comparison": Figure(lambda t, ctx, p: figs.comparison(t["comparison"], p),
+                             "per data set and network: test accuracy, median max Re λ of the "
+                             "residual branch, and FGSM vs equal-norm random perturbation growth"),
+        "boundaries": Figure(lambda t, ctx, p: figs.boundaries(t["boundaries"], p),
+                             "decision boundaries of each network on the 2-D toy sets, with the "
+                             "test points"),
+    },
+    claims={
+        "the stable architectures keep Re λ of their blocks nearer 0 than the standard ResNet":
+            re_near_zero_claim,
+        "the stable architectures do not grow adversarial perturbations more than the standard "
+        "ResNet": growth_claim,
+    },
+    notes=notes,
+)
