@@ -157,3 +157,24 @@ def test_bad_network_options_are_one_line_errors():
         load_model("antisymmetric-resnet(gamma=-0.1)")
     with pytest.raises(ValueError, match="h > 0 and gamma >= 0"):
         load_model("euler-resnet(h=0)")
+
+
+def test_compare_study_trains_analyses_and_compares(tmp_path):
+    from resdyn.studies import COMPARE, CompareConfig
+
+    torch.set_num_threads(1)
+    cfg = CompareConfig(datasets=("swissroll",), blocks=2, width=4, epochs=1, images=2,
+                        resolution=20)
+    r = run_study(COMPARE, None, None, cfg, tmp_path / "cmp")
+    assert r.failed == 0
+    c = r.tables["comparison"]
+    assert c["family"].tolist() == ["euler", "antisymmetric", "hamiltonian"]
+    assert c[["test_accuracy", "branch_max_re", "growth_fgsm", "growth_random_fgsm",
+              "sv_above"]].notna().all().all()
+    b = r.tables["boundaries"]
+    assert len(b[b["kind"] == "grid"]) == 3 * 20 * 20 and len(b[b["kind"] == "point"]) == 3 * 500
+    eig = r.tables["eigen"]
+    assert set(eig["family"]) == {"euler", "antisymmetric", "hamiltonian"}
+    assert len(r.claims) == 2 and set(r.figures) == {"comparison", "boundaries"}
+    again = run_study(COMPARE, None, None, cfg, tmp_path / "cmp")
+    assert again.tasks_run == 0

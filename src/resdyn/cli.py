@@ -444,6 +444,34 @@ def stable_ode(K: Annotated[list[str] | None, typer.Option(
     _run(ODE, config, None, None, None, out, fresh, "serial", None, None, False)
 
 
+@stable_app.command("compare")
+def stable_compare(data: Annotated[str, typer.Option("--data", "-d", help="data sets, "
+                                                     "comma-separated")] = "swissroll,peaks,digits",
+                   blocks: Annotated[int, typer.Option(help="depth: residual blocks")] = 8,
+                   width: int = 8, h: Annotated[float, typer.Option(help="step size")] = 0.2,
+                   gamma: Annotated[float, typer.Option(help="antisymmetric damping")] = 0.01,
+                   epochs: int = 30, lr: float = 0.05, batch_size: int = 64, seed: int = 0,
+                   images: ImagesOpt = 10,
+                   eps: Annotated[float, typer.Option(help="FGSM budget, share of the data "
+                                                      "range")] = 0.05,
+                   out: OutOpt = Path("out/stable-compare"), fresh: FreshOpt = False,
+                   executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
+                   scheduler: SchedulerOpt = None) -> None:
+    """Standard, antisymmetric and Hamiltonian networks trained alike, analysed side by side."""
+    from .studies import COMPARE, CompareConfig
+
+    with _user_errors():
+        datasets = _numbers(data, str, "--data")
+        from .data import load_data
+
+        for spec in datasets:  # unknown or unreadable data fail here, before any training
+            load_data(spec, split="test")
+        config = CompareConfig(datasets=datasets, blocks=blocks, width=width, h=h, gamma=gamma,
+                               epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                               images=images, eps=eps)
+    _run(COMPARE, config, None, None, None, out, fresh, executor, workers, scheduler, False)
+
+
 def main() -> None:  # pragma: no cover - console-script entry for `python -m resdyn`
     app(prog_name="resdyn")
 

@@ -51,7 +51,7 @@ class CompareConfig:
     lr: float = 0.05
     batch_size: int = 64
     seed: int = 0
-    images: int = 20
+    images: int = 10
     eps: float = 0.05
     resolution: int = 120
 
