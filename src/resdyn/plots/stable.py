@@ -52,27 +52,31 @@ def comparison(table: pd.DataFrame, path: Path) -> Path:
     """Bars per data set and network: accuracy, max Re λ of the branch, perturbation growth."""
     datasets = list(dict.fromkeys(table["data"]))
     families = list(dict.fromkeys(table["family"]))
-    panels = (("test_accuracy", "test accuracy", "linear"),
-              ("branch_max_re", "median max Re λ of the residual branch", "linear"),
-              ("growth_fgsm", "FGSM growth, first input → last output", "log"),
-              ("growth_random_fgsm", "random (same ℓ2) growth", "log"))
+    panels = (("test_accuracy", "test accuracy", 0.0),
+              ("branch_max_re", "median max Re λ of the residual branch", 0.0),
+              ("growth_fgsm", "FGSM growth, first input → last output", 1.0),
+              ("growth_random_fgsm", "random (same ℓ2) growth", 1.0))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
     x = np.arange(len(datasets))
     width = 0.8 / max(1, len(families))
-    for ax, (col, label, scale) in zip(axes, panels, strict=True):
+    for ax, (col, label, ref) in zip(axes, panels, strict=True):
         for j, fam in enumerate(families):
             rows = table[table["family"] == fam].set_index("data").reindex(datasets)
             ax.bar(x + (j - (len(families) - 1) / 2) * width, rows[col], width,
                    color=FAMILY_COLOURS.get(fam, "grey"), label=fam)
         ax.set_xticks(x, datasets)
-        ax.set_yscale(scale)
         ax.set_title(label, fontsize=9)
-        ax.axhline(0 if scale == "linear" else 1, color="k", lw=0.6)
+        ax.axhline(ref, color="k", lw=0.6)
+        if ref:  # growth: bars from 1 would hide the difference; show the range around 1
+            values = table[col].to_numpy(float)
+            span = max(abs(values - ref).max(), 0.05) * 1.2
+            ax.set_ylim(max(0.0, ref - span), ref + span)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8)
     fig.suptitle("Standard (Euler), antisymmetric and Hamiltonian networks of matched depth, "
                  "width and budget")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.92, 0.95))
     return save(fig, path)
 
 
@@ -84,7 +88,8 @@ def boundaries(table: pd.DataFrame, path: Path) -> Path:
         ax.axis("off")
         return save(fig, path)
     datasets = list(dict.fromkeys(table["data"]))
-    families = list(dict.fromkeys(table["family"]))
+    present = set(table["family"])
+    families = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
     fig, axes = plt.subplots(len(datasets), len(families), squeeze=False,
                              figsize=(3.6 * len(families), 3.5 * len(datasets)))
     for i, data in enumerate(datasets):
