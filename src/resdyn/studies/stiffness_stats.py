@@ -135,8 +135,10 @@ def notes(tables, ctx) -> str:
              f"{t[t['method'] == 'skipped']['block'].nunique()} down-sampling blocks skipped (not "
              "square).", ""]
     if last is not None:
+        signed = (f"{last['stiffness_signed']:.3f}" if np.isfinite(last["stiffness_signed"])
+                  else "undefined (no eigenvalue with Re λ < 0, so min Re λ = 0)")
         lines += [f"Last block {last['block']}: median signed stiffness index "
-                  f"{last['stiffness_signed']:.3f}, share of eigenvalues with Re λ < 0 "
+                  f"{signed}, share of eigenvalues with Re λ < 0 "
                   f"{last['share_negative']:.2%}, classical ratio {last['stiffness_ratio']:.3g}, "
                   f"spectral radius {last['spectral_radius']:.3f} (paper 003, ResNet-50's last "
                   "block: SI −35.32, 31.96 %).", ""]
