@@ -178,3 +178,13 @@ def test_compare_study_trains_analyses_and_compares(tmp_path):
     assert len(r.claims) == 2 and set(r.figures) == {"comparison", "boundaries"}
     again = run_study(COMPARE, None, None, cfg, tmp_path / "cmp")
     assert again.tasks_run == 0
+
+
+def test_compare_bad_input_is_one_line_with_status_2():
+    runner = CliRunner()
+    for args, message in ((["--blocks", "0"], "at least 1"),
+                          (["--h", "0"], "h > 0"),
+                          (["--gamma", "-0.1"], "gamma >= 0"),
+                          (["--data", "nowhere.npz"], "does not exist")):
+        r = runner.invoke(app, ["stable", "compare", *args, "--out", "unused"])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
