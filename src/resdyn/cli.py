@@ -448,9 +448,9 @@ def stable_ode(K: Annotated[list[str] | None, typer.Option(
 def stable_compare(data: Annotated[str, typer.Option("--data", "-d", help="data sets, "
                                                      "comma-separated")] = "swissroll,peaks,digits",
                    blocks: Annotated[int, typer.Option(help="depth: residual blocks")] = 8,
-                   width: int = 8, h: Annotated[float, typer.Option(help="step size")] = 0.2,
+                   width: int = 8, h: Annotated[float, typer.Option(help="step size")] = 0.5,
                    gamma: Annotated[float, typer.Option(help="antisymmetric damping")] = 0.01,
-                   epochs: int = 30, lr: float = 0.05, batch_size: int = 64, seed: int = 0,
+                   epochs: int = 60, lr: float = 0.1, batch_size: int = 64, seed: int = 0,
                    images: ImagesOpt = 10,
                    eps: Annotated[float, typer.Option(help="FGSM budget, share of the data "
                                                       "range")] = 0.05,
