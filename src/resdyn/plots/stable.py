@@ -80,14 +80,14 @@ def comparison(table: pd.DataFrame, path: Path) -> Path:
     return save(fig, path)
 
 
-def boundaries(table: pd.DataFrame, path: Path) -> Path:
-    """Decision regions of each network on each 2-D data set, test points on top."""
+def boundaries(table: pd.DataFrame, path: Path, order=()) -> Path:
+    """Decision regions of each network on each 2-D data set (in ``order``), test points on top."""
     if table.empty:
         fig, ax = plt.subplots(figsize=(5, 2))
         ax.text(0.5, 0.5, "no 2-D data set in this comparison", ha="center", va="center")
         ax.axis("off")
         return save(fig, path)
-    datasets = list(dict.fromkeys(table["data"]))
+    datasets = [d for d in order if d in set(table["data"])] or list(dict.fromkeys(table["data"]))
     present = set(table["family"])
     families = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
     fig, axes = plt.subplots(len(datasets), len(families), squeeze=False,
