@@ -29,13 +29,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from resdyn import capture, load_model, units
+from resdyn.models import stages
 from resdyn.operators import unit_jacobian
 from resdyn.spectra import singular_values
-from resdyn.studies.spectra import spectra_table
+from resdyn.studies.spectra import spectrum_row
 
 WIDTHS = (4096, 8192, 16384)
 TOP_K = 20
@@ -172,9 +174,17 @@ def part_c(widths) -> list[dict]:
 def part_d(model) -> dict:
     us = units(model, (3, 32, 32))
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    df, t = timed(lambda: spectra_table(
-        model, x, [0], us, stages=True, model_name="cifar-resnet56",
-        progress=lambda d, n, label: print(f"[d] {d}/{n} {label}", flush=True)))
+    def whole() -> pd.DataFrame:
+        acts = capture(model, x, us)
+        targets = list(us) + stages(us)
+        rows = []
+        for i, target in enumerate(targets):
+            first = target if not isinstance(target, list) else target[0]
+            rows.append(spectrum_row(target, acts.inputs[first.name][0]))
+            print(f"[d] {i + 1}/{len(targets)} {rows[-1]['name']}", flush=True)
+        return pd.DataFrame(rows)
+
+    df, t = timed(whole)
     by_kind = df.groupby("kind")["seconds"].agg(["count", "sum"]).to_dict("index")
     return {"rows": len(df), "seconds": t, "by_kind": by_kind,
             "methods": df.method.value_counts().to_dict()}
