@@ -3,7 +3,7 @@
 (a) one block per width (digits and CIFAR shapes): all eigenvalues by ``dense`` (LAPACK geev of
     the deflated block) against the extreme real parts by ``arpack`` (k = 6 largest and 6
     smallest real parts): seconds and their ratio, and whether the extremes agree. This is what
-    the study's ``dense_max`` default (1024) rests on.
+    the study's ``dense_max`` default (4096) rests on.
 (b) torchvision ResNet-18 (random weights) at 64×64 and 224×224 inputs: seconds per block of the
     Arnoldi path (the blocks are 2k-800k wide), for the first and last square block.
 

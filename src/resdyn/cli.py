@@ -397,7 +397,7 @@ def stiffness(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = N
               blocks: Annotated[str, typer.Option(help="all (every square block), or "
                                                   "comma-separated block names")] = "all",
               dense_max: Annotated[int, typer.Option(help="widest block whose eigenvalues are "
-                                                     "all computed; wider: Arnoldi extremes")] = 1024,
+                                                     "all computed; wider: Arnoldi extremes")] = 4096,
               arnoldi_k: Annotated[int, typer.Option(help="eigenvalues per side on the Arnoldi "
                                                      "path")] = 6,
               metrics: Annotated[str, typer.Option(help="metrics correlated with loss and "

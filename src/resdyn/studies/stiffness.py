@@ -56,7 +56,7 @@ class StiffnessConfig:
     images: int = 200
     seed: int = 0
     blocks: tuple[str, ...] | None = None
-    dense_max: int = 1024
+    dense_max: int = 4096
     k: int = 6
     keep_values: int = 5
     metrics: tuple[str, ...] = METRICS
