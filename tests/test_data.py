@@ -112,7 +112,8 @@ def test_unknown_spec_lists_valid_names():
     assert "'imagenet-mini'" in msg
     for name, _ in data_names():
         assert name in msg
-    assert [n for n, _ in data_names()] == ["digits", "cifar10", "mnist", "PATH.npz", "FOLDER"]
+    assert [n for n, _ in data_names()] == ["digits", "cifar10", "mnist", "swissroll", "peaks",
+                                            "PATH.npz", "FOLDER"]
 
 
 # --- .npz ---------------------------------------------------------------------------------
