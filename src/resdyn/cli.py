@@ -139,11 +139,9 @@ def _input_shape(model, text: str | None) -> tuple[int, ...]:
 
 
 def _load(model: str, weights: Path | None):
-    from .models import load_model, model_card
+    from .models import load_model
 
-    m = load_model(model, weights)
-    card = model_card(m)
-    return m, card
+    return load_model(model, weights)
 
 
 @app.command()
@@ -167,7 +165,7 @@ def units_cmd(model: ModelOpt, weights: WeightsOpt = None,
     from .models import units
 
     with _user_errors():
-        m, _ = _load(model, weights)
+        m = _load(model, weights)
         shape = _input_shape(m, input_shape)
         us = units(m, shape, names.split(",") if names else None)
     console.print(units_table(us, f"{model}: {len(us)} residual units, input {shape}"))
@@ -223,7 +221,7 @@ def train(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option(help
 def _model_and_data(model: str, weights: Path | None, data: str, any_input_size: bool = False):
     from .data import check_compatible, load_data
 
-    m, card = _load(model, weights)
+    m = _load(model, weights)
     ds = load_data(data, split="test")
     check_compatible(m, ds, any_input_size=any_input_size)
     return m, ds
@@ -308,7 +306,7 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
     from .check import check_model
 
     with _user_errors():
-        m, _ = _load(model, weights)
+        m = _load(model, weights)
         shape = _input_shape(m, input_shape)
         table = check_model(m, shape, seed=seed)
     t = Table(*[str(c) for c in table.columns], title=f"{model}: Jacobian checks at a random input")

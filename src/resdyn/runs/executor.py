@@ -206,8 +206,8 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
     if isinstance(executor, str):
         executor = Executor(executor)
     groups = waves(tasks)
-    todo = [t for t in tasks if not store.done(t.analysis, t.key)]
-    resumed = len(tasks) - len(todo)
+    stored = {t.id for t in tasks if store.done(t.analysis, t.key)}
+    resumed = len(stored)
     ran = failed = 0
     broken: set[str] = set()
 
@@ -230,7 +230,7 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
     with ExitStack() as stack:
         run = None  # the executor starts (a cluster, maybe) only when there is work
         for group in groups:
-            group = [t for t in group if not store.done(t.analysis, t.key)]
+            group = [t for t in group if t.id not in stored]
             blocked = [t for t in group if broken.intersection(t.after)]
             for task in blocked:
                 need = sorted(broken.intersection(task.after))

@@ -8,12 +8,12 @@ which empties the folder (only a folder resdyn wrote: one with ``run.json``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .identity import differences
+from .store import atomic_write
 
 IDENTITY_FILE = "run.json"
 
@@ -63,10 +63,7 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False) -> bool:
     if out.is_dir() and any(out.iterdir()):
         raise RunFolderError(f"{out} is not empty and holds no resdyn run ({IDENTITY_FILE} is "
                              "missing): choose an empty or new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{IDENTITY_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(identity, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(identity, indent=2)))
     return False
 
 

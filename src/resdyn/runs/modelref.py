@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .store import atomic_write
+
 _MODELS: dict[str, nn.Module] = {}
 _UNITS: dict[tuple[str, tuple[int, ...]], list] = {}
 KEEP = 4  # models a process keeps loaded (a demo analyses a few; a worker serves one run)
@@ -120,12 +122,13 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
         if spec.endswith(".safetensors") and Path(spec).is_file():
             spec = str(Path(spec).resolve())  # a worker may run in another directory
         if not path.is_file():
-            _atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
         ref = ModelRef(sha256, str(path.resolve()), spec, options)
     else:
         path = folder / "model.pt"
         if not path.is_file():
-            _atomic_save(model, path)
+            atomic_write(path, lambda tmp: torch.save(model, tmp))
         ref = ModelRef(sha256, str(path.resolve()), None, {}, _file_digest(path))
     _remember(sha256, model)
     return ref
@@ -139,12 +142,6 @@ def _remember(sha256: str, model: nn.Module) -> None:
         del _MODELS[next(iter(_MODELS))]
     for key in [k for k in _UNITS if k[0] == sha256 or k[0] not in _MODELS]:
         del _UNITS[key]
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def _file_digest(path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -47,13 +48,9 @@ class TaskStore:
 
     def fail(self, analysis: str, key: str, error: str, message: str, traceback: str) -> None:
         """Record that a task raised (``error``: the exception's type name)."""
-        path = self._path(analysis, key, ".error.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"analysis": analysis, "key": key, "error": error, "message": message,
                            "traceback": traceback})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(self._path(analysis, key, ".error.json"), lambda tmp: tmp.write_text(text))
 
     def load(self, analysis: str) -> pd.DataFrame:
         """All finished rows of one analysis, in task-key order (empty frame if none)."""
@@ -68,14 +65,20 @@ class TaskStore:
         return pd.DataFrame(rows, columns=ERROR_COLUMNS)
 
 
-def write_parquet(rows: pd.DataFrame, path: str | Path) -> None:
-    """Write ``rows`` to ``path`` atomically (temp file + rename): never a half-written table."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``:
+    readers see the old file or the whole new one, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        rows.to_parquet(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_parquet(rows: pd.DataFrame, path: str | Path) -> None:
+    """Write ``rows`` to ``path`` atomically (temp file + rename): never a half-written table."""
+    atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))

@@ -130,9 +130,7 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     summary.write_text(_summary(study, ctx, tables, claims, stats, errors, seconds))
     from ..report import write_report
 
-    report = write_report(out / "report.html", " ".join(filter(None, (
-                              f"{study.title}:", name or (data.name if data else "")))),
-                          summary.read_text(),
+    report = write_report(out / "report.html", heading(study, ctx), summary.read_text(),
                           {n: (p, study.figures[n].caption) for n, p in figures.items()})
     _write_config(out, identity, executor, stats, seconds)
     return StudyResult(out, tables, figures, claims, summary, report, stats, errors)
@@ -152,10 +150,15 @@ def _tables(study: Study, store: TaskStore, ctx: Context, derived: bool,
     return tables
 
 
+def heading(study: Study, ctx: Context) -> str:
+    """'<title>: <model> on <data>', leaving out what the run has not got."""
+    on = " on ".join(filter(None, (ctx.model_name, ctx.data.name if ctx.data else "")))
+    return f"{study.title}: {on}" if on else study.title
+
+
 def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats: RunStats,
              errors: pd.DataFrame, seconds: float) -> str:
-    on = " on ".join(filter(None, (ctx.model_name, ctx.data.name if ctx.data else "")))
-    lines = [f"# {study.title}" + (f": {on}" if on else ""), "",
+    lines = [f"# {heading(study, ctx)}", "",
              f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
              + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."), ""]
     if len(errors):

@@ -16,6 +16,7 @@ import pandas as pd
 from torch import Tensor
 
 from ..capture import capture
+from ..data import Dataset
 from ..metrics import density_summary, singular_summary
 from ..models.units import Unit, stage_name, stages
 from ..operators.jacobian import stage_jacobian, unit_jacobian
@@ -140,17 +141,17 @@ def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, targ
     return pd.DataFrame([{"model": model_name, "image": image, "label": label, **row}])
 
 
-def spectrum_tasks(ctx: Context, images: Sequence[int], names: Sequence[str], method: str,
-                   k: int | None) -> list[Task]:
-    """The tasks of a spectra table: one per (image, name), keyed ``img<i>-<name>``.
+def spectrum_tasks(ref: ModelRef, data: Dataset, model_name: str, images: Sequence[int],
+                   names: Sequence[str], method: str, k: int | None, *, key: str = "",
+                   after: tuple[str, ...] = (), tags: dict | None = None) -> list[Task]:
+    """The tasks of a spectra table: one per (image, name), keyed ``<key>img<i>-<name>``.
 
     Each carries its image as a copy (a view would pickle the whole data set with it).
     """
-    data = ctx.data
-    return [Task("spectra", f"img{i}-{name}", spectrum_task,
-                 dict(model=ctx.model_ref, input_shape=data.input_shape, x=data.x[i].clone(), target=name,
-                      model_name=ctx.model_name, image=i, label=int(data.y[i]), method=method,
-                      k=k))
+    return [Task("spectra", f"{key}img{i}-{name}", spectrum_task,
+                 dict(model=ref, input_shape=data.input_shape, x=data.x[i].clone(), target=name,
+                      model_name=model_name, image=i, label=int(data.y[i]), method=method, k=k),
+                 after, tags or {})
             for i in images for name in names]
 
 
@@ -166,7 +167,8 @@ def _plan(ctx: Context) -> Plan:
     unit_list = ctx.model_ref.units(ctx.data.input_shape)
     names = target_names(unit_list, cfg.names, cfg.stages)
     images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
-    return Plan(spectrum_tasks(ctx, images, names, cfg.method, cfg.k),
+    return Plan(spectrum_tasks(ctx.model_ref, ctx.data, ctx.model_name, images, names, cfg.method,
+                               cfg.k),
                 {"names": names, "images": images})
 
 

@@ -208,7 +208,7 @@ def _plan(ctx: Context) -> Plan:
     names = [u.name for u in unit_list] + ([stage_name(g) for g in groups] if cfg.stage_spectra
                                            else [])
     eps, bounds = data.pixel_budget(cfg.eps), data.bounds
-    tasks = spectrum_tasks(ctx, images, names, cfg.method, cfg.k)
+    tasks = spectrum_tasks(ref, data, ctx.model_name, images, names, cfg.method, cfg.k)
     for i in images:
         one = dict(model=ref, input_shape=shape, x=data.x[i].clone(), label=int(data.y[i]), image=i)
         tasks.append(Task("propagation", f"img{i}", propagation_task,

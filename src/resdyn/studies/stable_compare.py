@@ -23,7 +23,7 @@ from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
 from ..runs import ModelRef, Task
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .spectra import spectrum_task
+from .spectra import spectrum_tasks
 from .stability import propagation_task
 from .stiffness import stiffness_task
 
@@ -133,10 +133,8 @@ def _plan(ctx: Context) -> Plan:
                 tasks.append(Task("propagation", f"{name}-img{i}", propagation_task,
                                   dict(**one, eps=eps, bounds=bounds, pgd_steps=5, seed=cfg.seed),
                                   after, tags))
-                tasks += [Task("spectra", f"{name}-img{i}-{u}", spectrum_task,
-                               dict(model=ref, input_shape=data.input_shape, x=data.x[i].clone(),
-                                    target=u, model_name=family, image=i, label=int(data.y[i]),
-                                    method="dense"), after, tags) for u in names]
+                tasks += spectrum_tasks(ref, data, family, [i], names, "dense", None,
+                                        key=f"{name}-", after=after, tags=tags)
             if data.input_shape[1:] == (1, 1) and data.input_shape[0] == 2:
                 tasks.append(Task("boundaries", name, boundary_task,
                                   dict(model=ref, data=spec, resolution=cfg.resolution),
