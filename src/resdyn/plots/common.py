@@ -22,8 +22,13 @@ def save(fig, path: Path) -> Path:
 
 
 def bin_shares(spectra: pd.DataFrame, path: Path, model: str) -> Path:
-    """Fig. 2: per unit, mean share of σ above / on the plateau / below / at zero."""
+    """Fig. 2: per unit, mean share of σ above / on the plateau / below / at zero.
+
+    Units only; stages where the table holds no unit. Bars are labelled with the names.
+    """
     u = spectra[spectra["kind"] != "stage"]
+    if u.empty:
+        u = spectra
     order = list(dict.fromkeys(u["name"]))
     counts = u.groupby("name", sort=False)[list(BIN_COLOURS)].sum()
     shares = counts.div(counts.sum(axis=1), axis=0).loc[order]
@@ -35,9 +40,10 @@ def bin_shares(spectra: pd.DataFrame, path: Path, model: str) -> Path:
     stages = u.drop_duplicates("name").set_index("name").loc[order, "stage"].to_numpy()
     for k in np.flatnonzero(np.diff(stages)) + 0.5:
         ax.axvline(k, color="k", lw=0.8)
+    ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6 if len(order) > 12 else 8)
     ax.set_xlabel("residual unit (forward order; lines separate stages)")
     ax.set_ylabel("share of singular values")
     ax.set_xlim(-0.5, len(order) - 0.5)
-    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.42))
     ax.set_title(f"{model}: distribution of singular values per unit (mean over images)")
     return save(fig, path)
