@@ -338,8 +338,8 @@ def stability(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = N
          any_input_size)
 
 
-def _numbers(text: str, kind: type, what: str) -> tuple:
-    """Comma-separated numbers (raises ValueError, shown as one line by _user_errors)."""
+def _items(text: str, kind: type, what: str) -> tuple:
+    """Comma-separated values of ``kind`` (raises ValueError, shown as one line by _user_errors)."""
     try:
         values = tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -364,7 +364,7 @@ def identity(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = No
     from .studies import IDENTITY, IdentityConfig
 
     with _user_errors():
-        config = IdentityConfig(images=images, seed=seed, eps=_numbers(eps, float, "--eps"))
+        config = IdentityConfig(images=images, seed=seed, eps=_items(eps, float, "--eps"))
     _run(IDENTITY, config, model, weights, data, out, fresh, executor, workers, scheduler,
          any_input_size)
 
@@ -383,9 +383,9 @@ def identity_sweep(data: DataOpt = "digits",
     from .studies import SWEEP, SweepConfig
 
     with _user_errors():
-        config = SweepConfig(depths=_numbers(depths, int, "--depths"), epochs=epochs, lr=lr,
+        config = SweepConfig(depths=_items(depths, int, "--depths"), epochs=epochs, lr=lr,
                              batch_size=batch_size, seed=seed, images=images,
-                             eps=_numbers(eps, float, "--eps"))
+                             eps=_items(eps, float, "--eps"))
     _run(SWEEP, config, None, None, data, out, fresh, executor, workers, scheduler, False)
 
 
@@ -409,9 +409,9 @@ def stiffness(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = N
 
     with _user_errors():
         config = StiffnessConfig(images=images, seed=seed, dense_max=dense_max, k=arnoldi_k,
-                                 blocks=None if blocks == "all" else _numbers(blocks, str,
+                                 blocks=None if blocks == "all" else _items(blocks, str,
                                                                               "--blocks"),
-                                 metrics=_numbers(metrics, str, "--metrics"))
+                                 metrics=_items(metrics, str, "--metrics"))
     _run(STIFFNESS, config, model, weights, data, out, fresh, executor, workers, scheduler,
          any_input_size)
 
@@ -459,7 +459,7 @@ def stable_compare(data: Annotated[str, typer.Option("--data", "-d", help="data 
     from .studies import COMPARE, CompareConfig
 
     with _user_errors():
-        datasets = _numbers(data, str, "--data")
+        datasets = _items(data, str, "--data")
         from .data import load_data
 
         for spec in datasets:  # unknown or unreadable data fail here, before any training
