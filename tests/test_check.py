@@ -86,7 +86,9 @@ def test_unit_with_wrong_vjp_fails():
 def test_check_model_every_unit_and_stage():
     df = check_model(load_model("cifar-resnet20", in_channels=1), (1, 8, 8), seed=0)
     assert list(df.columns) == ["name", "kind", "stage", "n_in", "n_out", "order_linear",
-                                "order_quadratic", "adjoint_error", "passed"]
+                                "order_quadratic", "adjoint_error", "remainder", "passed"]
+    # a NaN order is always a remainder at round-off (exactly linear along v), never a failure
+    assert (df.remainder[df.order_quadratic.isna()] == "round-off").all()
     assert len(df) == 9 + 3
     assert (df.kind == "stage").sum() == 3 and (df.kind == "downsampling").sum() == 2
     assert df.passed.all()
@@ -103,3 +105,16 @@ def test_check_model_accepts_an_image_and_a_unit_list():
     assert df.name.tolist() == [u.name for u in us[:2]] and df.passed.all()
     with pytest.raises(ValueError, match=r"input shape \(C, H, W\)"):
         check_model(model, (8, 8))
+
+
+def test_check_command_says_pass_fail_and_explains_missing_orders():
+    from typer.testing import CliRunner
+
+    from resdyn.cli import app
+
+    r = CliRunner().invoke(app, ["check", "--model", "digits-resnet20"])
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.output and "True" not in r.output and "False" not in r.output
+    assert "12 PASS, 0 FAIL" in r.output
+    if "exact*" in r.output:  # a NaN order is shown as exact, with its reason
+        assert "nan" not in r.output and "round-off" in r.output

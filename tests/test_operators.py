@@ -27,6 +27,7 @@ from resdyn.operators import (
     stage_jacobian,
     unit_jacobian,
 )
+from resdyn.spectra import eigenvalues
 
 F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -350,3 +351,51 @@ def test_linearized_jacobian_matches_and_falls_back(family):
     # no double backward: the plain operator comes back
     cube = function_jacobian(_Cube.apply, torch.randn(4))
     assert linearize(cube) is cube
+
+
+def _factored_against_reference(u, x) -> int:
+    """A square identity-shortcut unit: its factors exist, reproduce J, and the factored
+    eigenvalues equal eig of the autograd Jacobian. Returns the branch rank bound r."""
+    op = unit_jacobian(u, x)
+    assert op.factors is not None, u.name
+    f = op.factors
+    ref = reference_jacobian(u.module, x)
+    mask = torch.ones(op.shape[0], dtype=F64) if op.zero_rows is None else \
+        (~op.zero_rows).to(F64)
+    rebuilt = mask[:, None] * (f.alpha * torch.eye(op.shape[0], dtype=F64)
+                               + f.outer.dense() @ f.inner.dense())
+    torch.testing.assert_close(rebuilt, ref, rtol=1e-11, atol=1e-12)
+    r = int((~f.inner.zero_rows).sum())
+    res = eigenvalues(op, method="dense")
+    assert f"{r}x{r}" in res.message
+    want = torch.linalg.eigvals(ref).numpy()
+    values = np.asarray(res.values)
+    assert len(values) == len(want)
+    left = list(want)
+    for v in values:  # equal as multisets
+        i = int(np.argmin(np.abs(np.array(left) - v)))
+        assert abs(left[i] - v) <= 1e-9 * max(1.0, np.abs(want).max()), (v, left[i])
+        left.pop(i)
+    return r
+
+
+def test_factored_eigenvalues_equal_dense(family):
+    """eig(D(I + UVᵀ)) through the r x r product VᵀU, for every recognised family."""
+    _, us, acts = family
+    square = [u for u in us if u.in_shape == u.out_shape and not u.parts.projection]
+    assert square
+    for u in square:
+        r = _factored_against_reference(u, acts.inputs[u.name][0])
+        assert 0 < r < u.n_in
+    for u in us:
+        if u.in_shape != u.out_shape or u.parts.projection:
+            assert unit_jacobian(u, acts.inputs[u.name][0]).factors is None
+
+
+def test_factored_eigenvalues_pytorchcv():
+    features = _pytorchcv().features
+    body = nn.Sequential(features.init_block, features.stage1).eval()
+    us = {u.name: u for u in units(body, (3, 4, 4))}
+    torch.manual_seed(0)
+    acts = capture(body, torch.randn(1, 3, 4, 4), list(us.values()))
+    _factored_against_reference(us["1.unit2"], acts.inputs["1.unit2"][0])

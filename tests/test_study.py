@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,12 +19,12 @@ from torch import nn
 from resdyn import load_model
 from resdyn.data import load_data
 from resdyn.runs import Executor, RunFolderError, Task
+from resdyn.runs.compare import table_differences
 from resdyn.studies import Claim, Figure, Plan, Study, Table, run_study
 from resdyn.studies.stability import STABILITY, StabilityConfig
 
 BEFORE = Path(__file__).parent / "data" / "stability_before"
 TABLES = ("spectra", "variation", "propagation", "projections", "skip", "interpolation")
-RUN_DEPENDENT = ["seconds", "solve_seconds", "reason", "message"]  # timings, memory budget
 
 
 # ---------------------------------------------------------------- a toy study with known answers
@@ -146,18 +145,7 @@ RUN = textwrap.dedent("""
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    a = a.drop(columns=[c for c in RUN_DEPENDENT if c in a]).reset_index(drop=True)
-    b = b.drop(columns=[c for c in RUN_DEPENDENT if c in b]).reset_index(drop=True)
-    assert list(a.columns) == list(b.columns) and len(a) == len(b)
-    for col in a.columns:
-        if a[col].dtype == object and len(a) and isinstance(a[col].iloc[0], np.ndarray | list):
-            for u, v in zip(a[col], b[col], strict=True):
-                np.testing.assert_allclose(np.asarray(u, float), np.asarray(v, float), rtol=0,
-                                           atol=0, err_msg=col)
-        elif a[col].dtype.kind == "f":
-            np.testing.assert_array_equal(a[col], b[col], err_msg=col)
-        else:
-            assert a[col].tolist() == b[col].tolist(), col
+    assert table_differences(a, b) == []
 
 
 @pytest.fixture(scope="module")

@@ -165,6 +165,8 @@ def _row(name: str, kind: str, stage: int, op: LinearOperator, res: JacobianChec
     return {"name": name, "kind": kind, "stage": stage, "n_in": op.shape[1],
             "n_out": op.shape[0], "order_linear": res.order_linear,
             "order_quadratic": res.order_quadratic, "adjoint_error": res.adjoint_error,
+            "remainder": ("round-off" if res.err_quadratic[-1] <= res.roundoff[-1]
+                          else "measured"),
             "passed": res.passed}
 
 
@@ -184,7 +186,9 @@ def check_model(model: nn.Module, x: Tensor | Sequence[int], *,
 
     Returns:
         DataFrame, one row per unit then per stage: name, kind ("regular", "downsampling",
-        "stage"), stage, n_in, n_out, order_linear, order_quadratic, adjoint_error, passed.
+        "stage"), stage, n_in, n_out, order_linear, order_quadratic, adjoint_error, remainder
+        ("round-off": the Taylor remainder fell to round-off at the smallest ε, so F is exactly
+        linear along v there and order_quadratic has too few points, NaN; "measured"), passed.
 
     Example:
         >>> from resdyn import load_model

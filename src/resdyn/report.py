@@ -1,17 +1,46 @@
-"""A self-contained HTML page of a study: its summary (markdown) and its figures, embedded."""
+"""One self-contained HTML page of any output folder: one study's run folder or a folder of them.
+
+Per study: its summary (claims with their numbers, notes), its figures with captions, its tables
+(sortable; long ones shortened to their first rows, the whole table is in its Parquet file), the
+configuration (model, data, seeds, executor, versions, device) and timings. Figures are embedded
+as PNG data and the sorting script is inline: the page needs no server and no other file.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import re
-from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+import numpy as np
+import pandas as pd
+
+from .runs.folder import IDENTITY_FILE
+
+if TYPE_CHECKING:
+    from .studies.base import Study
+
+#: Rows of a table shown in the page; longer tables show this many and say where the rest is.
+ROWS_SHOWN = 40
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
-vertical-align:top;font-size:14px}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}
-.yes{color:#1e8449;font-weight:600}.no{color:#b03a2e;font-weight:600}figure{margin:2em 0}"""
+vertical-align:top;font-size:14px}th{background:#f3f3f3}th.sort{cursor:pointer}
+img{max-width:100%;border:1px solid #eee}.yes{color:#1e8449;font-weight:600}
+.no{color:#b03a2e;font-weight:600}figure{margin:2em 0}figcaption{font-size:14px;color:#444}
+section{border-top:3px solid #ddd;margin-top:3em}details{margin:.5em 0}.num{text-align:right;
+font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}code{background:#f6f6f6}"""
+
+# click a column heading to sort its table (numbers as numbers), again to reverse
+SORT_SCRIPT = """document.querySelectorAll('th.sort').forEach(function(th){th.onclick=function(){
+var t=th.closest('table'),i=Array.prototype.indexOf.call(th.parentNode.children,th),
+rows=Array.prototype.slice.call(t.querySelectorAll('tr')).slice(1),up=th.dataset.up!=='1';
+th.dataset.up=up?'1':'0';rows.sort(function(a,b){var x=a.children[i].textContent,
+y=b.children[i].textContent,nx=parseFloat(x),ny=parseFloat(y);var c=(isNaN(nx)||isNaN(ny))?
+x.localeCompare(y):nx-ny;return up?c:-c;});rows.forEach(function(r){t.appendChild(r);});};});"""
 
 
 def _inline(text: str) -> str:
@@ -25,8 +54,9 @@ def _cell(text: str) -> str:
     return f'<span class="{t}">{t}</span>' if t in ("yes", "no") else _inline(t)
 
 
-def markdown_to_html(md: str) -> str:
-    """The small markdown subset summary.md uses: headings, paragraphs and pipe tables."""
+def markdown_to_html(md: str, shift: int = 0) -> str:
+    """The small markdown subset summary.md uses: headings (moved ``shift`` levels down),
+    paragraphs and pipe tables."""
     out, table = [], []
 
     def flush() -> None:
@@ -46,7 +76,7 @@ def markdown_to_html(md: str) -> str:
             continue
         flush()
         if m := re.match(r"(#+) (.*)", line):
-            level = len(m.group(1))
+            level = min(6, len(m.group(1)) + shift)
             out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
         elif line.strip():
             out.append(f"<p>{_inline(line)}</p>")
@@ -54,19 +84,198 @@ def markdown_to_html(md: str) -> str:
     return "\n".join(out)
 
 
-def write_report(path: str | Path, title: str, summary_md: str,
-                 figures: Mapping[str, tuple[Path, str]]) -> Path:
-    """Write ``path`` (HTML) with the summary and every figure embedded as PNG data.
+def run_folders(root: str | Path) -> list[Path]:
+    """The study run folders in ``root`` (itself, or any folder below it), in path order.
 
-    ``figures``: name -> (PNG path, caption).
+    A run folder is one whose ``run.json`` names the study it holds.
     """
-    body = [markdown_to_html(summary_md)]
-    for name, (fig, caption) in figures.items():
-        data = base64.b64encode(Path(fig).read_bytes()).decode()
-        body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption><b>{html.escape(name)}</b>: {html.escape(caption)}"
-                    "</figcaption></figure>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
-    Path(path).write_text(page, encoding="utf-8")
-    return Path(path)
+    root = Path(root)
+    found = []
+    for ident in sorted([root / IDENTITY_FILE, *root.rglob(f"*/{IDENTITY_FILE}")]):
+        if ident.is_file() and isinstance(_read_json(ident).get("study"), str):
+            found.append(ident.parent)
+    return found
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def render(root: str | Path, study: Study | None = None) -> str:
+    """The HTML page of every run folder under ``root``.
+
+    Figures' captions and the tables' order come from the study's declaration: ``study``, or
+    else resdyn's study of that name; a folder of a study neither knows shows every PNG and
+    Parquet file it holds.
+
+    Raises:
+        ValueError: ``root`` holds no study run.
+    """
+    root = Path(root)
+    folders = run_folders(root)
+    if not folders:
+        raise ValueError(f"{root} holds no resdyn study run (no {IDENTITY_FILE} naming a study "
+                         "in it or below it)")
+    if len(folders) == 1:
+        title, body = _title(folders[0]), [_section(folders[0], root, 0, study)]
+    else:
+        title = f"resdyn report: {root.resolve().name}"
+        body = [f"<h1>{html.escape(title)}</h1>", _contents(folders, root)]
+        body += [_section(f, root, 1, study) for f in folders]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body>{''.join(body)}"
+            f"<script>{SORT_SCRIPT}</script></body></html>")
+
+
+def write_report(root: str | Path, path: str | Path | None = None,
+                 study: Study | None = None) -> Path:
+    """Write the page of :func:`render` to ``path`` (default ``root/report.html``)."""
+    path = Path(root) / "report.html" if path is None else Path(path)
+    from .runs.store import atomic_write
+
+    page = render(root, study)
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return path
+
+
+def _title(folder: Path) -> str:
+    summary = folder / "summary.md"
+    first = summary.read_text(encoding="utf-8").splitlines()[0] if summary.is_file() else ""
+    return first.lstrip("# ").strip() or folder.name
+
+
+def _anchor(folder: Path, root: Path) -> str:
+    rel = folder.relative_to(root).as_posix()
+    return "run-" + re.sub(r"[^A-Za-z0-9_-]", "-", rel if rel != "." else folder.name)
+
+
+def _contents(folders: list[Path], root: Path) -> str:
+    rows = []
+    for f in folders:
+        claims = _read_json(f / "claims.json").get("claims", [])
+        counts = {"yes": 0, "no": 0, "not judged": 0}
+        for c in claims:
+            counts[{True: "yes", False: "no", None: "not judged"}[c["held"]]] += 1
+        seconds = _read_json(f / "config.json").get("last_run", {}).get("seconds")
+        rows.append(f"<tr><td><a href='#{_anchor(f, root)}'>{_inline(_title(f))}</a></td>"
+                    f"<td>{html.escape(f.relative_to(root).as_posix())}</td>"
+                    f"<td class='num'>{counts['yes']}</td><td class='num'>{counts['no']}</td>"
+                    f"<td class='num'>{counts['not judged']}</td>"
+                    f"<td class='num'>{'' if seconds is None else f'{seconds:.0f}'}</td></tr>")
+    return ("<table><tr><th>study</th><th>folder</th><th>claims held</th><th>not held</th>"
+            "<th>not judged</th><th>last run (s)</th></tr>" + "".join(rows) + "</table>")
+
+
+def _declared(name: str, study: Study | None) -> tuple[str, dict[str, str], list[str]] | None:
+    """(title, figure captions, table names) of the study called ``name``, if known."""
+    from .studies import STUDIES
+
+    spec = study if study is not None and study.name == name else STUDIES.get(name)
+    if spec is None:
+        return None
+    return spec.title, {n: f.caption for n, f in spec.figures.items()}, list(spec.tables)
+
+
+def _section(folder: Path, root: Path, shift: int, study: Study | None) -> str:
+    ident = _read_json(folder / IDENTITY_FILE)
+    declared = _declared(ident["study"], study)
+    if declared is None:  # a study of the user's own: every figure and table it wrote
+        title = ident["study"]
+        captions = {p.stem: "" for p in sorted(folder.glob("*.png"))}
+        tables = [p.stem for p in sorted(folder.glob("*.parquet")) if p.stem != "errors"]
+    else:
+        title, captions, tables = declared
+    summary = folder / "summary.md"
+    parts = [f"<section id='{_anchor(folder, root)}'>"]
+    parts.append(markdown_to_html(summary.read_text(encoding="utf-8"), shift) if summary.is_file()
+                 else f"<h{1 + shift}>{html.escape(title)}</h{1 + shift}><p>This run has "
+                 "not finished: no summary yet.</p>")
+    h = f"h{2 + shift}"
+    figures = [(n, c) for n, c in captions.items() if (folder / f"{n}.png").is_file()]
+    if figures:
+        parts.append(f"<{h}>Figures</{h}>")
+    for name, caption in figures:
+        data = base64.b64encode((folder / f"{name}.png").read_bytes()).decode()
+        parts.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+                     f"<figcaption><b>{html.escape(name)}</b>"
+                     f"{': ' + html.escape(caption) if caption else ''}</figcaption></figure>")
+    tables = [t for t in [*tables, "errors"] if (folder / f"{t}.parquet").is_file()]
+    if tables:
+        parts.append(f"<{h}>Tables</{h}>")
+    for name in tables:
+        parts.append(_table(folder / f"{name}.parquet", open_=name == "errors" or len(tables) < 3))
+    parts.append(f"<{h}>Configuration</{h}>")
+    parts.append(_configuration(ident, _read_json(folder / "config.json"), folder))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _table(path: Path, open_: bool) -> str:
+    """A Parquet table as a sortable HTML table (its first ROWS_SHOWN rows), in a <details>."""
+    try:
+        t = pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        return f"<p>{html.escape(path.name)}: cannot be read ({html.escape(str(e))})</p>"
+    shown = t.head(ROWS_SHOWN)
+    note = (f"{len(t)} rows × {t.shape[1]} columns" + (f", the first {ROWS_SHOWN} shown; all in "
+                                                         if len(t) > ROWS_SHOWN else "; in ")
+            + f"<code>{html.escape(path.name)}</code>")
+    head = "".join(f"<th class='sort'>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = []
+    for row in shown.itertuples(index=False):
+        cells = []
+        for v in row:
+            text, numeric = _format(v)
+            cells.append(f"<td class='num'>{text}</td>" if numeric else f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<details{' open' if open_ else ''}><summary><b>{html.escape(path.stem)}</b> "
+            f"({note})</summary><div class='scroll'><table><tr>{head}</tr>{''.join(rows)}"
+            "</table></div></details>")
+
+
+def _format(v) -> tuple[str, bool]:
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v)), False
+    if isinstance(v, int | np.integer):
+        return str(int(v)), True
+    if isinstance(v, float | np.floating):
+        return ("NaN" if np.isnan(v) else f"{float(v):.4g}"), True
+    if isinstance(v, np.ndarray | list | tuple):
+        items = ", ".join(f"{x:.3g}" if isinstance(x, float | np.floating) else str(x)
+                          for x in list(v)[:4])
+        return html.escape(f"[{items}{', …' if len(v) > 4 else ''}] ({len(v)})"), False
+    text = str(v)
+    return html.escape(text if len(text) <= 160 else text[:157] + "…"), False
+
+
+def _configuration(ident: dict, info: dict, folder: Path) -> str:
+    """Study, model, data, config, executor, versions, device and timings as a key/value table."""
+    rows = [("study", ident.get("study")), ("folder", str(folder))]
+    model = ident.get("model") or {}
+    if model.get("name"):
+        rows.append(("model", f"{model['name']} (sha256 {str(model.get('sha256'))[:12]}…)"))
+    data = ident.get("data") or {}
+    if data:
+        rows.append(("data", f"{data.get('name')} ({data.get('split')} split, sha256 "
+                             f"{str(data.get('sha256'))[:12]}…)"))
+    for key, value in (ident.get("config") or {}).items():
+        rows.append((f"config: {key}", _short(value)))
+    for key in ("executor", "device", "versions", "last_run"):
+        if key in info:
+            rows.append((key, _short(info[key])))
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _short(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_short(v)}" for k, v in value.items())
+    if isinstance(value, list) and len(value) > 8:
+        return f"{', '.join(map(str, value[:8]))}, … ({len(value)})"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)

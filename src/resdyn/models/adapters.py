@@ -25,6 +25,9 @@ class UnitParts:
     """A unit written as activation(shortcut(x) + residual(x)).
 
     projection: True when the shortcut is a learned map (1x1 conv + BN), False for the identity.
+    split: (inner, outer) with residual(x) = outer(inner(x)) and inner ending in a ReLU, or None.
+        The branch Jacobian then factors as J_outer·J_inner, of rank at most the number of that
+        ReLU's active outputs; eigenvalue solvers use this (see ``resdyn.spectra.dense``).
     """
 
     family: str
@@ -32,6 +35,7 @@ class UnitParts:
     residual: Fn
     activation: Fn
     projection: bool
+    split: tuple[Fn, Fn] | None = None
 
 
 def resdyn_unit(m: nn.Module) -> UnitParts | None:
@@ -39,7 +43,18 @@ def resdyn_unit(m: nn.Module) -> UnitParts | None:
         return None
     proj = not isinstance(m.shortcut, nn.Identity)
     act = _identity if isinstance(m.activation, nn.Identity) else m.activation
-    return UnitParts("resdyn", m.shortcut, m.residual, act, proj)
+    return UnitParts("resdyn", m.shortcut, m.residual, act, proj, _sequential_split(m.residual))
+
+
+def _sequential_split(branch: nn.Module) -> tuple[Fn, Fn] | None:
+    """A Sequential branch cut after its last ReLU (that is not its last layer), else None."""
+    if not isinstance(branch, nn.Sequential):
+        return None
+    layers = list(branch)
+    cuts = [i for i, layer in enumerate(layers[:-1]) if isinstance(layer, nn.ReLU)]
+    if not cuts:
+        return None
+    return nn.Sequential(*layers[:cuts[-1] + 1]), nn.Sequential(*layers[cuts[-1] + 1:])
 
 
 def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
@@ -50,7 +65,7 @@ def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
     proj = bool(m.resize_identity)
     if cls.__name__ == "ResUnit":
         shortcut = m.identity_conv if proj else _identity
-        return UnitParts("pytorchcv", shortcut, m.body, m.activ, proj)
+        return UnitParts("pytorchcv", shortcut, m.body, m.activ, proj, _pytorchcv_split(m.body))
     if cls.__name__ == "PreResUnit":
         body = m.body
 
@@ -64,6 +79,15 @@ def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
         return UnitParts("pytorchcv-preact", preact_shortcut if proj else _identity,
                          residual, _identity, proj)
     return None
+
+
+def _pytorchcv_split(body: nn.Module) -> tuple[Fn, Fn] | None:
+    """ResBlock (conv1, conv2) or ResBottleneck (conv1..conv3) cut before its last ConvBlock."""
+    convs = [getattr(body, f"conv{i}", None) for i in (1, 2, 3)]
+    convs = [c for c in convs if c is not None]
+    if len(convs) < 2 or not isinstance(getattr(convs[-2], "activ", None), nn.ReLU):
+        return None
+    return nn.Sequential(*convs[:-1]), convs[-1]
 
 
 def torchvision_style_unit(m: nn.Module) -> UnitParts | None:
@@ -82,9 +106,17 @@ def torchvision_style_unit(m: nn.Module) -> UnitParts | None:
             out = m.bn3(m.conv3(m.relu(out)))
         return out
 
+    def inner(x: Tensor) -> Tensor:
+        out = m.relu(m.bn1(m.conv1(x)))
+        return m.relu(m.bn2(m.conv2(out))) if bottleneck else out
+
+    def outer(z: Tensor) -> Tensor:
+        return m.bn3(m.conv3(z)) if bottleneck else m.bn2(m.conv2(z))
+
     ds = getattr(m, "downsample", None)
     return UnitParts("torchvision" if bottleneck else "basicblock",
-                     ds if ds is not None else _identity, residual, m.relu, ds is not None)
+                     ds if ds is not None else _identity, residual, m.relu, ds is not None,
+                     (inner, outer) if isinstance(m.relu, nn.ReLU) else None)
 
 
 ADAPTERS: tuple[Callable[[nn.Module], UnitParts | None], ...] = (

@@ -68,7 +68,7 @@ class LinearOperator:
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         wide = max(1, *self.shape)
         # several intermediates per vector inside a network: budget 8 copies of the wider side
-        return max(1, min(CHUNK_BYTES // (8 * itemsize * wide), max(64, wide // 16)))
+        return max(1, min(CHUNK_BYTES // (8 * itemsize * wide), max(512, wide // 16)))
 
     def rows(self, index: Tensor | Sequence[int], out: Tensor | None = None) -> Tensor:
         """Selected rows J[index, :], shape (len(index), n), by VJPs against unit vectors.

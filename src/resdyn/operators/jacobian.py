@@ -82,12 +82,15 @@ class JacobianOperator(AtPoint):
         x: (n,) the point of linearisation (float64 unless asked otherwise).
         out_size: m.
         zero_rows: optional (m,) bool mask of rows known to be exactly zero.
+        factors: optional :class:`BranchFactors`, J = D·(α·I + J_outer·J_inner), for a unit
+            whose identity shortcut and branch structure are known.
     """
 
     fn: Flat
     x: Tensor
     out_size: int
     zero_rows: Tensor | None = None
+    factors: BranchFactors | None = None
 
     def matvec(self, v: Tensor) -> Tensor:
         """J v by one JVP: (n,) -> (m,)."""
@@ -108,6 +111,41 @@ class JacobianOperator(AtPoint):
         """Jᵀ W by vmapped VJPs (one forward pass per call): (m, k) -> (n, k)."""
         _, pull = vjp(self.fn, self.x)
         return _blocked(self, lambda col: pull(col)[0], w.to(self.x), self.x.numel())
+
+
+@dataclass(frozen=True, eq=False)
+class BranchFactors:
+    """A unit's Jacobian as J = D·(α·I + J_outer·J_inner), D the output ReLU's 0/1 diagonal.
+
+    For a unit σ(α·x + outer(inner(x))) with an identity shortcut, where ``inner`` ends in a
+    ReLU: the branch Jacobian J_outer·J_inner has rank at most the number r of that ReLU's active
+    outputs (``inner.zero_rows`` marks the others), which eigenvalue solvers exploit.
+
+    Attributes:
+        alpha: the shortcut scale α.
+        inner: (r_all, n) Jacobian of ``inner`` at x, zero rows where its ReLU is off.
+        outer: (n, r_all) Jacobian of ``outer`` at inner(x).
+    """
+
+    alpha: float
+    inner: JacobianOperator
+    outer: JacobianOperator
+
+    def core(self, keep: Tensor | None = None) -> JacobianOperator:
+        """J_inner·diag(keep)·J_outer (r_all, r_all), the Jacobian of
+        z -> inner(x + keep·(outer(z) − outer(z₀))) at z₀: rows by VJPs through outer, the mask
+        and inner in one pass. ``keep``: (n,) 0/1 mask of the unit's live outputs (None: all).
+        """
+        inner, outer = self.inner.fn, self.outer.fn
+        x, z0 = self.inner.x, self.outer.x
+        mask = torch.ones_like(x) if keep is None else keep.to(x)
+        with torch.no_grad():
+            base = outer(z0)
+
+        def h(z: Tensor) -> Tensor:
+            return inner(x + mask * (outer(z) - base))
+
+        return JacobianOperator(h, z0, self.inner.out_size, self.inner.zero_rows)
 
 
 def _blocked(op: LinearOperator, f: Callable[[Tensor], Tensor], block: Tensor, rows: int,
@@ -269,7 +307,22 @@ def _variant(unit: Unit, x: Tensor, variant: str, alpha: float, dtype: torch.dty
     with torch.no_grad():
         m = pure(x0.reshape(-1)).numel()
     zero = relu_off(u, x0, alpha) if variant == "unit" else None
-    return JacobianOperator(pure, x0.reshape(-1), m, zero)
+    factors = _branch_factors(u, x0, alpha, dtype) if variant == "unit" else None
+    return JacobianOperator(pure, x0.reshape(-1), m, zero, factors)
+
+
+def _branch_factors(unit: Unit, x: Tensor, alpha: float, dtype: torch.dtype,
+                    ) -> BranchFactors | None:
+    """The factored form of a square unit with an identity shortcut and a known branch split."""
+    p = unit.parts
+    if p is None or p.split is None or p.projection or unit.in_shape != unit.out_shape:
+        return None
+    inner, outer = p.split
+    with torch.no_grad():
+        z = inner(x.clone())
+    return BranchFactors(alpha, function_jacobian(inner, x, dtype=dtype,
+                                                  zero_rows=(z == 0).reshape(-1)),
+                         function_jacobian(outer, z, dtype=dtype))
 
 
 def relu_off(unit: Unit, x: Tensor, alpha: float = 1.0) -> Tensor | None:

@@ -19,17 +19,21 @@ def _scree(ax, rows: pd.DataFrame, title: str) -> None:
     for _, r in rows.iterrows():
         v = np.asarray(r["values"], dtype=float)
         ax.plot(np.arange(1, v.size + 1), v, lw=1, alpha=0.75, label=f"image {r['image']}")
-    ax.axhline(1.0, color="k", lw=0.6, ls="--")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("index", fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.axhline(1.0, color="k", lw=0.6, ls="--", label="σ = 1")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("index (σ descending)", fontsize=9)
+    ax.tick_params(labelsize=8)
 
 
 def scree_grid(spectra: pd.DataFrame, picks: list[list[str]], row_titles: list[str],
                path: Path, model: str) -> Path:
-    """Fig. 1: scree plots of chosen units/stages, one line per image, overlaid."""
+    """Fig. 1: scree plots of chosen units/stages, one line per image, overlaid.
+
+    One legend for the whole figure (the images are the same in every panel).
+    """
     n_rows, n_cols = len(picks), max(len(p) for p in picks)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 2.6 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.8 * n_rows + 0.6),
+                             squeeze=False)
     for i, names in enumerate(picks):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -38,33 +42,59 @@ def scree_grid(spectra: pd.DataFrame, picks: list[list[str]], row_titles: list[s
                 continue
             rows = spectra[spectra["name"] == names[j]]
             _scree(ax, rows, f"{row_titles[i]}: {names[j]}")
-            ax.set_ylabel("σ", fontsize=8)
-    axes[0][0].legend(fontsize=6)
+            ax.set_ylabel("σ", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(f"{model}: singular values of unit and stage Jacobians, images overlaid")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=9,
+               frameon=False)
     return save(fig, path)
 
 
+def _log_axis(ax) -> None:
+    """A log y axis labelled at 1, 2 and 5 times powers of ten, in plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def propagation(prop: pd.DataFrame, path: Path, model: str) -> Path:
-    """Fig. 3: normalised magnitude of the propagated perturbation per unit, per image."""
+    """Fig. 3: normalised magnitude of the propagated perturbation per unit, per image.
+
+    One colour per image throughout; an image whose prediction the perturbation flipped is
+    drawn dashed in that panel. One legend for the figure.
+    """
     kinds = [("random-fgsm", "random (ℓ2 of FGSM)"), ("fgsm", "adversarial, FGSM"),
              ("random-pgd", "random (ℓ2 of PGD)"), ("pgd", "adversarial, PGD")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6), sharex=True)
+    images = sorted(prop["image"].unique())
+    colour = {im: plt.cm.tab10(i % 10) for i, im in enumerate(images)}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.6), sharex=True, sharey=True)
+    any_flipped = False
     for ax, (kind, title) in zip(axes.ravel(), kinds, strict=True):
         rows = prop[prop["perturbation"] == kind]
         for image, r in rows.groupby("image"):
             flipped = bool(r["flipped"].iloc[0])
-            ax.plot(r["index"], r["out_norm"], marker=".", lw=1,
-                    label=f"image {image}{' (flipped)' if flipped else ''}")
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.set_ylabel("‖δx_k‖ / √size", fontsize=8)
+            any_flipped |= flipped
+            ax.plot(r["index"], r["out_norm"], marker=".", ms=3, lw=1, color=colour[image],
+                    ls="--" if flipped else "-")
+        _log_axis(ax)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
         _stage_lines(ax, rows)
-        ax.legend(fontsize=6)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("‖δx_k‖ / √size", fontsize=9)
     for ax in axes[1]:
-        ax.set_xlabel("residual unit")
+        ax.set_xlabel("residual unit (dotted: stage boundaries)", fontsize=9)
+    handles = [plt.Line2D([], [], color=colour[im], lw=1.5, label=f"image {im}") for im in images]
+    if any_flipped:
+        handles.append(plt.Line2D([], [], color="grey", ls="--", label="dashed: prediction flipped"))
     fig.suptitle(f"{model}: propagated perturbations")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=9,
+               frameon=False)
     return save(fig, path)
 
 
@@ -75,10 +105,15 @@ def _stage_lines(ax, rows: pd.DataFrame) -> None:
 
 
 def growth_and_projections(prop: pd.DataFrame, proj: pd.DataFrame, path: Path, model: str) -> Path:
-    """Fig. 4: predicted vs actual growth per unit; projections α_i against σ_i."""
+    """Fig. 4: predicted vs actual growth per unit; projections α_i against σ_i.
+
+    The projection panels wrap at three per row, so their labels stay readable.
+    """
     units_ = list(dict.fromkeys(proj["unit"]))
-    fig = plt.figure(figsize=(3.2 * max(4, len(units_)), 7))
-    grid = fig.add_gridspec(2, max(1, len(units_)))
+    per_row = min(3, max(1, len(units_)))
+    below = -(-len(units_) // per_row)
+    fig = plt.figure(figsize=(12, 3.6 * (1 + below)))
+    grid = fig.add_gridspec(1 + below, per_row)
     ax = fig.add_subplot(grid[0, :])
     for kind, colour in (("fgsm", "#c0392b"), ("random-fgsm", "#2e86c1")):
         rows = prop[prop["perturbation"] == kind]
@@ -88,21 +123,25 @@ def growth_and_projections(prop: pd.DataFrame, proj: pd.DataFrame, path: Path, m
                 label=f"{kind}: predicted by J_k")
     _stage_lines(ax, prop[prop["perturbation"] == "fgsm"])
     ax.axhline(1.0, color="k", lw=0.5)
-    ax.set_xlabel("residual unit")
-    ax.set_ylabel("‖δx_out‖ / ‖δx_in‖ (mean over images)")
-    ax.legend(fontsize=7)
+    ax.set_xlabel("residual unit (dotted: stage boundaries)", fontsize=10)
+    ax.set_ylabel("‖δx_out‖ / ‖δx_in‖\n(mean over images)", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=9)
     image = proj["image"].min()
     for j, name in enumerate(units_):
         r = proj[(proj["unit"] == name) & (proj["image"] == image)]
-        a = fig.add_subplot(grid[1, j])
+        a = fig.add_subplot(grid[1 + j // per_row, j % per_row])
         a.bar(r["index"], np.abs(r["alpha"]), width=1.0, color="#7f8c8d")
-        a.set_title(f"{name} (image {image})", fontsize=8)
-        a.set_xlabel("i (σ descending)", fontsize=8)
-        a.set_ylabel("|α_i|", fontsize=8)
+        a.set_title(f"{name} (image {image})", fontsize=10)
+        a.set_xlabel("i (σ descending)", fontsize=9)
+        a.set_ylabel("|α_i| (grey bars)", fontsize=9)
+        a.tick_params(labelsize=8)
         b = a.twinx()
-        b.plot(r["index"], r["sigma"], color="#c0392b", lw=1)
-        b.set_ylabel("σ_i", color="#c0392b", fontsize=8)
-    fig.suptitle(f"{model}: linear prediction of growth; FGSM perturbation on right singular vectors")
+        b.plot(r["index"], r["sigma"], color="#c0392b", lw=1.2)
+        b.set_ylabel("σ_i", color="#c0392b", fontsize=9)
+        b.tick_params(labelsize=8, colors="#c0392b")
+    fig.suptitle(f"{model}: linear prediction of growth (top); FGSM perturbation on right "
+                 f"singular vectors (below)")
     fig.tight_layout()
     return save(fig, path)
 

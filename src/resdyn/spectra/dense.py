@@ -164,8 +164,21 @@ def dense_eigenvalues(op: LinearOperator, k: int | None = None, which: str = "LM
     A zero row i makes e_i a left eigenvector for 0 and J block-triangular after a permutation,
     so eig(J) = eig(J[keep][:, keep]) ∪ {0, ..., 0}: rows known to be zero and their columns are
     dropped before the (expensive, ~10 n³) nonsymmetric eigensolve.
+
+    A unit operator with :class:`~resdyn.operators.jacobian.BranchFactors` (identity shortcut,
+    branch cut after a ReLU with r active outputs) goes further: on the kept rows J = α·I + U·Vᵀ
+    with U (k, r) and Vᵀ (r, k), and eig(U·Vᵀ) = eig(Vᵀ·U) ∪ {0}^(k−r), so
+    eig(J) = {α + eig(Vᵀ·U)} ∪ {α}^(k−r) ∪ {0}^(n−k): an r x r geev instead of k x k, from r VJPs
+    through the branch (``BranchFactors.core``) instead of k.
     """
     t0 = time.perf_counter()
+    factors = getattr(op, "factors", None)
+    if factors is not None:
+        solved = _factored(op, factors)
+        if solved is not None:
+            values, message, count, zeros = solved
+            return Eigenvalues(select_eigen(values, k, which), "dense", True, message, None,
+                               count, time.perf_counter() - t0, op.shape, zeros)
     counted = Counted(op)
     n = op.shape[0]
     if op.zero_rows is not None:
@@ -186,3 +199,29 @@ def dense_eigenvalues(op: LinearOperator, k: int | None = None, which: str = "LM
     return Eigenvalues(values, "dense", True, f"geev of a {len(keep)}x{len(keep)} block, "
                        f"{n - len(keep)} exact zeros", None, counted.count,
                        time.perf_counter() - t0, op.shape, n - len(keep))
+
+
+def _factored(op: LinearOperator, factors) -> tuple[np.ndarray, str, int, int] | None:
+    """All eigenvalues of D·(α·I + J_outer·J_inner) through the r x r product Vᵀ·U.
+
+    Returns (values, message, products, exact zeros), or None when the branch is not of lower
+    rank than the kept block (then the plain path is no more work).
+    """
+    n = op.shape[0]
+    keep = torch.arange(n, device=op.device) if op.zero_rows is None else \
+        torch.nonzero(~op.zero_rows.to(op.device)).reshape(-1)
+    active = torch.nonzero(~factors.inner.zero_rows.to(op.device)).reshape(-1)
+    k, r = len(keep), len(active)
+    if r >= k:
+        return None
+    alpha = factors.alpha
+    if r:
+        live = None if op.zero_rows is None else ~op.zero_rows.to(op.device)
+        core = factors.core(live).rows(active)[:, active]   # Vᵀ·U (r, r): r VJPs
+        lam = as_numpy(torch.linalg.eigvals(core)).astype(np.complex128) + alpha
+    else:
+        lam = np.zeros(0, np.complex128)
+    values = np.concatenate([lam, np.full(k - r, alpha, np.complex128), np.zeros(n - k)])
+    message = (f"geev of a {r}x{r} block (branch of rank <= {r} on {k} kept rows), {k - r} "
+               f"eigenvalues = {alpha:g}, {n - k} exact zeros")
+    return values, message, r, n - k

@@ -10,6 +10,7 @@ while any task is missing.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from ..runs import Executor, Progress, RunStats, TaskStore, run_tasks, write_par
 from ..runs.folder import check_out, claim, release
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
+from ..runs.store import atomic_write
 from .base import Claim, Context, Study
 
 
@@ -127,12 +129,14 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         claims = {text: fn(tables, ctx) for text, fn in study.claims.items()}
     seconds = time.perf_counter() - start
     summary = out / "summary.md"
-    summary.write_text(_summary(study, ctx, tables, claims, stats, errors, seconds))
+    atomic_write(summary, lambda tmp: tmp.write_text(
+        _summary(study, ctx, tables, claims, stats, errors, seconds), encoding="utf-8"))
+    _write_json(out / "claims.json", {"claims": [
+        {"claim": text, "held": c.held, "evidence": c.evidence} for text, c in claims.items()]})
+    _write_config(out, identity, executor, stats, seconds, model)
     from ..report import write_report
 
-    report = write_report(out / "report.html", heading(study, ctx), summary.read_text(),
-                          {n: (p, study.figures[n].caption) for n, p in figures.items()})
-    _write_config(out, identity, executor, stats, seconds)
+    report = write_report(out, study=study)
     return StudyResult(out, tables, figures, claims, summary, report, stats, errors)
 
 
@@ -185,15 +189,23 @@ def _cell(text: str) -> str:
 
 
 def _write_config(out: Path, identity: dict, executor: Executor | str, stats: RunStats,
-                  seconds: float) -> None:
+                  seconds: float, model: nn.Module | None) -> None:
     import torch
 
     from .. import __version__
 
     ex = executor if isinstance(executor, Executor) else Executor(executor)
+    param = next(model.parameters(), None) if model is not None else None
     info = {**identity, "executor": plain(ex),
+            "device": {"torch": str(param.device) if param is not None else "cpu",
+                       "machine": platform.machine(), "cpus": os.cpu_count(),
+                       "torch_threads": torch.get_num_threads()},
             "last_run": {"tasks": stats.total, "resumed": stats.resumed, "ran": stats.ran,
                          "failed": stats.failed, "seconds": round(seconds, 3)},
             "versions": {"resdyn": __version__, "torch": torch.__version__,
                          "python": platform.python_version()}}
-    (out / "config.json").write_text(json.dumps(info, indent=2))
+    _write_json(out / "config.json", info)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2), encoding="utf-8"))

@@ -1,0 +1,99 @@
+"""The demo: every study of the four papers on the embedded default, small, in one folder.
+
+Each part is an ordinary study run in its own subfolder, named by paper (``000-stability``, so
+the folders sort in the papers' order), which resumes on its own and can be opened alone; the folder's ``report.html`` puts them on one page. Nothing is precomputed: the
+shipped digits checkpoints are analysed and the toy networks and depth sweep are trained here.
+``quick`` runs every part end to end at the smallest size that still exercises it (tests, CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..runs import Executor, Progress
+from ..runs.folder import check_out, claim
+from .base import Study
+from .identity import IDENTITY, IdentityConfig
+from .identity_sweep import SWEEP, SweepConfig
+from .runner import StudyResult, run_study
+from .stability import STABILITY, StabilityConfig
+from .stable_compare import COMPARE, CompareConfig
+from .stable_ode import ODE, OdeConfig
+from .stiffness import STIFFNESS, StiffnessConfig
+
+
+@dataclass(frozen=True)
+class Part:
+    """One study of the demo: run ``study`` on ``model`` (zoo spec) and ``data`` into ``folder``."""
+
+    folder: str
+    study: Study
+    model: str | None
+    data: str | None
+    config: Any
+
+
+def parts(quick: bool = False) -> list[Part]:
+    """The demo's studies: papers 000 (stability), 002 (identity and its depth sweep), 003
+    (stiffness) and 004 (ODE examples, stable architectures compared)."""
+    if quick:
+        return [
+            Part("000-stability", STABILITY, "digits-resnet20", "digits",
+                 StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
+            Part("002-identity", IDENTITY, "digits-resnet20", "digits", IdentityConfig(images=10)),
+            Part("002-identity-sweep", SWEEP, None, "digits",
+                 SweepConfig(depths=(1, 2), epochs=1, images=10)),
+            Part("003-stiffness", STIFFNESS, "digits-resnet20", "digits",
+                 StiffnessConfig(images=3, keep_values=2)),
+            Part("004-ode", ODE, None, None, OdeConfig(starts=2)),
+            Part("004-stable-compare", COMPARE, None, None,
+                 CompareConfig(datasets=("swissroll",), blocks=2, width=4, epochs=2, images=2,
+                               resolution=30)),
+        ]
+    return [
+        Part("000-stability", STABILITY, "digits-resnet56", "digits", StabilityConfig(images=5)),
+        Part("002-identity", IDENTITY, "digits-resnet56", "digits", IdentityConfig(images=100)),
+        Part("002-identity-sweep", SWEEP, None, "digits",
+             SweepConfig(depths=(2, 4, 8), epochs=5, images=50)),
+        Part("003-stiffness", STIFFNESS, "digits-resnet20", "digits", StiffnessConfig(images=50)),
+        Part("004-ode", ODE, None, None, OdeConfig()),
+        Part("004-stable-compare", COMPARE, None, None,
+             CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),
+    ]
+
+
+def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
+             executor: Executor | str = "serial",
+             progress: Callable[[Part], Progress | None] | None = None,
+             fresh: bool = False) -> list[StudyResult]:
+    """Run every part into ``out/<part>`` and write ``out/report.html`` (resumable).
+
+    Args:
+        out: the demo folder; a folder of another demo size is refused (``fresh`` empties it).
+        quick: the smallest sizes (every study still runs end to end).
+        executor: for every part.
+        progress: fn(part) -> the progress callback of that part's run (or None).
+
+    Returns:
+        the parts' :class:`StudyResult` in order.
+    """
+    from ..data import check_compatible, load_data
+    from ..models import load_model
+    from ..report import write_report
+
+    out = check_out(out)
+    claim(out, {"demo": {"quick": quick}}, fresh=fresh)
+    results = []
+    for part in parts(quick):
+        model = load_model(part.model) if part.model else None
+        data = load_data(part.data, split="test") if part.data else None
+        if model is not None and data is not None:
+            check_compatible(model, data)
+        results.append(run_study(part.study, model, data, part.config, out / part.folder,
+                                 model_name=part.model, executor=executor,
+                                 progress=progress(part) if progress else None))
+    write_report(out)
+    return results
