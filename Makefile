@@ -12,9 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/resdyn evaluate --model digits-resnet56 --data digits
-	$(BIN)/resdyn units --model digits-resnet56
-	$(BIN)/resdyn stability --model digits-resnet56 --data digits --images 5 --out $(OUT)
+	$(BIN)/resdyn demo --out $(OUT)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
@@ -24,6 +22,8 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_spectra.py
+	$(BIN)/python benchmarks/bench_stiffness.py
+	$(BIN)/python benchmarks/bench_reliability.py
 
 clean:
 	rm -rf $(VENV) out build src/*.egg-info

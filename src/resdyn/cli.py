@@ -94,20 +94,33 @@ def progress_bar(description: str, every: float = 10.0, eta: bool = True,
 def study_progress(description: str) -> Iterator[Callable]:
     """Progress of a study run: says what it resumes, then done, failed, left and time left.
 
-    The time left is estimated from the tasks this run computed, not from resumed ones.
+    The time left is estimated per analysis from the tasks of that analysis this run computed
+    (the time between two finished tasks counts for the second), so a study whose training
+    tasks take minutes and analyses a second is not misjudged; tasks of an analysis not yet
+    timed are counted, not guessed.
     """
-    start = time.monotonic()
+    last = time.monotonic()
+    spent: dict[str, float] = {}
+    count: dict[str, int] = {}
     with progress_bar(description, eta=False) as update:
         def show(p) -> None:
+            nonlocal last
+            now = time.monotonic()
             if p.label in ("resuming", "starting"):
                 what = (f"resuming: {p.resumed} of {p.total} tasks already done, {p.left} to run"
                         if p.resumed else f"{p.total} tasks to run")
                 err.print(f"{description}: {what}", highlight=False)
+                last = now
                 return
-            computed = p.done + p.failed - p.resumed
-            eta = ((time.monotonic() - start) / computed * p.left) if computed else 0.0
-            label = (f"{p.label}" + (f" · {p.failed} failed" if p.failed else "")
-                     + (f" · {p.left} left, ~{_duration(eta)}" if p.left else ""))
+            spent[p.analysis] = spent.get(p.analysis, 0.0) + now - last
+            count[p.analysis] = count.get(p.analysis, 0) + 1
+            last = now
+            label = f"{p.label}" + (f" · {p.failed} failed" if p.failed else "")
+            if p.left:
+                timed = sum(n * spent[a] / count[a] for a, n in p.pending.items() if a in count)
+                untimed = sum(n for a, n in p.pending.items() if a not in count)
+                label += f" · {p.left} left, ~{_duration(timed)}" + (
+                    f" + {untimed} not yet timed" if untimed else "")
             update(p.done + p.failed, p.total, label)
 
         yield show

@@ -110,7 +110,7 @@ def growth_and_projections(prop: pd.DataFrame, proj: pd.DataFrame, path: Path, m
     The projection panels wrap at three per row, so their labels stay readable.
     """
     units_ = list(dict.fromkeys(proj["unit"]))
-    per_row = min(3, max(1, len(units_)))
+    per_row = 2 if len(units_) == 4 else min(3, max(1, len(units_)))
     below = -(-len(units_) // per_row)
     fig = plt.figure(figsize=(12, 3.6 * (1 + below)))
     grid = fig.add_gridspec(1 + below, per_row)

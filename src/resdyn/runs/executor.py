@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +45,19 @@ class Task:
 
 @dataclass(frozen=True)
 class RunProgress:
-    """Where a run stands: ``resumed`` were done before it started, ``done`` counts them too."""
+    """Where a run stands: ``resumed`` were done before it started, ``done`` counts them too.
+
+    ``analysis``: of the task just finished (empty at the start); ``pending``: tasks still to
+    run per analysis (for time-left estimates that know a training task from a quick one).
+    """
 
     total: int
     resumed: int
     done: int
     failed: int
     label: str = ""
+    analysis: str = ""
+    pending: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def left(self) -> int:
@@ -211,12 +218,16 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
     ran = failed = 0
     broken: set[str] = set()
 
-    def report(label: str) -> None:
+    pending = Counter(t.analysis for t in tasks if t.id not in stored)
+
+    def report(label: str, analysis: str = "") -> None:
         if progress is not None:
-            progress(RunProgress(len(tasks), resumed, resumed + ran, failed, label))
+            progress(RunProgress(len(tasks), resumed, resumed + ran, failed, label, analysis,
+                                 {a: n for a, n in pending.items() if n}))
 
     def record(task: Task, status: str, payload: Any) -> None:
         nonlocal ran, failed
+        pending[task.analysis] -= 1
         if status == "ok":
             store.save(task.analysis, task.key, payload)
             ran += 1
@@ -224,7 +235,7 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
             store.fail(task.analysis, task.key, *payload)
             broken.add(task.id)
             failed += 1
-        report(f"{task.analysis} {task.key}")
+        report(f"{task.analysis} {task.key}", task.analysis)
 
     report("resuming" if resumed else "starting")
     with ExitStack() as stack:

@@ -1,8 +1,9 @@
 """The demo: every study of the four papers on the embedded default, small, in one folder.
 
 Each part is an ordinary study run in its own subfolder, named by paper (``000-stability``, so
-the folders sort in the papers' order), which resumes on its own and can be opened alone; the folder's ``report.html`` puts them on one page. Nothing is precomputed: the
-shipped digits checkpoints are analysed and the toy networks and depth sweep are trained here.
+the folders sort in the papers' order), which resumes on its own and can be opened alone; the
+folder's ``report.html`` puts them on one page. Nothing is precomputed: the shipped digits
+checkpoints are analysed and the toy networks and depth sweep are trained here.
 ``quick`` runs every part end to end at the smallest size that still exercises it (tests, CI).
 """
 
@@ -57,8 +58,8 @@ def parts(quick: bool = False) -> list[Part]:
         Part("000-stability", STABILITY, "digits-resnet56", "digits", StabilityConfig(images=5)),
         Part("002-identity", IDENTITY, "digits-resnet56", "digits", IdentityConfig(images=100)),
         Part("002-identity-sweep", SWEEP, None, "digits",
-             SweepConfig(depths=(2, 4, 8), epochs=5, images=50)),
-        Part("003-stiffness", STIFFNESS, "digits-resnet20", "digits", StiffnessConfig(images=50)),
+             SweepConfig(depths=(2, 4, 8, 16), epochs=8, images=50)),
+        Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=50)),
         Part("004-ode", ODE, None, None, OdeConfig()),
         Part("004-stable-compare", COMPARE, None, None,
              CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),

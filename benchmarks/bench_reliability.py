@@ -1,0 +1,174 @@
+"""Benchmark: runs lose nothing and never mix, measured on every study of the demo.
+
+For each study of ``resdyn demo --quick`` (stability, identity, identity sweep, stiffness, ODE
+examples, stable comparison), in its own process with one torch thread:
+
+1. **reference**: one uninterrupted serial run; its wall time.
+2. **kills**: runs killed with SIGKILL at a random moment (uniform over the reference's wall
+   time, so anywhere from model loading to the last task), ``--kills`` times in a row, then run
+   to the end by the same call; the tables must equal the reference's (bit for bit, timings
+   left out: :mod:`resdyn.runs.compare`).
+3. **a failing task**: one task of N made to raise: the run must keep the N−1 others, record
+   the one in ``errors.parquet`` and exit 1; the next run (no failure) must run only that task
+   and end with the reference's tables.
+4. **Dask**: the same study on a LocalCluster of 2 one-thread workers: the same tables; its wall
+   time.
+
+Usage:
+    python benchmarks/bench_reliability.py [--kills 4] [--studies 000-stability,...] [--seed 0]
+                                           [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+# ---------------------------------------------------------------- the child: one study run
+
+
+def child(folder: str, out: str, executor: str, fail: str | None) -> int:
+    """Run one quick demo part into ``out``; exit 0, or 1 when tasks failed."""
+    import torch
+
+    torch.set_num_threads(1)
+    from resdyn.data import load_data
+    from resdyn.models import load_model
+    from resdyn.runs import Executor
+    from resdyn.studies import run_study
+    from resdyn.studies.demo import parts
+
+    part = next(p for p in parts(quick=True) if p.folder == folder)
+    study = part.study
+    if fail is not None:  # the task with this key raises
+        def plan(ctx, original=study.plan):
+            p = original(ctx)
+            tasks = [replace(t, fn=_fail) if t.id == fail else t for t in p.tasks]
+            return replace(p, tasks=tasks)
+
+        study = replace(study, plan=plan)
+    model = load_model(part.model) if part.model else None
+    data = load_data(part.data, split="test") if part.data else None
+    ex = Executor("dask", workers=2) if executor == "dask" else Executor("serial")
+    result = run_study(study, model, data, part.config, out, model_name=part.model, executor=ex)
+    return 1 if result.failed else 0
+
+
+def _fail(**kwargs):
+    raise RuntimeError("made to fail by bench_reliability")
+
+
+# ---------------------------------------------------------------- the parent: the measurements
+
+def _run(folder: str, out: Path, executor: str = "serial", fail: str | None = None,
+         kill_after: float | None = None) -> tuple[int | None, float]:
+    """Start a child; kill it with SIGKILL after ``kill_after`` s (None: let it finish).
+
+    Returns (exit status, or None when killed; wall seconds).
+    """
+    cmd = [sys.executable, __file__, "--child", folder, str(out), executor, fail or ""]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        proc.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child and any Dask workers it started
+        proc.wait()
+        return None, time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{folder}: the run failed ({proc.returncode}):\n{proc.stderr.read()}")
+    return proc.returncode, time.perf_counter() - start
+
+
+def _tasks(out: Path) -> list[str]:
+    """Ids (analysis/key) of the tasks stored in a run folder."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in (out / "tasks").rglob("*.parquet"))
+
+
+def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
+    from resdyn.runs.compare import folder_differences
+
+    ref = root / folder / "reference"
+    status, ref_s = _run(folder, ref)
+    assert status == 0, f"{folder}: the reference run failed"
+    tasks = _tasks(ref)
+    row = {"study": folder, "tasks": len(tasks), "reference_s": round(ref_s, 1)}
+
+    # kills at random moments, then the same call to the end
+    killed, attempts, same = 0, 0, True
+    out = root / folder / "killed"
+    while killed < kills and attempts < 4 * kills:
+        attempts += 1
+        status, _ = _run(folder, out, kill_after=rng.uniform(0.05, 1.0) * ref_s)
+        if status is None:
+            killed += 1
+            continue
+        # finished before the kill: compare, and start the next round from scratch
+        same &= folder_differences(ref, out) == {}
+        shutil.rmtree(out)
+    status, _ = _run(folder, out)
+    same &= status == 0 and folder_differences(ref, out) == {}
+    row.update(kills=killed, killed_then_same=same)
+
+    # one task of N fails, the others are kept; the next run runs only that one (the victim is
+    # not a training task: the analyses of its network would rightly not run)
+    victim = rng.choice([t for t in tasks if not t.startswith("training/")])
+    out = root / folder / "failing"
+    status, _ = _run(folder, out, fail=victim)
+    kept = len(_tasks(out))
+    import pandas as pd
+
+    errors = pd.read_parquet(out / "errors.parquet") if (out / "errors.parquet").is_file() else []
+    status_after, _ = _run(folder, out)
+    row.update(failing_exit=status, kept=kept, errors=len(errors),
+               after_retry_same=status_after == 0 and folder_differences(ref, out) == {})
+
+    # a LocalCluster of 2 one-thread workers against the serial reference
+    out = root / folder / "dask"
+    status, dask_s = _run(folder, out, executor="dask")
+    row.update(dask_s=round(dask_s, 1),
+               dask_same=status == 0 and folder_differences(ref, out) == {})
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=4, help="SIGKILLs per study")
+    parser.add_argument("--studies", default=None, help="demo folders (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from resdyn.studies.demo import parts
+
+    folders = args.studies.split(",") if args.studies else [p.folder for p in parts(quick=True)]
+    rng = random.Random(args.seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder in folders:
+            rows.append(measure(folder, Path(tmp), args.kills, rng))
+            print(json.dumps(rows[-1]), flush=True)
+    cols = ["study", "tasks", "reference_s", "kills", "killed_then_same", "failing_exit", "kept",
+            "errors", "after_retry_same", "dask_s", "dask_same"]
+    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print(f"\nkills in all: {sum(r['kills'] for r in rows)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.exit(child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] or None))
+    main()
