@@ -106,20 +106,21 @@ def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
     row = {"study": folder, "tasks": len(tasks), "reference_s": round(ref_s, 1)}
 
     # kills at random moments, then the same call to the end
-    killed, attempts, same = 0, 0, True
+    killed, attempts, same, stored = 0, 0, True, []
     out = root / folder / "killed"
     while killed < kills and attempts < 4 * kills:
         attempts += 1
         status, _ = _run(folder, out, kill_after=rng.uniform(0.05, 1.0) * ref_s)
         if status is None:
             killed += 1
+            stored.append(len(_tasks(out)) if (out / "tasks").is_dir() else 0)
             continue
         # finished before the kill: compare, and start the next round from scratch
         same &= folder_differences(ref, out) == {}
         shutil.rmtree(out)
     status, _ = _run(folder, out)
     same &= status == 0 and folder_differences(ref, out) == {}
-    row.update(kills=killed, killed_then_same=same)
+    row.update(kills=killed, stored_at_kills="/".join(map(str, stored)), killed_then_same=same)
 
     # one task of N fails, the others are kept; the next run runs only that one (the victim is
     # not a training task: the analyses of its network would rightly not run)
@@ -158,7 +159,8 @@ def main() -> None:
         for folder in folders:
             rows.append(measure(folder, Path(tmp), args.kills, rng))
             print(json.dumps(rows[-1]), flush=True)
-    cols = ["study", "tasks", "reference_s", "kills", "killed_then_same", "failing_exit", "kept",
+    cols = ["study", "tasks", "reference_s", "kills", "stored_at_kills", "killed_then_same",
+            "failing_exit", "kept",
             "errors", "after_retry_same", "dask_s", "dask_same"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

@@ -226,6 +226,17 @@ def test_auto_records_its_choice(unit_ops, monkeypatch):
     assert singular_values(op, method="dense").reason == "requested"
 
 
+def test_smallest_values_take_the_dense_tail_and_arpack_warns(unit_ops):
+    op, d = unit_ops[0]
+    res = singular_values(op, k=5, which="smallest")  # auto: the dense tail, not ARPACK
+    assert res.method == "dense" and "smallest" in res.reason
+    ref = np.linalg.svd(d.numpy(), compute_uv=False)
+    np.testing.assert_allclose(np.sort(res.values), np.sort(ref)[:5], atol=1e-6 * ref.max())
+    big = MatrixOperator(torch.eye(600, dtype=torch.float64))
+    with pytest.warns(UserWarning, match="method='dense'"):
+        singular_values(big, k=2, which="smallest", method="arpack")
+
+
 def test_method_names_are_the_valid_ones():
     assert SINGULAR_METHOD_NAMES == ("auto", "dense", "svd", "arpack", "lobpcg", "slq")
     assert EIGEN_METHOD_NAMES == ("auto", "dense", "arpack")

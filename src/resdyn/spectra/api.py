@@ -46,6 +46,7 @@ ARPACK_SHARE = 0.1
 SMALL = 512
 
 
+
 def memory_budget(device: torch.device) -> int:
     """Bytes a dense solve may use: half the available memory of ``device``.
 
@@ -89,7 +90,7 @@ def _pick(name: str, table: dict[str, Callable], what: str) -> Callable:
 
 def _solve(op: LinearOperator, k: int | None, method: str, which: str,
            seed: int | torch.Generator | None, options: dict,
-           choose: Callable[[LinearOperator, int | None], tuple[str, str]],
+           choose: Callable[[LinearOperator, int | None, str], tuple[str, str]],
            table: dict[str, Callable], what: str):
     """Run the named solver (or the one ``choose`` picks for "auto") and record why.
 
@@ -98,7 +99,7 @@ def _solve(op: LinearOperator, k: int | None, method: str, which: str,
     """
     reason = "requested"
     if method == "auto":
-        method, reason = choose(op, k)
+        method, reason = choose(op, k, which)
     solver = _pick(method, table, what)
     args: dict = {"which": which, **options}
     if k is not None:
@@ -116,13 +117,21 @@ def _gib(b: float) -> str:
     return f"{b / 2**30:.2f} GiB"
 
 
-def choose_singular(op: LinearOperator, k: int | None) -> tuple[str, str]:
-    """(method, reason) for ``method="auto"`` from the size and the free memory."""
+def choose_singular(op: LinearOperator, k: int | None, which: str = "largest",
+                    ) -> tuple[str, str]:
+    """(method, reason) for ``method="auto"`` from the size, the free memory and ``which``.
+
+    The smallest values go to the dense path whenever it fits: ARPACK without shift-invert
+    converges slowly on them (see :data:`resdyn.spectra.krylov.SLOW_SMALLEST`).
+    """
     r, n = _kept_rows(op), op.shape[1]
     a, b = min(r, n), max(r, n)
     need = 8 * (a * b + a * a)  # the float64 block and its Gram
     budget = memory_budget(op.device)
     fits = need <= budget
+    if which == "smallest" and fits:
+        return "dense", (f"the smallest values: the whole tail from a {a}x{b} block + Gram "
+                         f"({_gib(need)} <= budget {_gib(budget)}); ARPACK is slow on them")
     if k is not None and a > SMALL and k <= ARPACK_SHARE * a:
         return "arpack", f"k={k} <= {ARPACK_SHARE:.0%} of the deflated size {a}"
     if fits:
@@ -178,7 +187,7 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
                   "singular value")
 
 
-def choose_eigen(op: LinearOperator, k: int | None) -> tuple[str, str]:
+def choose_eigen(op: LinearOperator, k: int | None, which: str = "LM") -> tuple[str, str]:
     """(method, reason) for ``method="auto"`` in :func:`eigenvalues`.
 
     Raises:
