@@ -15,6 +15,23 @@ BIN_COLOURS = {"n_above": ("σ > 1.01", "#c0392b"), "n_plateau": ("0.99 ≤ σ �
                "n_below": ("0 < σ < 0.99", "#e67e22"), "n_zero": ("σ = 0", "#27ae60")}
 
 
+def log_y(ax) -> None:
+    """A log y axis in plain numbers without crowded minor labels (such as 2.6×10⁰): labelled at
+    1, 2 and 5 times powers of ten over up to three decades, at powers of ten beyond.
+
+    Call it after plotting, so the data's range is known.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    subs = (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import plt, save
+from .common import log_y, plt, save
 
 SECTION_COLOURS = ["#2e86c1", "#e67e22", "#27ae60", "#8e44ad", "#c0392b"]
 
@@ -103,7 +103,7 @@ def distances(dist: pd.DataFrame, path: Path, title: str, scaled: bool,
     left.set_ylabel(f"{what}computational distance")
     right.set_ylabel(f"mean {what}perturbation (distance / L)")
     if scaled:
-        right.set_yscale("log")
+        log_y(right)
         if eps is not None:
             right.axhline(eps, color="grey", ls="--", lw=1, label=f"ε = {eps:g}")
     left.legend(fontsize=8)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import plt, save
+from .common import log_y, plt, save
 
 
 def _scree(ax, rows: pd.DataFrame, title: str) -> None:
@@ -51,16 +51,6 @@ def scree_grid(spectra: pd.DataFrame, picks: list[list[str]], row_titles: list[s
     return save(fig, path)
 
 
-def _log_axis(ax) -> None:
-    """A log y axis labelled at 1, 2 and 5 times powers of ten, in plain numbers."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-
-
 def propagation(prop: pd.DataFrame, path: Path, model: str) -> Path:
     """Fig. 3: normalised magnitude of the propagated perturbation per unit, per image.
 
@@ -80,7 +70,7 @@ def propagation(prop: pd.DataFrame, path: Path, model: str) -> Path:
             any_flipped |= flipped
             ax.plot(r["index"], r["out_norm"], marker=".", ms=3, lw=1, color=colour[image],
                     ls="--" if flipped else "-")
-        _log_axis(ax)
+        log_y(ax)
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
         _stage_lines(ax, rows)

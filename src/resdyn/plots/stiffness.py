@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import plt, save
+from .common import log_y, plt, save
 
 PANELS = (("share_negative", "share of Re λ < 0", "linear"),
           ("stiffness_signed", "signed SI = max Re λ / min Re λ", "symlog"),
@@ -67,7 +67,10 @@ def metrics_along_depth(table: pd.DataFrame, path: Path, model: str) -> Path:
             continue
         ax.fill_between(med.index, lo, hi, alpha=0.25, color="#2e86c1", lw=0)
         ax.plot(med.index, med, marker=".", color="#2e86c1")
-        ax.set_yscale(scale)
+        if scale == "log":
+            log_y(ax)
+        else:
+            ax.set_yscale(scale)
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         first = sq.drop_duplicates("index").sort_values("index")
@@ -104,7 +107,7 @@ def last_block_scatter(table: pd.DataFrame, corr: pd.DataFrame, path: Path, mode
                 if r is not None and np.isfinite(r["r"]) else "r undefined")
         ax.set_title(f"{metric}: {stat}", fontsize=9)
         ax.set_xlabel(metric)
-        ax.set_yscale("log")
+        log_y(ax)
         ax.set_ylabel("per-image loss (red: misclassified)")
     fig.suptitle(f"{model}: last block {last['block'].iloc[0]}, stiffness vs loss")
     fig.tight_layout()
