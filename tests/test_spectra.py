@@ -335,3 +335,26 @@ def test_zero_operator_still_checks_the_request(dead_unit_op):
         singular_values(dead_unit_op, k=33)
     with pytest.raises(ValueError, match="unknown eigenvalue method"):
         eigenvalues(dead_unit_op, method="qr")
+
+
+def test_dense_records_its_resolution_and_flags_what_is_under_it():
+    """σ from 1 down to 1e-14: the Gram path resolves values down to √(a·ε)·σ_max and flags the
+    noise under it; the plain SVD resolves down to ε·n·σ_max."""
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    q1, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    q2, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    s = torch.logspace(0, -14, n, dtype=torch.float64)
+    a = q1 @ torch.diag(s) @ q2.T
+    true = s.numpy()
+    res = singular_values(a, method="dense")
+    assert res.resolution == pytest.approx(np.sqrt(n * np.finfo(float).eps), rel=1e-6)
+    resolved = true > res.resolution
+    # the values above the resolution are accurate to it and no noise value rises above it
+    np.testing.assert_allclose(res.values[:resolved.sum()], true[resolved], atol=res.resolution)
+    assert (res.values >= res.resolution).sum() == resolved.sum()
+    assert res.unresolved > 0  # the tail is noise (true values down to 1e-14), and said so
+    svd = singular_values(a, method="svd")
+    assert svd.resolution < 1e-12 and svd.unresolved <= 10
+    np.testing.assert_allclose(svd.values, true, atol=svd.resolution)
+    assert singular_values(a, k=3, method="arpack").resolution is None

@@ -158,8 +158,10 @@ def serial(tmp_path_factory, single_thread):
 def test_stability_tables_are_those_from_before_the_move(serial):
     """Bit for bit the rows the study wrote before it moved onto the runner (one thread both
     times: BLAS reductions, and so the last bits, depend on the thread count)."""
-    for name in TABLES:
-        _same(serial.tables[name], pd.read_parquet(BEFORE / f"{name}.parquet"))
+    for name in TABLES:  # columns added since are left out
+        before = pd.read_parquet(BEFORE / f"{name}.parquet")
+        now = serial.tables[name]
+        _same(now[[c for c in now.columns if c in before.columns]], before)
     assert serial.failed == 0 and len(serial.claims) == 7 and len(serial.figures) == 5
 
 

@@ -6,9 +6,11 @@ side is smaller) gives G = M·Mᵀ (a, a), whose eigenvalues are σ². Cost: a p
 a²·b flops for the Gram (a symmetric rank-k update) and one symmetric eigensolve of size a.
 
 Accuracy: the eigenvalues of G carry an absolute error δ ≈ a·ε·σ_max², so
-|σ̂ − σ| ≤ min(√δ, δ/σ̂): the large values are accurate to round-off, values below ~1e-7·σ_max lose
-relative accuracy (they stay far below the zero threshold 1e-6·max(1, σ_max) of the bins).
-Use ``method="svd"`` (a plain SVD of the same block) when tiny values must be accurate.
+|σ̂ − σ| ≤ min(√δ, δ/σ̂): the large values are accurate to round-off, values below √δ are not
+resolved from zero. The result records √δ as ``resolution`` and counts the non-zero values under
+it (``unresolved``); √δ is 1.5e-6·σ_max at a = 10⁴ in float64, so there the boundary between the
+zero bin (1e-6·max(1, σ_max)) and the smallest non-zero values is not resolved either. Use
+``method="svd"`` (a plain SVD of the same block) when tiny values must be accurate.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def dense_singular_values(op: LinearOperator, k: int | None = None, which: str =
     message = (f"Gram of a {a}x{a} block, {extra} exact zeros; build {t1 - t0:.2f} s, Gram "
                f"{t2 - t1:.2f} s, eigvalsh {t3 - t2:.2f} s")
     return SingularValues(values, "dense", True, message, None, bounds, counted.count,
-                          time.perf_counter() - t0, op.shape, killed)
+                          time.perf_counter() - t0, op.shape, killed, resolution=delta ** 0.5)
 
 
 def svd_singular_values(op: LinearOperator, k: int | None = None, which: str = "largest",
@@ -140,7 +142,7 @@ def svd_singular_values(op: LinearOperator, k: int | None = None, which: str = "
     values, bounds = select_singular(values, k, which), select_singular(bounds, k, which)
     return SingularValues(values, "svd", True, f"SVD of a {a}x{op.shape[1]} block, {extra} exact "
                           "zeros", None, bounds, counted.count, time.perf_counter() - t0,
-                          op.shape, killed)
+                          op.shape, killed, resolution=float(eps))
 
 
 _WHICH_KEY = {

@@ -58,6 +58,10 @@ class SingularValues:
         message: convergence note or advice.
         residuals: (k,) ‖Jᵀu_i − σ_i v_i‖ (iterative methods) or None.
         error_bound: (k,) a priori bound on |σ̂_i − σ_i| (dense Gram path) or None.
+        resolution: the σ below which a computed value is not resolved from zero: √δ,
+            δ = a·ε·σ_max², on the Gram path (its eigenvalues of JJᵀ carry an absolute error
+            ~ δ); ε·max(m, n)·σ_max for ``svd``; None for the iterative methods.
+            :attr:`unresolved` counts the values under it that are not exact zeros.
         matvecs: number of products with J or Jᵀ (one vector each; block columns counted).
         seconds: wall time of the solve.
         shape: (m, n_in) of J.
@@ -78,6 +82,15 @@ class SingularValues:
     structural_zeros: int = 0
     reason: str = "requested"
     density: Density | None = None
+    resolution: float | None = None
+
+    @property
+    def unresolved(self) -> int:
+        """Values above 0 but below :attr:`resolution`: noise of the solver, not exact."""
+        if self.resolution is None:
+            return 0
+        v = np.asarray(self.values)
+        return int(((v > 0) & (v < self.resolution)).sum())
 
 
 @dataclass(frozen=True, eq=False)

@@ -66,8 +66,10 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
     Returns:
         dict with name, stage, kind ("regular", "downsampling" or "stage"), n_in, n_out, method,
         reason, values (list of float, descending; empty for slq), n_above, n_plateau, n_below,
-        n_zero and their shares, sigma_max, condition, rank, converged, message, matvecs,
-        structural_zeros, seconds (operator and solve), solve_seconds.
+        n_zero and their shares, sigma_max, condition, rank, resolution (σ below which a value
+        is not resolved from zero; NaN for the iterative methods), n_unresolved (non-zero values
+        under it), converged, message, matvecs, structural_zeros, seconds (operator and solve),
+        solve_seconds.
     """
     t0 = time.perf_counter()
     if isinstance(target, Unit):
@@ -87,6 +89,8 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
         "share_above": summary.share_above, "share_plateau": summary.share_plateau,
         "share_below": summary.share_below, "share_zero": summary.share_zero,
         "sigma_max": summary.sigma_max, "condition": summary.condition, "rank": summary.rank,
+        "resolution": res.resolution if res.resolution is not None else float("nan"),
+        "n_unresolved": res.unresolved,
         "converged": res.converged, "message": res.message, "matvecs": res.matvecs,
         "structural_zeros": res.structural_zeros,
         "seconds": time.perf_counter() - t0, "solve_seconds": res.seconds,
