@@ -363,9 +363,9 @@ def _factored_against_reference(u, x) -> int:
     mask = torch.ones(op.shape[0], dtype=F64) if op.zero_rows is None else \
         (~op.zero_rows).to(F64)
     rebuilt = mask[:, None] * (f.alpha * torch.eye(op.shape[0], dtype=F64)
-                               + f.outer.dense() @ f.inner.dense())
+                               + f.outer_jacobian().dense() @ f.inner_jacobian().dense())
     torch.testing.assert_close(rebuilt, ref, rtol=1e-11, atol=1e-12)
-    r = int((~f.inner.zero_rows).sum())
+    r = int((~f.inner_jacobian().zero_rows).sum())
     res = eigenvalues(op, method="dense")
     assert f"{r}x{r}" in res.message
     want = torch.linalg.eigvals(ref).numpy()

@@ -333,10 +333,11 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
     shown = table.drop(columns=["remainder", "passed"])
     t = Table(*[str(c) for c in shown.columns], "result",
               title=f"{model}: Jacobian checks at a random input")
-    for (_, row), exact, ok in zip(shown.iterrows(), table["remainder"] == "round-off",
-                                   table["passed"], strict=True):
+    # a NaN order with the remainder at round-off: nothing to fit, F exactly linear along v
+    exact = table["order_quadratic"].isna() & (table["remainder"] == "round-off")
+    for (_, row), is_exact, ok in zip(shown.iterrows(), exact, table["passed"], strict=True):
         cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
-        if exact and row["order_quadratic"] != row["order_quadratic"]:  # NaN: nothing to fit
+        if is_exact:
             cells[list(shown.columns).index("order_quadratic")] = "exact*"
         t.add_row(*cells, "[green]PASS[/]" if ok else "[bold red]FAIL[/]")
     console.print(t)
@@ -345,7 +346,7 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
                   "order_quadratic 2 (≥ 1.4 accepted: crossing ReLU kinks makes the remainder "
                   "noisier); adjoint_error is |⟨Jv, w⟩ − ⟨v, Jᵀw⟩| relative, at round-off.",
                   highlight=False)
-    if (table["order_quadratic"].isna() & (table["remainder"] == "round-off")).any():
+    if exact.any():
         console.print("exact*: the Taylor remainder ‖F(x+εv) − F(x) − ε·Jv‖ is at round-off for "
                       "the step sizes tried, so there is no slope to fit: F is exactly linear "
                       "along v there (no ReLU kink crossed), which only the true J achieves.",
@@ -466,6 +467,7 @@ def demo(ctx: typer.Context,
     """All four papers' studies on the embedded default (no download), one HTML report."""
     from contextlib import ExitStack
 
+    from .report import run_title
     from .studies.demo import run_demo
 
     start = time.monotonic()
@@ -480,7 +482,7 @@ def demo(ctx: typer.Context,
                   "not judged", title=f"resdyn demo ({time.monotonic() - start:.0f} s)")
     for r in results:
         held = [c.held for c in r.claims.values()]
-        table.add_row(_title_of(r), r.out.name, str(r.tasks_run), str(r.stats.resumed),
+        table.add_row(run_title(r.out), r.out.name, str(r.tasks_run), str(r.stats.resumed),
                       str(held.count(True)), str(held.count(False)), str(held.count(None)))
     console.print(table)
     console.print(f"report: {out / 'report.html'}")
@@ -489,11 +491,6 @@ def demo(ctx: typer.Context,
         err.print(f"[bold red]{failed} tasks failed[/] (see each folder's errors.parquet); rerun "
                   "the same command to retry them", highlight=False)
         raise typer.Exit(1)
-
-
-def _title_of(result) -> str:
-    first = result.summary.read_text(encoding="utf-8").splitlines()[0]
-    return first.lstrip("# ").strip()
 
 
 @app.command()

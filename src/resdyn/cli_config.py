@@ -15,6 +15,8 @@ from typing import Any
 import tomllib
 import typer
 
+from .runs.store import atomic_write
+
 #: Options that say how to run, not what: never read from a file nor written to one.
 NOT_IN_FILES = ("config", "fresh")
 
@@ -76,7 +78,8 @@ def write_options(path: Path, ctx: typer.Context) -> Path:
         if v is None or name in NOT_IN_FILES:
             continue
         lines.append(f"{names.get(name, name)} = {_toml(v)}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 

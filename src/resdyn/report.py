@@ -120,7 +120,7 @@ def render(root: str | Path, study: Study | None = None) -> str:
         raise ValueError(f"{root} holds no resdyn study run (no {IDENTITY_FILE} naming a study "
                          "in it or below it)")
     if len(folders) == 1:
-        title, body = _title(folders[0]), [_section(folders[0], root, 0, study)]
+        title, body = run_title(folders[0]), [_section(folders[0], root, 0, study)]
     else:
         title = f"resdyn report: {root.resolve().name}"
         body = [f"<h1>{html.escape(title)}</h1>", _contents(folders, root)]
@@ -141,7 +141,8 @@ def write_report(root: str | Path, path: str | Path | None = None,
     return path
 
 
-def _title(folder: Path) -> str:
+def run_title(folder: Path) -> str:
+    """A run's heading (the first line of its summary.md), or the folder's name."""
     summary = folder / "summary.md"
     first = summary.read_text(encoding="utf-8").splitlines()[0] if summary.is_file() else ""
     return first.lstrip("# ").strip() or folder.name
@@ -158,9 +159,9 @@ def _contents(folders: list[Path], root: Path) -> str:
         claims = _read_json(f / "claims.json").get("claims", [])
         counts = {"yes": 0, "no": 0, "not judged": 0}
         for c in claims:
-            counts[{True: "yes", False: "no", None: "not judged"}[c["held"]]] += 1
+            counts[c["verdict"]] += 1
         seconds = _read_json(f / "config.json").get("last_run", {}).get("seconds")
-        rows.append(f"<tr><td><a href='#{_anchor(f, root)}'>{_inline(_title(f))}</a></td>"
+        rows.append(f"<tr><td><a href='#{_anchor(f, root)}'>{_inline(run_title(f))}</a></td>"
                     f"<td>{html.escape(f.relative_to(root).as_posix())}</td>"
                     f"<td class='num'>{counts['yes']}</td><td class='num'>{counts['no']}</td>"
                     f"<td class='num'>{counts['not judged']}</td>"

@@ -119,33 +119,49 @@ class BranchFactors:
 
     For a unit σ(α·x + outer(inner(x))) with an identity shortcut, where ``inner`` ends in a
     ReLU: the branch Jacobian J_outer·J_inner has rank at most the number r of that ReLU's active
-    outputs (``inner.zero_rows`` marks the others), which eigenvalue solvers exploit.
+    outputs, which eigenvalue solvers exploit. Nothing is computed until asked, so building a
+    unit's operator costs no extra pass for the solvers that do not use this.
 
     Attributes:
         alpha: the shortcut scale α.
-        inner: (r_all, n) Jacobian of ``inner`` at x, zero rows where its ReLU is off.
-        outer: (n, r_all) Jacobian of ``outer`` at inner(x).
+        inner, outer: the branch's two parts on a batch of one; residual(x) = outer(inner(x)).
+        x: (1, C, H, W) the point, in the working dtype.
     """
 
     alpha: float
-    inner: JacobianOperator
-    outer: JacobianOperator
+    inner: Callable[[Tensor], Tensor]
+    outer: Callable[[Tensor], Tensor]
+    x: Tensor
+
+    def _z(self) -> Tensor:
+        with torch.no_grad():
+            return self.inner(self.x.clone())
+
+    def inner_jacobian(self) -> JacobianOperator:
+        """(r_all, n) Jacobian of ``inner`` at x, zero rows where its ReLU is off."""
+        return function_jacobian(self.inner, self.x, dtype=self.x.dtype,
+                                 zero_rows=(self._z() == 0).reshape(-1))
+
+    def outer_jacobian(self) -> JacobianOperator:
+        """(n, r_all) Jacobian of ``outer`` at inner(x)."""
+        return function_jacobian(self.outer, self._z(), dtype=self.x.dtype)
 
     def core(self, keep: Tensor | None = None) -> JacobianOperator:
         """J_inner·diag(keep)·J_outer (r_all, r_all), the Jacobian of
-        z -> inner(x + keep·(outer(z) − outer(z₀))) at z₀: rows by VJPs through outer, the mask
-        and inner in one pass. ``keep``: (n,) 0/1 mask of the unit's live outputs (None: all).
+        z -> inner(x + keep·(outer(z) − outer(z₀))) at z₀ = inner(x): rows by VJPs through
+        outer, the mask and inner in one pass; zero rows where the inner ReLU is off.
+        ``keep``: (n,) 0/1 mask of the unit's live outputs (None: all).
         """
-        inner, outer = self.inner.fn, self.outer.fn
-        x, z0 = self.inner.x, self.outer.x
-        mask = torch.ones_like(x) if keep is None else keep.to(x)
+        x, z0 = self.x, self._z()
+        mask = torch.ones_like(x) if keep is None else keep.to(x).reshape(x.shape)
         with torch.no_grad():
-            base = outer(z0)
+            base = self.outer(z0.clone())
 
         def h(z: Tensor) -> Tensor:
-            return inner(x + mask * (outer(z) - base))
+            return self.inner(x + mask * (self.outer(z.reshape(z0.shape).clone()) - base)
+                              ).reshape(-1)
 
-        return JacobianOperator(h, z0, self.inner.out_size, self.inner.zero_rows)
+        return JacobianOperator(h, z0.reshape(-1), z0.numel(), (z0 == 0).reshape(-1))
 
 
 def _blocked(op: LinearOperator, f: Callable[[Tensor], Tensor], block: Tensor, rows: int,
@@ -307,22 +323,16 @@ def _variant(unit: Unit, x: Tensor, variant: str, alpha: float, dtype: torch.dty
     with torch.no_grad():
         m = pure(x0.reshape(-1)).numel()
     zero = relu_off(u, x0, alpha) if variant == "unit" else None
-    factors = _branch_factors(u, x0, alpha, dtype) if variant == "unit" else None
+    factors = _branch_factors(u, x0, alpha) if variant == "unit" else None
     return JacobianOperator(pure, x0.reshape(-1), m, zero, factors)
 
 
-def _branch_factors(unit: Unit, x: Tensor, alpha: float, dtype: torch.dtype,
-                    ) -> BranchFactors | None:
+def _branch_factors(unit: Unit, x: Tensor, alpha: float) -> BranchFactors | None:
     """The factored form of a square unit with an identity shortcut and a known branch split."""
     p = unit.parts
     if p is None or p.split is None or p.projection or unit.in_shape != unit.out_shape:
         return None
-    inner, outer = p.split
-    with torch.no_grad():
-        z = inner(x.clone())
-    return BranchFactors(alpha, function_jacobian(inner, x, dtype=dtype,
-                                                  zero_rows=(z == 0).reshape(-1)),
-                         function_jacobian(outer, z, dtype=dtype))
+    return BranchFactors(alpha, *p.split, x)
 
 
 def relu_off(unit: Unit, x: Tensor, alpha: float = 1.0) -> Tensor | None:

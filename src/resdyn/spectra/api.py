@@ -46,7 +46,6 @@ ARPACK_SHARE = 0.1
 SMALL = 512
 
 
-
 def memory_budget(device: torch.device) -> int:
     """Bytes a dense solve may use: half the available memory of ``device``.
 

@@ -210,17 +210,16 @@ def _factored(op: LinearOperator, factors) -> tuple[np.ndarray, str, int, int] |
     rank than the kept block (then the plain path is no more work).
     """
     n = op.shape[0]
-    keep = torch.arange(n, device=op.device) if op.zero_rows is None else \
-        torch.nonzero(~op.zero_rows.to(op.device)).reshape(-1)
-    active = torch.nonzero(~factors.inner.zero_rows.to(op.device)).reshape(-1)
-    k, r = len(keep), len(active)
+    live = None if op.zero_rows is None else ~op.zero_rows.to(op.device)
+    k = n if live is None else int(live.sum())
+    core = factors.core(live)                            # Vᵀ·U on the inner ReLU's outputs
+    active = torch.nonzero(~core.zero_rows).reshape(-1)
+    r, alpha = len(active), factors.alpha
     if r >= k:
         return None
-    alpha = factors.alpha
     if r:
-        live = None if op.zero_rows is None else ~op.zero_rows.to(op.device)
-        core = factors.core(live).rows(active)[:, active]   # Vᵀ·U (r, r): r VJPs
-        lam = as_numpy(torch.linalg.eigvals(core)).astype(np.complex128) + alpha
+        block = core.rows(active)[:, active]             # (r, r): r VJPs
+        lam = as_numpy(torch.linalg.eigvals(block)).astype(np.complex128) + alpha
     else:
         lam = np.zeros(0, np.complex128)
     values = np.concatenate([lam, np.full(k - r, alpha, np.complex128), np.zeros(n - k)])

@@ -23,6 +23,7 @@ from ._util import Counted, as_numpy, drop_zero_rows, seeded_generator
 from .dense import _WHICH_KEY
 from .results import Eigenvalues, SingularValues
 
+#: Width (once the known zeros are set aside) from which ARPACK's smallest values warn.
 SLOW_FROM = 512
 #: The advice given when ARPACK must find the smallest singular values of a large operator
 #: (wider than SLOW_FROM once the known zeros are set aside).
@@ -32,6 +33,7 @@ SLOW_SMALLEST = (
     "a rank-deficient 2048x4096 one. Use method='dense' (or 'auto'), which gives every value, "
     "the tail included, in seconds at these sizes, or method='svd' where tiny values must be "
     "accurate to round-off")
+
 
 def _advice(kind: str, maxiter: int | None, got: int, k: int) -> str:
     return (f"ARPACK ({kind}) did not converge: {got} of {k} values after maxiter={maxiter}; "

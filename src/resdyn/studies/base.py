@@ -82,7 +82,8 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        return {True: "holds", False: "does not hold", None: "not judged"}[self.held]
+        """"yes", "no" or "not judged": the words of summaries, reports and claims.json."""
+        return {True: "yes", False: "no", None: "not judged"}[self.held]
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     atomic_write(summary, lambda tmp: tmp.write_text(
         _summary(study, ctx, tables, claims, stats, errors, seconds), encoding="utf-8"))
     _write_json(out / "claims.json", {"claims": [
-        {"claim": text, "held": c.held, "evidence": c.evidence} for text, c in claims.items()]})
+        {"claim": text, "held": c.held, "verdict": c.verdict, "evidence": c.evidence}
+        for text, c in claims.items()]})
     _write_config(out, identity, executor, stats, seconds, model)
     from ..report import write_report
 
@@ -176,8 +177,7 @@ def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats
     if claims:
         lines += ["## Claims", "", "| claim | holds here | evidence |", "|---|---|---|"]
         for text, c in claims.items():
-            verdict = {True: "yes", False: "no", None: "not judged"}[c.held]
-            lines.append(f"| {text} | {verdict} | {_cell(c.evidence)} |")
+            lines.append(f"| {text} | {c.verdict} | {_cell(c.evidence)} |")
         lines.append("")
     if study.notes is not None:
         lines.append(study.notes(tables, ctx))
