@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
+
+from resdyn._torch import one_thread
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +14,5 @@ def single_thread():
     The engine tests run many small products; on a busy 2-core machine OpenMP threads spin against
     each other and make them 10-30x slower (measured), while one thread is never much slower.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield

@@ -330,3 +330,20 @@ def test_untrained_models_take_any_size(tmp_path):
     model = load_model("cifar-resnet20", in_channels=1)
     assert check_compatible(model, _npz(tmp_path, (1, 16, 16))) is None
     assert check_compatible(model, load_data("digits")) is None
+
+
+def test_statistics_and_identity_do_not_depend_on_the_thread_count():
+    """The digits std differs in its last bits between one and two threads of a torch sum; the
+    data's statistics and hash (part of every run's identity) must not."""
+    from resdyn.runs.identity import data_digest
+
+    before = torch.get_num_threads()
+    seen = set()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            data = load_data("digits")
+            seen.add((data.mean, data.std, data_digest(data)))
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 1

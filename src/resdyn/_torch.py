@@ -1,4 +1,5 @@
-"""Small torch helpers shared by every layer: an eval-mode context and seeded generators.
+"""Small torch helpers shared by every layer: an eval-mode context, a one-thread context and
+seeded generators.
 
 This module imports nothing from resdyn, so models, data, operators, perturb, capture, train and
 studies may all use it without creating a cycle.
@@ -42,6 +43,21 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread inside the ``with``; the caller's thread count restored after.
+
+    For reductions whose last bits must not depend on the thread count (a multi-threaded sum
+    adds in another order), e.g. the normalisation statistics every data set's identity hashes.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def generator(seed: Seed) -> torch.Generator:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from .._torch import one_thread
+
 SPLITS = ("train", "test")
 
 
@@ -144,11 +146,14 @@ class Dataset:
 def channel_stats(pixels: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and population standard deviation of (N, C, H, W) pixels.
 
-    A constant channel gets std 1 so normalising it never divides by zero.
+    A constant channel gets std 1 so normalising it never divides by zero. Computed on one
+    thread: the statistics, and so the data's hash in a run's identity, must not depend on
+    ``--threads`` (two threads sum in another order and change the last bits).
     """
     p = pixels.double().transpose(0, 1).reshape(pixels.shape[1], -1)
-    mean = p.mean(dim=1)
-    std = p.std(dim=1, unbiased=False)
+    with one_thread():
+        mean = p.mean(dim=1)
+        std = p.std(dim=1, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
