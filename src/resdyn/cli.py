@@ -246,6 +246,9 @@ ImagesOpt = Annotated[int, typer.Option("--images", "-n", min=1, help="number of
 MethodOpt = Annotated[str, typer.Option(help="singular values: " + " | ".join(SINGULAR_METHOD_NAMES))]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1,
                                              help="only the k largest singular values")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="Jacobian products in float64 | float32 (the Gram matrix and eigensolve stay float64; "
+         "float32 products move σ by < 1e-7·σ_max and build 1.6-4x faster)")]
 OutOpt = Annotated[Path, typer.Option(help="run folder (resumable; refuses another configuration)")]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="discard what --out holds and start over")]
 ExecutorOpt = Annotated[str, typer.Option(help="serial | dask (implied by --workers/--scheduler)")]
@@ -304,7 +307,7 @@ def spectra(ctx: typer.Context, model: ModelOpt, data: DataOpt = "digits", weigh
                                                "(and stage) names")] = "all",
             with_stages: Annotated[bool, typer.Option("--stages/--no-stages",
                                                       help="also the stage Jacobians")] = False,
-            method: MethodOpt = "auto", top_k: TopKOpt = None,
+            method: MethodOpt = "auto", top_k: TopKOpt = None, precision: PrecisionOpt = "float64",
             out: OutOpt = Path("out/spectra"), fresh: FreshOpt = False,
             config: ConfigOpt = None,
             executor: ExecutorOpt = "serial", workers: WorkersOpt = None,
@@ -314,7 +317,8 @@ def spectra(ctx: typer.Context, model: ModelOpt, data: DataOpt = "digits", weigh
 
     with _user_errors():
         config = SpectraConfig(images=images, seed=seed, stages=with_stages, method=method,
-                               k=top_k, names=None if names == "all" else tuple(names.split(",")))
+                               k=top_k, names=None if names == "all" else tuple(names.split(",")),
+                               precision=precision)
     _run(ctx, SPECTRA, config, model, weights, data, out, fresh, executor, workers, scheduler,
          any_input_size)
 
@@ -358,6 +362,7 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
 @app.command()
 def stability(ctx: typer.Context, model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = None,
               images: ImagesOpt = 5, method: MethodOpt = "auto", top_k: TopKOpt = None,
+              precision: PrecisionOpt = "float64",
               eps: Annotated[float, typer.Option(help="FGSM/PGD budget in pixel units")] = 0.1,
               unit: Annotated[str | None, typer.Option(help="unit for skip scaling and "
                                                        "interpolation")] = None,
@@ -370,7 +375,7 @@ def stability(ctx: typer.Context, model: ModelOpt, data: DataOpt = "digits", wei
 
     with _user_errors():
         config = StabilityConfig(images=images, seed=seed, method=method, k=top_k, eps=eps,
-                                 unit=unit)
+                                 unit=unit, precision=precision)
     _run(ctx, STABILITY, config, model, weights, data, out, fresh, executor, workers, scheduler,
          any_input_size)
 

@@ -7,15 +7,17 @@ One entry point each, :func:`singular_values` and :func:`eigenvalues`, with ``me
 from .api import (
     EIGEN_METHOD_NAMES,
     EIGEN_METHODS,
+    PRECISIONS,
     SINGULAR_METHOD_NAMES,
     SINGULAR_METHODS,
     choose_eigen,
     choose_singular,
     eigenvalues,
+    precision_dtype,
     singular_values,
 )
 from .results import Density, Eigenvalues, SingularValues
 
-__all__ = ["EIGEN_METHODS", "EIGEN_METHOD_NAMES", "SINGULAR_METHODS", "SINGULAR_METHOD_NAMES",
+__all__ = ["EIGEN_METHODS", "EIGEN_METHOD_NAMES", "PRECISIONS", "SINGULAR_METHODS", "SINGULAR_METHOD_NAMES",
            "Density", "Eigenvalues", "SingularValues", "choose_eigen", "choose_singular",
-           "eigenvalues", "singular_values"]
+           "eigenvalues", "precision_dtype", "singular_values"]

@@ -44,6 +44,27 @@ EIGEN_WHICH = ("LM", "SM", "LR", "SR", "LI", "SI")
 ARPACK_SHARE = 0.1
 #: Below this size dense is always cheap enough.
 SMALL = 512
+#: Working precisions of the products with J (the operator's dtype), by name. The dense paths'
+#: Gram matrix and eigensolves run in float64 whatever the products' precision: float32 there
+#: moved σ by up to 1.9e-5·σ_max on CIFAR-shaped units (benchmarks/README.md), float32 products
+#: alone by less than 1e-7·σ_max.
+PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+
+
+def precision_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a precision name in :data:`PRECISIONS`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+    """
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """"float64" for torch.float64 and so on."""
+    return str(dtype).removeprefix("torch.")
 
 
 def memory_budget(device: torch.device) -> int:
@@ -105,7 +126,8 @@ def _solve(op: LinearOperator, k: int | None, method: str, which: str,
         args["k"] = k
     if "seed" in inspect.signature(solver).parameters:
         args["seed"] = seed
-    return dataclasses.replace(solver(op, **args), reason=reason)
+    return dataclasses.replace(solver(op, **args), reason=reason,
+                               precision=precision_name(op.dtype))
 
 
 def _kept_rows(op: LinearOperator) -> int:
@@ -181,7 +203,7 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
     if method != "auto":
         _pick(method, SINGULAR_METHODS, "singular value")
     if is_exactly_zero(op):
-        return zero_singular_values(op, k)
+        return dataclasses.replace(zero_singular_values(op, k), precision=precision_name(op.dtype))
     return _solve(op, k, method, which, seed, options, choose_singular, SINGULAR_METHODS,
                   "singular value")
 
@@ -245,5 +267,5 @@ def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = 
     if method != "auto":
         _pick(method, EIGEN_METHODS, "eigenvalue")
     if is_exactly_zero(op):
-        return zero_eigenvalues(op, k)
+        return dataclasses.replace(zero_eigenvalues(op, k), precision=precision_name(op.dtype))
     return _solve(op, k, method, which, seed, options, choose_eigen, EIGEN_METHODS, "eigenvalue")

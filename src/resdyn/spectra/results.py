@@ -68,6 +68,10 @@ class SingularValues:
         structural_zeros: rows dropped beforehand because they are known to be zero.
         reason: why ``method="auto"`` picked this method ("requested" otherwise).
         density: the SLQ estimate (``slq`` only).
+        precision: the dtype of the products that gave the Jacobian's entries ("float64" or
+            "float32", the operator's); the dense paths' Gram matrix and eigensolve are float64
+            whatever it is.
+        phases: seconds per phase of a dense solve ("build", "gram", "eigensolve"), else None.
     """
 
     values: np.ndarray
@@ -83,6 +87,8 @@ class SingularValues:
     reason: str = "requested"
     density: Density | None = None
     resolution: float | None = None
+    precision: str = "float64"
+    phases: dict[str, float] | None = None
 
     @property
     def unresolved(self) -> int:
@@ -103,6 +109,7 @@ class Eigenvalues:
             :class:`SingularValues`.
         residuals: (k,) ‖J x_i − λ_i x_i‖ for unit eigenvectors x_i (arpack) or None (dense,
             LAPACK's backward-stable geev).
+        precision: the dtype of the products, as in :class:`SingularValues` (geev is float64).
     """
 
     values: np.ndarray
@@ -115,6 +122,7 @@ class Eigenvalues:
     shape: tuple[int, int]
     structural_zeros: int = 0
     reason: str = "requested"
+    precision: str = "float64"
 
 
 def sort_complex(values: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..models.units import Unit, stage_name, stages
 from ..operators.jacobian import stage_jacobian, unit_jacobian
 from ..plots.common import bin_shares
 from ..runs import ModelRef, Task
-from ..spectra.api import singular_values
+from ..spectra.api import precision_dtype, singular_values
 from .base import Context, Figure, Plan, Study, Table
 
 
@@ -37,6 +37,8 @@ class SpectraConfig:
         names: unit (and, with ``stages``, stage) names; None: every unit.
         stages: also each stage's Jacobian (the composition of its units).
         method, k: as in :func:`resdyn.spectra.singular_values` (k: the top k values).
+        precision: of the Jacobian products, "float64" or "float32" (the Gram matrix and
+            eigensolve stay float64; see :data:`resdyn.spectra.PRECISIONS`).
     """
 
     images: int = 5
@@ -45,8 +47,10 @@ class SpectraConfig:
     stages: bool = False
     method: str = "auto"
     k: int | None = None
+    precision: str = "float64"
 
     def __post_init__(self) -> None:
+        precision_dtype(self.precision)
         if self.images < 1:
             raise ValueError(f"images must be at least 1; got {self.images}")
         if self.k is not None and self.k < 1:
@@ -54,7 +58,7 @@ class SpectraConfig:
 
 
 def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "auto",
-                 k: int | None = None, seed: int = 0) -> dict:
+                 k: int | None = None, seed: int = 0, precision: str = "float64") -> dict:
     """Singular values and bins of one unit's (or one stage's) Jacobian at one input.
 
     Args:
@@ -62,20 +66,23 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
         x: (C, H, W) input of the unit (of the stage's first unit).
         method, k: as in :func:`resdyn.spectra.singular_values`.
         seed: for the randomised methods.
+        precision: of the products ("float64" or "float32").
 
     Returns:
         dict with name, stage, kind ("regular", "downsampling" or "stage"), n_in, n_out, method,
         reason, values (list of float, descending; empty for slq), n_above, n_plateau, n_below,
         n_zero and their shares, sigma_max, condition, rank, resolution (σ below which a value
         is not resolved from zero; NaN for the iterative methods), n_unresolved (non-zero values
-        under it), converged, message, matvecs, structural_zeros, seconds (operator and solve),
-        solve_seconds.
+        under it), precision, converged, message, matvecs, structural_zeros, seconds (operator
+        and solve), solve_seconds.
     """
     t0 = time.perf_counter()
+    dtype = precision_dtype(precision)
     if isinstance(target, Unit):
-        op, name, kind, stage = unit_jacobian(target, x), target.name, target.kind, target.stage
+        op, name, kind, stage = (unit_jacobian(target, x, dtype=dtype), target.name, target.kind,
+                                 target.stage)
     else:
-        op = stage_jacobian(target, x)
+        op = stage_jacobian(target, x, dtype=dtype)
         name, kind, stage = stage_name(target), "stage", target[0].stage
     res = singular_values(op, k=k, method=method, seed=seed)
     summary = density_summary(res.density) if res.density is not None else singular_summary(
@@ -90,7 +97,7 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
         "share_below": summary.share_below, "share_zero": summary.share_zero,
         "sigma_max": summary.sigma_max, "condition": summary.condition, "rank": summary.rank,
         "resolution": res.resolution if res.resolution is not None else float("nan"),
-        "n_unresolved": res.unresolved,
+        "n_unresolved": res.unresolved, "precision": res.precision,
         "converged": res.converged, "message": res.message, "matvecs": res.matvecs,
         "structural_zeros": res.structural_zeros,
         "seconds": time.perf_counter() - t0, "solve_seconds": res.seconds,
@@ -128,7 +135,7 @@ def target_names(unit_list: Sequence[Unit], names: Sequence[str] | None, with_st
 
 def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, target: str, *,
                   model_name: str, image: int, label: int, method: str = "auto",
-                  k: int | None = None) -> pd.DataFrame:
+                  k: int | None = None, precision: str = "float64") -> pd.DataFrame:
     """One (image, unit or stage) of a study: :func:`spectrum_row` with model, image and label.
 
     Args:
@@ -141,20 +148,22 @@ def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, targ
     chosen = find_target(unit_list, target)
     first = chosen if isinstance(chosen, Unit) else chosen[0]
     x_in = capture(model.load(), x[None], [first]).inputs[first.name][0]
-    row = spectrum_row(chosen, x_in, method=method, k=k, seed=image)
+    row = spectrum_row(chosen, x_in, method=method, k=k, seed=image, precision=precision)
     return pd.DataFrame([{"model": model_name, "image": image, "label": label, **row}])
 
 
 def spectrum_tasks(ref: ModelRef, data: Dataset, model_name: str, images: Sequence[int],
                    names: Sequence[str], method: str, k: int | None, *, key: str = "",
-                   after: tuple[str, ...] = (), tags: dict | None = None) -> list[Task]:
+                   after: tuple[str, ...] = (), tags: dict | None = None,
+                   precision: str = "float64") -> list[Task]:
     """The tasks of a spectra table: one per (image, name), keyed ``<key>img<i>-<name>``.
 
     Each carries its image as a copy (a view would pickle the whole data set with it).
     """
     return [Task("spectra", f"{key}img{i}-{name}", spectrum_task,
                  dict(model=ref, input_shape=data.input_shape, x=data.x[i].clone(), target=name,
-                      model_name=model_name, image=i, label=int(data.y[i]), method=method, k=k),
+                      model_name=model_name, image=i, label=int(data.y[i]), method=method, k=k,
+                      precision=precision),
                  after, tags or {})
             for i in images for name in names]
 
@@ -172,7 +181,7 @@ def _plan(ctx: Context) -> Plan:
     names = target_names(unit_list, cfg.names, cfg.stages)
     images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
     return Plan(spectrum_tasks(ctx.model_ref, ctx.data, ctx.model_name, images, names, cfg.method,
-                               cfg.k),
+                               cfg.k, precision=cfg.precision),
                 {"names": names, "images": images})
 
 

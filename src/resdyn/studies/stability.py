@@ -27,7 +27,7 @@ from ..perturb import fgsm, pgd, propagate, random_like
 from ..plots import stability as figs
 from ..plots.common import bin_shares
 from ..runs import ModelRef, Task
-from ..spectra import singular_values
+from ..spectra import precision_dtype, singular_values
 from . import stability_claims as sc
 from .base import Context, Figure, Plan, Study, Table
 from .runner import StudyResult, run_study
@@ -53,6 +53,7 @@ class StabilityConfig:
         projection_units: units whose right singular vectors the adversarial perturbation is
             projected on (default: four units spread over the last stage, ending at its last).
         stage_spectra: also the spectra of whole stages.
+        precision: of the Jacobian products in the spectra table, "float64" or "float32".
     """
 
     images: int = 5
@@ -66,8 +67,10 @@ class StabilityConfig:
     unit: str | None = None
     projection_units: tuple[str, ...] | None = None
     stage_spectra: bool = True
+    precision: str = "float64"
 
     def __post_init__(self) -> None:
+        precision_dtype(self.precision)
         if self.images < 2:
             raise ValueError(f"the stability study compares images: need images >= 2; got {self.images}")
         if self.eps <= 0:
@@ -208,7 +211,8 @@ def _plan(ctx: Context) -> Plan:
     names = [u.name for u in unit_list] + ([stage_name(g) for g in groups] if cfg.stage_spectra
                                            else [])
     eps, bounds = data.pixel_budget(cfg.eps), data.bounds
-    tasks = spectrum_tasks(ref, data, ctx.model_name, images, names, cfg.method, cfg.k)
+    tasks = spectrum_tasks(ref, data, ctx.model_name, images, names, cfg.method, cfg.k,
+                           precision=cfg.precision)
     for i in images:
         one = dict(model=ref, input_shape=shape, x=data.x[i].clone(), label=int(data.y[i]), image=i)
         tasks.append(Task("propagation", f"img{i}", propagation_task,
