@@ -33,29 +33,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resdyn import capture, load_model, units
-from resdyn.models import stages
-from resdyn.operators import unit_jacobian
-from resdyn.spectra import singular_values
-from resdyn.studies.spectra import spectrum_row
+from resdyn import capture, load_data, load_model, units
+from resdyn.metrics import singular_summary
+from resdyn.models import calibrate_batchnorm, stage_name, stages
+from resdyn.operators import stage_jacobian, unit_jacobian
+from resdyn.spectra import precision_dtype, singular_values
+from resdyn.spectra.dense import gram, gram_eigvalsh
 
 WIDTHS = (4096, 8192, 16384)
 TOP_K = 20
 
 
-def calibrated_resnet56(seed: int = 0, batches: int = 8, batch: int = 64) -> nn.Module:
+def calibrated_resnet56(seed: int = 0) -> nn.Module:
     """ResNet-56 with random weights and BatchNorm running statistics of random images."""
     torch.manual_seed(seed)
-    model = copy.deepcopy(load_model("cifar-resnet56"))
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(batch, 3, 32, 32))
-    return model.eval()
+    return calibrate_batchnorm(load_model("cifar-resnet56"), (3, 32, 32), seed=seed)
 
 
 def unit_of_width(model: nn.Module, width: int):
@@ -171,26 +163,134 @@ def part_c(widths) -> list[dict]:
     return rows
 
 
-def part_d(model) -> dict:
+def _block_shape(op, res) -> tuple[int, int]:
+    """(a, b), a <= b: the shape of the block the dense path builds (kept rows x width)."""
+    kept = op.shape[0] - res.structural_zeros
+    return min(kept, op.shape[1]), max(kept, op.shape[1])
+
+
+def _synced(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def part_floor(a: int, b: int, device: torch.device, seed: int = 3) -> dict:
+    """The LAPACK work a part cannot skip: the Gram of a random float64 (a, b) block by resdyn's
+    own BLAS call (dsyrk on the CPU, a matrix product on a GPU), then eigvalsh of that Gram."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    m = torch.randn(a, b, dtype=torch.float64, device=device, generator=g)
+    t0 = _synced(device)
+    gm = gram(m)
+    t1 = _synced(device)
+    del m
+    gram_eigvalsh(gm)
+    t2 = _synced(device)
+    return {"floor_gram": t1 - t0, "floor_eigensolve": t2 - t1, "floor": t2 - t0}
+
+
+def part_d(model, precisions: list[str], device: torch.device, floors: bool = True,
+           only: int | None = None) -> dict:
+    """Every unit and stage of ResNet-56 for one image, all values by ``dense``, per precision,
+    each part next to the floor of its own block shape, all in this one run."""
+    model = model.to(device)
     us = units(model, (3, 32, 32))
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    def whole() -> pd.DataFrame:
-        acts = capture(model, x, us)
-        targets = list(us) + stages(us)
-        rows = []
-        for i, target in enumerate(targets):
-            first = target if not isinstance(target, list) else target[0]
-            rows.append(spectrum_row(target, acts.inputs[first.name][0]))
-            print(f"[d] {i + 1}/{len(targets)} {rows[-1]['name']}", flush=True)
-        return pd.DataFrame(rows)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
+    acts = capture(model, x, us)
+    targets = (list(us) + stages(us))[:only]
+    rows = []
+    for i, target in enumerate(targets):
+        first = target if not isinstance(target, list) else target[0]
+        xin = acts.inputs[first.name][0]
+        row = {"name": first.name if not isinstance(target, list) else stage_name(target),
+               "kind": "stage" if isinstance(target, list) else first.kind}
+        values = {}
+        for p in precisions:
+            t0 = _synced(device)
+            dtype = precision_dtype(p)
+            op = (stage_jacobian(target, xin, dtype=dtype) if isinstance(target, list)
+                  else unit_jacobian(target, xin, dtype=dtype))
+            res = singular_values(op, method="dense")
+            row[f"{p}_s"] = _synced(device) - t0
+            row.update({f"{p}_{k}": v for k, v in res.phases.items()})
+            values[p] = res.values
+            row["a"], row["b"] = _block_shape(op, res)
+            del op, res
+        if floors:
+            row.update(part_floor(row["a"], row["b"], device))
+        if len(values) > 1:
+            ref, *others = precisions
+            for p in others:
+                row[f"{p}_max_rel_diff"] = float(np.abs(values[p] - values[ref]).max()
+                                                 / values[ref][0])
+                row[f"{p}_bins_equal"] = bins(values[p]) == bins(values[ref])
+        rows.append(row)
+        shown = ", ".join(f"{p} {row[f'{p}_s']:.1f}s" for p in precisions)
+        floor = f", floor {row['floor']:.1f}s" if floors else ""
+        print(f"[d] {i + 1}/{len(targets)} {row['name']} ({row['a']}x{row['b']}): {shown}{floor}",
+              flush=True)
+    return {"rows": rows, "precisions": precisions, "device": str(device)}
 
-    df, t = timed(whole)
-    by_kind = df.groupby("kind")["seconds"].agg(["count", "sum"]).to_dict("index")
-    return {"rows": len(df), "seconds": t, "by_kind": by_kind,
-            "methods": df.method.value_counts().to_dict()}
+
+def bins(values: np.ndarray) -> tuple[int, int, int, int]:
+    s = singular_summary(values)
+    return s.n_above, s.n_plateau, s.n_below, s.n_zero
 
 
-def print_tables(ab: list[dict], c: list[dict], d: dict | None) -> None:
+def batched_rows(module: nn.Module, xs: torch.Tensor, k: int) -> torch.Tensor:
+    """The first k rows of the unit Jacobian at each of the B images of ``xs``, in one pass.
+
+    One forward pass over the B images (BatchNorm in eval mode: images do not interact), then
+    vmapped VJPs whose cotangents put the same unit vector in every image at once: the network
+    sees a batch of k·B images per product call instead of k.
+    """
+    from torch.func import vjp, vmap
+
+    b = xs.shape[0]
+    _, pull = vjp(module, xs)
+    e = torch.zeros(k, b, xs[0].numel(), dtype=xs.dtype, device=xs.device)
+    e[torch.arange(k), :, torch.arange(k)] = 1
+    return vmap(lambda c: pull(c.reshape(xs.shape))[0])(e)
+
+
+def _per_image(module: nn.Module, xs: torch.Tensor, k: int, batch: int, device: torch.device,
+               repeat: int) -> float:
+    """Seconds per image for the rows of all images of ``xs``, ``batch`` images per pass."""
+    def run() -> None:
+        for s in range(0, len(xs), batch):
+            batched_rows(module, xs[s:s + batch], k)
+        _synced(device)
+
+    return timed(run, repeat)[1] / len(xs)
+
+
+def part_e(names: list[str], device: torch.device, images: int = 8, repeat: int = 3) -> list[dict]:
+    """Per-image time of the products (all rows of a unit Jacobian, up to 1024) for 1 image at a
+    time against ``images`` images in one batched pass, on the shipped digits models."""
+    data = load_data("digits")
+    rows = []
+    for name in names:
+        model = load_model(name).to(device)
+        us = units(model, data.input_shape)
+        widths = sorted({u.n_in for u in us if u.kind == "regular"}, reverse=True)
+        for w in widths:
+            u = [u for u in us if u.kind == "regular" and u.n_in == w][1]
+            for p in ("float64", "float32"):
+                dtype = precision_dtype(p)
+                module = copy.deepcopy(u.module).to(device, dtype).eval()
+                xs = capture(model, data.x[:images].to(device), [u]).inputs[u.name].to(dtype)
+                k = min(w, 1024)
+                batched_rows(module, xs, k)  # warm-up
+                one = _per_image(module, xs, k, 1, device, repeat)
+                many = _per_image(module, xs, k, images, device, repeat)
+                rows.append({"model": name, "unit": u.name, "width": w, "precision": p,
+                             "rows": k, "one_s": one, "batched_s": many, "gain": one / many})
+                print(f"[e] {name} {u.name} {w} {p}: {one * 1e3:.1f} ms per image alone, "
+                      f"{many * 1e3:.1f} ms per image in a batch of {images}", flush=True)
+    return rows
+
+
+def print_tables(ab: list[dict], c: list[dict], d: dict | None, e: list[dict]) -> None:
     if ab and "floor_s" in ab[0]:
         print("\n(a) all singular values of one unit (seconds)")
         print(f"{'width':>6} {'kept':>6} {'resdyn':>8} {'naive':>9} {'floor':>8} "
@@ -219,15 +319,41 @@ def print_tables(ab: list[dict], c: list[dict], d: dict | None) -> None:
             print(f"{r['width']:>6} {r['jacobian_gib']:>7.2f} {r['dense_path_gib']:>9.2f} "
                   f"{r['ratio']:>5.2f}x {r['peak_gib']:>17.2f}")
     if d:
-        print(f"\n(d) whole network: {d['rows']} rows (27 units + 3 stages) in "
-              f"{d['seconds']:.0f} s; methods {d['methods']}")
-        for kind, v in d["by_kind"].items():
-            print(f"    {kind:>12}: {v['count']} rows, {v['sum']:.0f} s")
+        print_whole(d)
+    if e:
+        print("\n(e) products per image: one image at a time against a batch (ms per image)")
+        print(f"{'model':>16} {'unit':>11} {'width':>6} {'precision':>9} {'alone':>8} "
+              f"{'batched':>8} {'gain':>6}")
+        for r in e:
+            print(f"{r['model']:>16} {r['unit']:>11} {r['width']:>6} {r['precision']:>9} "
+                  f"{r['one_s'] * 1e3:>8.1f} {r['batched_s'] * 1e3:>8.1f} {r['gain']:>5.2f}x")
+
+
+def print_whole(d: dict) -> None:
+    """The whole-network table: per kind and in all, each precision against the floor sum."""
+    df = pd.DataFrame(d["rows"])
+    precisions = d["precisions"]
+    print(f"\n(d) whole network on {d['device']}: {len(df)} parts, all values by dense, seconds")
+    cols = [f"{p}_s" for p in precisions] + (["floor"] if "floor" in df else [])
+    by_kind = df.groupby("kind")[cols].sum()
+    by_kind.loc["all"] = df[cols].sum()
+    by_kind.insert(0, "parts", df.groupby("kind").size().reindex(by_kind.index).fillna(len(df)))
+    if "floor" in df:
+        for p in precisions:
+            by_kind[f"{p}/floor"] = by_kind[f"{p}_s"] / by_kind["floor"]
+    print(by_kind.round(2).to_string())
+    phases = [f"{p}_{k}" for p in [*precisions, "floor"] for k in ("build", "gram", "eigensolve")
+              if f"{p}_{k}" in df]
+    print("\n    phases summed over the parts (s):")
+    print("    " + df[phases].sum().round(1).to_string().replace("\n", "\n    "))
+    for p in precisions[1:]:
+        print(f"    {p} against {precisions[0]}: max |Δσ|/σ_max {df[f'{p}_max_rel_diff'].max():.1e}, "
+              f"bins equal in {int(df[f'{p}_bins_equal'].sum())} of {len(df)} parts")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--parts", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    p.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
     p.add_argument("--widths", default=",".join(map(str, WIDTHS)))
     p.add_argument("--naive-max", type=int, default=16384,
                    help="skip the naive baseline above this width (it is slow)")
@@ -235,6 +361,13 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2,
                    help="time resdyn, floor and arpack this many times and keep the minimum")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--precision", default="float64,float32",
+                   help="(d): the products' precisions to time, the first is the reference")
+    p.add_argument("--device", default="cpu", help="(d) and (e) run here, e.g. cuda")
+    p.add_argument("--no-floor", action="store_true", help="(d) without the floors")
+    p.add_argument("--only", type=int, default=None, help="(d): the first N parts only")
+    p.add_argument("--models", default="digits-resnet56,digits-resnet110",
+                   help="(e): shipped digits models")
     p.add_argument("--child-memory", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -246,14 +379,22 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"cuda={torch.cuda.is_available()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()}", flush=True)
+    device = torch.device(args.device)
+    if device.type != "cpu" and parts & {"a", "b", "c"}:
+        p.error("parts a, b and c run on the CPU only; use --parts d,e with --device")
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}", flush=True)
     model = calibrated_resnet56()
     ab = part_a_b(model, widths, args.naive_max, parts, args.repeat) if parts & {"a", "b"} else []
     c = part_c(widths) if "c" in parts else []
-    d = part_d(model) if "d" in parts else None
-    print_tables(ab, c, d)
+    d = (part_d(model, args.precision.split(","), device, not args.no_floor, args.only)
+         if "d" in parts else None)
+    e = part_e(args.models.split(","), device) if "e" in parts else []
+    print_tables(ab, c, d, e)
     print(f"\nload average at the end {os.getloadavg()} (the CPU is shared with other work)")
     if args.json:
-        args.json.write_text(json.dumps({"a_b": ab, "c": c, "d": d}, indent=2, default=str))
+        args.json.write_text(json.dumps({"a_b": ab, "c": c, "d": d, "e": e}, indent=2,
+                                        default=str))
 
 
 if __name__ == "__main__":
