@@ -4,13 +4,21 @@
     naive way (torch.autograd.functional.jacobian + numpy.linalg.svd, float64) and against the
     floor (torch.linalg.eigvalsh of a random symmetric float64 matrix of the reduced size);
 (b) the top 20 by ``arpack`` against ``dense``: agreement and speed;
-(c) peak memory of the dense path (peak RSS of a fresh subprocess per width, reset after the
-    set-up) against the size of the float64 Jacobian;
-(d) the whole network: all 27 units + 3 stages of ResNet-56 for one image.
+(c) peak memory of the dense path (peak RSS of a fresh subprocess per width and precision, reset
+    after the set-up) against the size of the float64 Jacobian;
+(d) the whole network: all 27 units + 3 stages of ResNet-56 for one image, all values by
+    ``dense``, per precision of the products (float64, float32), each part next to its floor:
+    resdyn's own BLAS Gram (dsyrk) of a random float64 block of the part's shape (kept rows x
+    width) plus eigvalsh of that Gram, in the same run;
+(e) products per image on the shipped digits models: one image at a time against 8 images in one
+    batched pass (one forward pass, then VJPs with the unit vector in every image at once);
+(f) float32 throughout (products, Gram, eigvalsh) against float32 products only, per width.
 
 Usage:
-    python benchmarks/bench_spectra.py                  # everything (tens of minutes on 2 cores)
+    python benchmarks/bench_spectra.py                  # everything (about 2 hours on 2 cores)
     python benchmarks/bench_spectra.py --parts a,b --widths 4096,8192 --naive-max 8192
+    python benchmarks/bench_spectra.py --parts d --json whole.json    # about 50 min on 2 cores
+    python benchmarks/bench_spectra.py --parts d,e --device cuda      # the GPU path
     python benchmarks/bench_spectra.py --json results.json
 
 The weights are random (``load_model("cifar-resnet56")``); BatchNorm gets realistic running
@@ -128,7 +136,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child_memory(width: int) -> None:
+def child_memory(width: int, precision: str) -> None:
     """Run in a fresh process: the dense path's peak resident memory above the set-up (KiB).
 
     The set-up includes one untimed solve, so one-time costs (code pages of LAPACK and vmap,
@@ -141,7 +149,7 @@ def child_memory(width: int) -> None:
     model = calibrated_resnet56()
     warm_up(model)  # libraries loaded and first-call caches filled before the peak is reset
     u, x = unit_of_width(model, width)
-    op = unit_jacobian(u, x)
+    op = unit_jacobian(u, x, dtype=precision_dtype(precision))
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
     assert _status_kib("VmHWM") <= before + 1024, "peak RSS was not reset"
@@ -149,17 +157,18 @@ def child_memory(width: int) -> None:
     print(json.dumps({"before_kib": before, "peak_kib": _status_kib("VmHWM")}))
 
 
-def part_c(widths) -> list[dict]:
+def part_c(widths, precisions: list[str]) -> list[dict]:
     rows = []
-    for w in widths:
-        out = subprocess.run([sys.executable, __file__, "--child-memory", str(w)],
-                             capture_output=True, text=True, check=True)
+    for w, p in ((w, p) for w in widths for p in precisions):
+        out = subprocess.run([sys.executable, __file__, "--child-memory", str(w),
+                              "--precision", p], capture_output=True, text=True, check=True)
         got = json.loads(out.stdout.strip().splitlines()[-1])
         jac = 8 * w * w
         extra = (got["peak_kib"] - got["before_kib"]) * 1024
-        rows.append({"width": w, "jacobian_gib": jac / 2**30, "peak_gib": got["peak_kib"] / 2**20,
-                     "dense_path_gib": extra / 2**30, "ratio": extra / jac})
-        print(f"[c] {w}: dense path +{extra / 2**30:.2f} GiB = {extra / jac:.2f}x J", flush=True)
+        rows.append({"width": w, "precision": p, "jacobian_gib": jac / 2**30,
+                     "peak_gib": got["peak_kib"] / 2**20, "dense_path_gib": extra / 2**30,
+                     "ratio": extra / jac})
+        print(f"[c] {w} {p}: dense path +{extra / 2**30:.2f} GiB = {extra / jac:.2f}x J", flush=True)
     return rows
 
 
@@ -253,6 +262,28 @@ def batched_rows(module: nn.Module, xs: torch.Tensor, k: int) -> torch.Tensor:
     return vmap(lambda c: pull(c.reshape(xs.shape))[0])(e)
 
 
+def part_f(model, widths: list[int]) -> list[dict]:
+    """Why the Gram matrix and eigensolve stay float64: the σ of one unit with everything in
+    float32 (products, Gram, eigvalsh) and with float32 products only, against float64."""
+    rows = []
+    for w in widths:
+        u, x = unit_of_width(model, w)
+        ref = singular_values(unit_jacobian(u, x), method="dense").values
+        op = unit_jacobian(u, x, dtype=torch.float32)
+        block = op.rows(torch.nonzero(~op.zero_rows).reshape(-1))       # float32 (a, n)
+        all32 = torch.linalg.eigvalsh(block @ block.T).flip(0).clamp(min=0).sqrt().double()
+        prod32 = singular_values(op, method="dense").values
+        row = {"width": w, "kept_rows": len(block)}
+        for name, v in (("all_float32", all32.numpy()), ("float32_products", prod32)):
+            v = np.concatenate([v, np.zeros(len(ref) - len(v))])
+            row[f"{name}_max_rel_diff"] = float(np.abs(v - ref).max() / ref[0])
+            row[f"{name}_bins_equal"] = bins(v) == bins(ref)
+        rows.append(row)
+        print(f"[f] {w}: all float32 {row['all_float32_max_rel_diff']:.1e}, float32 products "
+              f"{row['float32_products_max_rel_diff']:.1e} (max |Δσ|/σ_max)", flush=True)
+    return rows
+
+
 def _per_image(module: nn.Module, xs: torch.Tensor, k: int, batch: int, device: torch.device,
                repeat: int) -> float:
     """Seconds per image for the rows of all images of ``xs``, ``batch`` images per pass."""
@@ -290,7 +321,8 @@ def part_e(names: list[str], device: torch.device, images: int = 8, repeat: int 
     return rows
 
 
-def print_tables(ab: list[dict], c: list[dict], d: dict | None, e: list[dict]) -> None:
+def print_tables(ab: list[dict], c: list[dict], d: dict | None, e: list[dict], f: list[dict],
+                 ) -> None:
     if ab and "floor_s" in ab[0]:
         print("\n(a) all singular values of one unit (seconds)")
         print(f"{'width':>6} {'kept':>6} {'resdyn':>8} {'naive':>9} {'floor':>8} "
@@ -314,10 +346,11 @@ def print_tables(ab: list[dict], c: list[dict], d: dict | None, e: list[dict]) -
                   f"{r['arpack_rel_diff']:>12.1e}")
     if c:
         print("\n(c) peak memory of the dense path (fresh process per width)")
-        print(f"{'width':>6} {'J GiB':>7} {'path GiB':>9} {'ratio':>6} {'process peak GiB':>17}")
+        print(f"{'width':>6} {'precision':>9} {'J GiB':>7} {'path GiB':>9} {'ratio':>6} "
+              f"{'process peak GiB':>17}")
         for r in c:
-            print(f"{r['width']:>6} {r['jacobian_gib']:>7.2f} {r['dense_path_gib']:>9.2f} "
-                  f"{r['ratio']:>5.2f}x {r['peak_gib']:>17.2f}")
+            print(f"{r['width']:>6} {r['precision']:>9} {r['jacobian_gib']:>7.2f} "
+                  f"{r['dense_path_gib']:>9.2f} {r['ratio']:>5.2f}x {r['peak_gib']:>17.2f}")
     if d:
         print_whole(d)
     if e:
@@ -327,6 +360,13 @@ def print_tables(ab: list[dict], c: list[dict], d: dict | None, e: list[dict]) -
         for r in e:
             print(f"{r['model']:>16} {r['unit']:>11} {r['width']:>6} {r['precision']:>9} "
                   f"{r['one_s'] * 1e3:>8.1f} {r['batched_s'] * 1e3:>8.1f} {r['gain']:>5.2f}x")
+    if f:
+        print("\n(f) max |Δσ|/σ_max against float64, and whether every bin count is the same")
+        for r in f:
+            print(f"{r['width']:>6} kept {r['kept_rows']:>6}: all float32 "
+                  f"{r['all_float32_max_rel_diff']:.1e} (bins same: {r['all_float32_bins_equal']}),"
+                  f" float32 products {r['float32_products_max_rel_diff']:.1e} (bins same: "
+                  f"{r['float32_products_bins_equal']})")
 
 
 def print_whole(d: dict) -> None:
@@ -353,7 +393,7 @@ def print_whole(d: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--parts", default="a,b,c,d,e,f", help="comma-separated subset of a,b,c,d,e,f")
     p.add_argument("--widths", default=",".join(map(str, WIDTHS)))
     p.add_argument("--naive-max", type=int, default=16384,
                    help="skip the naive baseline above this width (it is slow)")
@@ -362,7 +402,7 @@ def main() -> None:
                    help="time resdyn, floor and arpack this many times and keep the minimum")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--precision", default="float64,float32",
-                   help="(d): the products' precisions to time, the first is the reference")
+                   help="(c), (d): the products' precisions; in (d) the first is the reference")
     p.add_argument("--device", default="cpu", help="(d) and (e) run here, e.g. cuda")
     p.add_argument("--no-floor", action="store_true", help="(d) without the floors")
     p.add_argument("--only", type=int, default=None, help="(d): the first N parts only")
@@ -373,27 +413,28 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child_memory:
-        child_memory(args.child_memory)
+        child_memory(args.child_memory, args.precision.split(",")[0])
         return
     parts, widths = set(args.parts.split(",")), [int(w) for w in args.widths.split(",")]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"cuda={torch.cuda.is_available()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()}", flush=True)
     device = torch.device(args.device)
-    if device.type != "cpu" and parts & {"a", "b", "c"}:
-        p.error("parts a, b and c run on the CPU only; use --parts d,e with --device")
+    if device.type != "cpu" and parts & {"a", "b", "c", "f"}:
+        p.error("parts a, b, c and f run on the CPU only; use --parts d,e with --device")
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}", flush=True)
     model = calibrated_resnet56()
     ab = part_a_b(model, widths, args.naive_max, parts, args.repeat) if parts & {"a", "b"} else []
-    c = part_c(widths) if "c" in parts else []
+    c = part_c(widths, args.precision.split(",")) if "c" in parts else []
     d = (part_d(model, args.precision.split(","), device, not args.no_floor, args.only)
          if "d" in parts else None)
     e = part_e(args.models.split(","), device) if "e" in parts else []
-    print_tables(ab, c, d, e)
+    f = part_f(model, widths) if "f" in parts else []
+    print_tables(ab, c, d, e, f)
     print(f"\nload average at the end {os.getloadavg()} (the CPU is shared with other work)")
     if args.json:
-        args.json.write_text(json.dumps({"a_b": ab, "c": c, "d": d, "e": e}, indent=2,
+        args.json.write_text(json.dumps({"a_b": ab, "c": c, "d": d, "e": e, "f": f}, indent=2,
                                         default=str))
 
 

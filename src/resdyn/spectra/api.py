@@ -46,7 +46,7 @@ ARPACK_SHARE = 0.1
 SMALL = 512
 #: Working precisions of the products with J (the operator's dtype), by name. The dense paths'
 #: Gram matrix and eigensolves run in float64 whatever the products' precision: float32 there
-#: moved σ by up to 1.9e-5·σ_max on CIFAR-shaped units (benchmarks/README.md), float32 products
+#: moved σ by up to 1.4e-5·σ_max on CIFAR-shaped units (benchmarks/README.md), float32 products
 #: alone by less than 1e-7·σ_max.
 PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 

@@ -11,6 +11,11 @@ resolved from zero. The result records √δ as ``resolution`` and counts the no
 it (``unresolved``); √δ is 1.5e-6·σ_max at a = 10⁴ in float64, so there the boundary between the
 zero bin (1e-6·max(1, σ_max)) and the smallest non-zero values is not resolved either. Use
 ``method="svd"`` (a plain SVD of the same block) when tiny values must be accurate.
+
+Precision: the products run in the operator's dtype (float32 on request, see
+:data:`resdyn.spectra.PRECISIONS`); the block is stored, multiplied and solved in float64. float32
+products add an error of about ε₃₂·σ_max to every value (recorded in ``resolution`` and
+``error_bound``); a float32 Gram matrix would square it into √(a·ε₃₂)·σ_max and is not offered.
 """
 
 from __future__ import annotations
