@@ -59,7 +59,7 @@ def calibrated_resnet56(seed: int = 0) -> nn.Module:
 
 
 def unit_of_width(model: nn.Module, width: int):
-    """The second (regular) unit of the stage whose units are ``width`` wide, and its input."""
+    """The first regular unit ``width`` wide, and its input."""
     us = units(model, (3, 32, 32))
     u = next(u for u in us if u.kind == "regular" and u.n_in == width)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))

@@ -183,7 +183,9 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
 
     Returns:
         SingularValues (values descending, method, converged, residuals or error bound,
-        matvecs, seconds; ``reason`` says why auto chose the method). An operator whose rows
+        matvecs, seconds; ``reason`` says why auto chose the method; ``precision`` the
+        operator's dtype, e.g. ``unit_jacobian(..., dtype=torch.float32)`` for float32
+        products, the dense paths solving in float64 whatever it is). An operator whose rows
         are all known zero (every output killed by the output ReLU) gets k (None: min(m, n))
         exact zeros without a solver, ``method="zero"``, for every method.
 
