@@ -104,3 +104,18 @@ def test_stage_and_unit_operators_take_the_precision(single_thread):
     x = capture(model, data.x[:1], us).inputs[us[0].name][0]
     assert unit_jacobian(us[0], x, dtype=torch.float32).dtype == torch.float32
     assert stage_jacobian(stages(us)[0], x, dtype=torch.float32).dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", ["arpack", "lobpcg"])
+def test_iterative_methods_converge_on_float32_products(method, single_thread):
+    """The top values by ARPACK and LOBPCG on float32 products converge (LOBPCG's default
+    tolerance follows the precision: 1e-8 is below what float32 residuals can reach) and agree
+    with float64 to 1e-5·σ_max."""
+    model, data = load_model("digits-resnet56"), load_data("digits")
+    us = units(model, data.input_shape)
+    x = capture(model, data.x[:1], [us[2]]).inputs[us[2].name][0]
+    ref = singular_values(unit_jacobian(us[2], x), k=5, method=method)
+    got = singular_values(unit_jacobian(us[2], x, dtype=torch.float32), k=5, method=method)
+    assert got.converged and got.precision == "float32", got.message
+    assert np.abs(got.values - ref.values).max() <= 1e-5 * ref.values[0]
+    assert got.matvecs <= 2 * ref.matvecs

@@ -63,7 +63,8 @@ def _rounds(gram, x: np.ndarray, a: LinearOperator, want: int, tol: float, maxit
 
 
 def lobpcg_singular_values(op: LinearOperator, k: int = 6, which: str = "largest", *,
-                           tol: float = 1e-8, maxiter: int = 500, block: int | None = None,
+                           tol: float | None = None, maxiter: int = 500,
+                           block: int | None = None,
                            seed: int | torch.Generator | None = 0) -> SingularValues:
     """The k largest singular values of J by LOBPCG on JᵀJ or JJᵀ (the smaller side).
 
@@ -73,7 +74,9 @@ def lobpcg_singular_values(op: LinearOperator, k: int = 6, which: str = "largest
             are the known exact zeros.
         which: "largest" only (LOBPCG without a preconditioner is slow for the smallest; use
             method="arpack" or "dense" for those).
-        tol: converged when every returned value has ‖Jᵀu_i − σ_i v_i‖ ≤ tol·σ_1.
+        tol: converged when every returned value has ‖Jᵀu_i − σ_i v_i‖ ≤ tol·σ_1 (None: 1e-8
+            for float64 products; 100·ε of a lower precision, e.g. 1.2e-5 for float32, whose
+            products cannot bring residuals under a few ε·σ_1).
         maxiter: LOBPCG iterations in all.
         block: vectors in the block (None: max(2k, k + 4), at most the Gram size).
         seed: start block seed.
@@ -102,6 +105,8 @@ def lobpcg_singular_values(op: LinearOperator, k: int = 6, which: str = "largest
         raise ValueError(f"k must be in [1, {min(op.shape)}] for a {op.shape} operator; got {k}")
     if maxiter < 1:
         raise ValueError(f"maxiter must be >= 1 (LOBPCG iterations in all); got {maxiter}")
+    if tol is None:
+        tol = 1e-8 if op.dtype == torch.float64 else 100 * torch.finfo(op.dtype).eps
     t0 = time.perf_counter()
     counted = Counted(linearized(op))  # one forward pass for all products
     kept, killed = drop_zero_rows(counted)
