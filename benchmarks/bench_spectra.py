@@ -43,10 +43,11 @@ from torch import nn
 
 from resdyn import capture, load_data, load_model, units
 from resdyn.metrics import singular_summary
-from resdyn.models import calibrate_batchnorm, stage_name, stages
-from resdyn.operators import stage_jacobian, unit_jacobian
+from resdyn.models import calibrate_batchnorm, stages
+from resdyn.operators import unit_jacobian
 from resdyn.spectra import precision_dtype, singular_values
 from resdyn.spectra.dense import gram, gram_eigvalsh
+from resdyn.studies.spectra import target_jacobian
 
 WIDTHS = (4096, 8192, 16384)
 TOP_K = 20
@@ -91,10 +92,12 @@ def floor_seconds(size: int, repeat: int) -> float:
     return timed(lambda: torch.linalg.eigvalsh(a), repeat)[1]
 
 
-def warm_up(model) -> None:
-    """One untimed dense and arpack solve, so imports and first-call set-up are not timed."""
+def warm_up(model, precisions: tuple[str, ...] = ("float64",)) -> None:
+    """Untimed dense solves (one per precision) and an arpack solve, so imports and first-call
+    set-up are not timed."""
     u, x = unit_of_width(model, min(WIDTHS))
-    singular_values(unit_jacobian(u, x), method="dense")
+    for p in precisions:
+        singular_values(unit_jacobian(u, x, dtype=precision_dtype(p)), method="dense")
     singular_values(unit_jacobian(u, x), k=2, method="arpack")
 
 
@@ -147,7 +150,7 @@ def child_memory(width: int, precision: str) -> None:
     report its parent's peak.
     """
     model = calibrated_resnet56()
-    warm_up(model)  # libraries loaded and first-call caches filled before the peak is reset
+    warm_up(model, (precision,))  # libraries and first-call caches in before the peak reset
     u, x = unit_of_width(model, width)
     op = unit_jacobian(u, x, dtype=precision_dtype(precision))
     Path("/proc/self/clear_refs").write_text("5")
@@ -207,18 +210,17 @@ def part_d(model, precisions: list[str], device: torch.device, floors: bool = Tr
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
     acts = capture(model, x, us)
     targets = (list(us) + stages(us))[:only]
+    for p in precisions:  # untimed: first-call set-up of each precision's products and solvers
+        singular_values(target_jacobian(us[-1], acts.inputs[us[-1].name][0], p)[0], method="dense")
     rows = []
     for i, target in enumerate(targets):
         first = target if not isinstance(target, list) else target[0]
         xin = acts.inputs[first.name][0]
-        row = {"name": first.name if not isinstance(target, list) else stage_name(target),
-               "kind": "stage" if isinstance(target, list) else first.kind}
+        row: dict = {}
         values = {}
         for p in precisions:
             t0 = _synced(device)
-            dtype = precision_dtype(p)
-            op = (stage_jacobian(target, xin, dtype=dtype) if isinstance(target, list)
-                  else unit_jacobian(target, xin, dtype=dtype))
+            op, row["name"], row["kind"], _ = target_jacobian(target, xin, p)
             res = singular_values(op, method="dense")
             row[f"{p}_s"] = _synced(device) - t0
             row.update({f"{p}_{k}": v for k, v in res.phases.items()})

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+import torch
+from torch import nn
 
 from resdyn._torch import one_thread
+
+
+def reference_jacobian(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """dF/dx of module on a float64 eval copy by torch.autograd.functional.jacobian, on the CPU:
+    the independent reference the engine's operators are tested against."""
+    ref = copy.deepcopy(module).cpu().double().eval()
+    shape = (1, *x.shape[-3:])
+    return torch.autograd.functional.jacobian(
+        lambda t: ref(t.reshape(shape)).reshape(-1), x.detach().cpu().double().reshape(-1),
+        vectorize=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import reference_jacobian
+from torch import nn
 
 from resdyn import capture, load_data, load_model, units
 from resdyn.models import stages
@@ -30,16 +32,8 @@ def digits():
     return model, us, capture(model, data.x[:1], us)
 
 
-def _reference_jacobian(fn, x: torch.Tensor) -> np.ndarray:
-    """The full Jacobian by torch.autograd on the CPU in float64."""
-    x = x.detach().cpu().double()
-    return torch.autograd.functional.jacobian(
-        lambda t: fn(t.reshape(1, *x.shape)).reshape(-1), x.reshape(-1)).numpy()
-
-
 def _unit_reference(unit, x) -> np.ndarray:
-    ref = copy.deepcopy(unit.module).double().eval()
-    return _reference_jacobian(ref, x)
+    return reference_jacobian(unit.module, x).numpy()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -66,14 +60,8 @@ def test_stage_svd_and_arpack_match_the_reference(digits, device, single_thread)
     model, us, acts = digits
     stage = stages(us)[1]
     x = acts.inputs[stage[0].name][0]
-    copies = [copy.deepcopy(u.module).double().eval() for u in stage]
-
-    def chain(t):
-        for m in copies:
-            t = m(t)
-        return t
-
-    expected = np.linalg.svd(_reference_jacobian(chain, x), compute_uv=False)
+    chain = nn.Sequential(*[u.module for u in stage])
+    expected = np.linalg.svd(reference_jacobian(chain, x).numpy(), compute_uv=False)
     stage_on = stages(units(copy.deepcopy(model).to(device), (1, 8, 8)))[1]
     op = stage_jacobian(stage_on, x.to(device))
     for method in ("dense", "svd"):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import reference_jacobian
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -31,15 +32,6 @@ from resdyn.spectra import eigenvalues
 
 F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def reference_jacobian(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """dF/dx of module on a float64 eval copy by torch.autograd.functional.jacobian."""
-    ref = copy.deepcopy(module).to(F64).eval()
-    shape = (1, *x.shape[-3:])
-    return torch.autograd.functional.jacobian(
-        lambda t: ref(t.reshape(shape)).reshape(-1), x.detach().to(F64).reshape(-1),
-        vectorize=True)
 
 
 def _pytorchcv():

@@ -19,7 +19,7 @@ from ..capture import capture
 from ..data import Dataset
 from ..metrics import density_summary, singular_summary
 from ..models.units import Unit, stage_name, stages
-from ..operators.jacobian import stage_jacobian, unit_jacobian
+from ..operators.jacobian import JacobianOperator, stage_jacobian, unit_jacobian
 from ..plots.common import bin_shares
 from ..runs import ModelRef, Task
 from ..spectra.api import precision_dtype, singular_values
@@ -57,6 +57,21 @@ class SpectraConfig:
             raise ValueError(f"k (top-k values) must be at least 1; got {self.k}")
 
 
+def target_jacobian(target: Unit | Sequence[Unit], x: Tensor, precision: str = "float64",
+                    ) -> tuple[JacobianOperator, str, str, int]:
+    """(operator, name, kind, stage) of a unit ("regular"/"downsampling") or a stage ("stage").
+
+    Args:
+        target: a unit, or the units of a stage in forward order.
+        x: (C, H, W) input of the unit (of the stage's first unit).
+        precision: of the products ("float64" or "float32").
+    """
+    dtype = precision_dtype(precision)
+    if isinstance(target, Unit):
+        return unit_jacobian(target, x, dtype=dtype), target.name, target.kind, target.stage
+    return stage_jacobian(target, x, dtype=dtype), stage_name(target), "stage", target[0].stage
+
+
 def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "auto",
                  k: int | None = None, seed: int = 0, precision: str = "float64") -> dict:
     """Singular values and bins of one unit's (or one stage's) Jacobian at one input.
@@ -77,13 +92,7 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
         and solve), solve_seconds.
     """
     t0 = time.perf_counter()
-    dtype = precision_dtype(precision)
-    if isinstance(target, Unit):
-        op, name, kind, stage = (unit_jacobian(target, x, dtype=dtype), target.name, target.kind,
-                                 target.stage)
-    else:
-        op = stage_jacobian(target, x, dtype=dtype)
-        name, kind, stage = stage_name(target), "stage", target[0].stage
+    op, name, kind, stage = target_jacobian(target, x, precision)
     res = singular_values(op, k=k, method=method, seed=seed)
     summary = density_summary(res.density) if res.density is not None else singular_summary(
         res.values)
