@@ -13,6 +13,12 @@ examples, stable comparison), in its own process with one torch thread:
    and end with the reference's tables.
 4. **Dask**: the same study on a LocalCluster of 2 one-thread workers: the same tables; its wall
    time.
+5. **two writers**: a second run started into the folder while the first runs must be refused
+   at once (exit 2, the folder's lock names the first); the first must end with the
+   reference's tables.
+
+After every resumed run, the folder must hold no leftovers: no half-written temporary file and
+no lock still held.
 
 Usage:
     python benchmarks/bench_reliability.py [--kills 4] [--studies 000-stability,...] [--seed 0]
@@ -60,7 +66,14 @@ def child(folder: str, out: str, executor: str, fail: str | None) -> int:
     model = load_model(part.model) if part.model else None
     data = load_data(part.data, split="test") if part.data else None
     ex = Executor("dask", workers=2) if executor == "dask" else Executor("serial")
-    result = run_study(study, model, data, part.config, out, model_name=part.model, executor=ex)
+    from resdyn.runs import RunFolderError
+
+    try:
+        result = run_study(study, model, data, part.config, out, model_name=part.model,
+                           executor=ex)
+    except RunFolderError as e:
+        print(e, file=sys.stderr)
+        return 2
     return 1 if result.failed else 0
 
 
@@ -70,23 +83,28 @@ def _fail(**kwargs):
 
 # ---------------------------------------------------------------- the parent: the measurements
 
+def _start(folder: str, out: Path, executor: str = "serial", fail: str | None = None,
+           ) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--child", folder, str(out), executor, fail or ""]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
 def _run(folder: str, out: Path, executor: str = "serial", fail: str | None = None,
          kill_after: float | None = None) -> tuple[int | None, float]:
     """Start a child; kill it with SIGKILL after ``kill_after`` s (None: let it finish).
 
     Returns (exit status, or None when killed; wall seconds).
     """
-    cmd = [sys.executable, __file__, "--child", folder, str(out), executor, fail or ""]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = _start(folder, out, executor, fail)
     try:
         proc.wait(timeout=kill_after)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the child and any Dask workers it started
         proc.wait()
         return None, time.perf_counter() - start
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1, 2):  # 2: refused (a second writer)
         raise RuntimeError(f"{folder}: the run failed ({proc.returncode}):\n{proc.stderr.read()}")
     return proc.returncode, time.perf_counter() - start
 
@@ -94,6 +112,20 @@ def _run(folder: str, out: Path, executor: str = "serial", fail: str | None = No
 def _tasks(out: Path) -> list[str]:
     """Ids (analysis/key) of the tasks stored in a run folder."""
     return sorted(f"{p.parent.name}/{p.stem}" for p in (out / "tasks").rglob("*.parquet"))
+
+
+def _leftovers(out: Path) -> list[str]:
+    """Half-written temporary files, and the folder's lock if a process still holds it."""
+    from resdyn.runs import RunFolderError
+    from resdyn.runs.folder import locked
+
+    found = [str(p.relative_to(out)) for p in out.rglob(".*.tmp")]
+    try:
+        with locked(out):
+            pass
+    except RunFolderError:
+        found.append("run.lock (held)")
+    return found
 
 
 def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
@@ -120,7 +152,8 @@ def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
         shutil.rmtree(out)
     status, _ = _run(folder, out)
     same &= status == 0 and folder_differences(ref, out) == {}
-    row.update(kills=killed, stored_at_kills="/".join(map(str, stored)), killed_then_same=same)
+    row.update(kills=killed, stored_at_kills="/".join(map(str, stored)), killed_then_same=same,
+               leftovers=len(_leftovers(out)))
 
     # one task of N fails, the others are kept; the next run runs only that one (the victim is
     # not a training task: the analyses of its network would rightly not run)
@@ -140,6 +173,18 @@ def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
     status, dask_s = _run(folder, out, executor="dask")
     row.update(dask_s=round(dask_s, 1),
                dask_same=status == 0 and folder_differences(ref, out) == {})
+
+    # a second writer while the first runs: refused at once; the first ends as the reference
+    out = root / folder / "two-writers"
+    first = _start(folder, out)
+    while not (out / "run.json").is_file() and first.poll() is None:
+        time.sleep(0.02)
+    start = time.perf_counter()
+    second, _ = _run(folder, out)
+    refused_s = time.perf_counter() - start
+    first.wait()
+    row.update(second_writer_exit=second, refused_in_s=round(refused_s, 1),
+               first_writer_same=first.returncode == 0 and folder_differences(ref, out) == {})
     return row
 
 
@@ -160,8 +205,8 @@ def main() -> None:
             rows.append(measure(folder, Path(tmp), args.kills, rng))
             print(json.dumps(rows[-1]), flush=True)
     cols = ["study", "tasks", "reference_s", "kills", "stored_at_kills", "killed_then_same",
-            "failing_exit", "kept",
-            "errors", "after_retry_same", "dask_s", "dask_same"]
+            "leftovers", "failing_exit", "kept", "errors", "after_retry_same", "dask_s",
+            "dask_same", "second_writer_exit", "refused_in_s", "first_writer_same"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")

@@ -30,3 +30,13 @@ def single_thread():
     """
     with one_thread():
         yield
+
+
+_LAYOUT = str.maketrans("", "", " \t\n│╭╮╰╯─")
+
+
+def says(output: str, phrase: str) -> bool:
+    """``phrase`` is in ``output`` however Rich laid it out: an error panel wraps at the
+    terminal's width, and where a temporary path's length puts the break moves from machine to
+    machine, so spaces, line breaks and the panel's frame are ignored on both sides."""
+    return phrase.translate(_LAYOUT) in output.translate(_LAYOUT)

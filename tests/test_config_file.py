@@ -2,6 +2,7 @@
 
 import json
 
+from conftest import says
 from typer.testing import CliRunner
 
 from resdyn.cli import app
@@ -53,10 +54,10 @@ def test_bad_config_files_are_refused(tmp_path):
         r = runner.invoke(app, ["spectra", "--config", str(tmp_path / name), "--model",
                                 "digits-resnet20", "--out", str(tmp_path / "x")])
         assert r.exit_code == 2, r.output
-        assert message in r.output, r.output
+        assert says(r.output, message), r.output
         assert not (tmp_path / "x").exists()
     r = runner.invoke(app, ["stable", "ode", "--config", str(tmp_path / "missing.toml")])
-    assert r.exit_code == 2 and "missing.toml" in r.output
+    assert r.exit_code == 2 and says(r.output, "missing.toml")
     (tmp_path / "t.toml").write_text("images = 3\n")  # an option of another command
     r = runner.invoke(app, ["stable", "ode", "--config", str(tmp_path / "t.toml")])
-    assert r.exit_code == 2 and "unknown option 'images'" in r.output and "starts" in r.output
+    assert r.exit_code == 2 and says(r.output, "unknown option 'images'") and says(r.output, "starts")

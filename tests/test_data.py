@@ -171,7 +171,7 @@ def test_npz_object_array_and_missing_file(tmp_path):
     with pytest.raises(DataError, match="without pickled objects"):
         load_data(tmp_path / "obj.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="not a readable .npz file"):
+    with pytest.raises(DataError, match="not a valid .npz archive with arrays x and y"):
         load_data(tmp_path / "junk.npz")
     with pytest.raises(DataError, match="does not exist"):
         load_data(tmp_path / "missing.npz")
@@ -288,8 +288,12 @@ def test_shape_mismatch_names_both_shapes(digits_test):
 
 
 def test_class_count_mismatch_and_fit(digits_test):
-    with pytest.raises(DataError, match=r"outputs of shape \(5,\).*10 classes"):
+    with pytest.raises(DataError, match=r"labels up to 9 but .* has 5 outputs.*out of its range"):
         check_compatible(cifar_resnet(8, in_channels=1, num_classes=5), digits_test)
+    # labels the model can predict, but more classes declared than it has outputs
+    declared = digits_test.subset(torch.nonzero(digits_test.y < 5).flatten())
+    with pytest.raises(DataError, match=r"declares 10 classes but .* has 5 outputs"):
+        check_compatible(cifar_resnet(8, in_channels=1, num_classes=5), declared)
     plain = cifar_resnet(8, in_channels=1).train()
     assert check_compatible(plain, digits_test) is None and plain.training is True
 

@@ -2,6 +2,10 @@
 references reload the same model, executors check their input."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,9 +15,10 @@ from torch import nn
 from resdyn import load_model
 from resdyn.data import load_data
 from resdyn.runs import Executor, RunFolderError, Task, TaskStore, run_tasks, write_parquet
-from resdyn.runs.folder import check_out, claim
+from resdyn.runs.folder import check_out, claim, locked
 from resdyn.runs.identity import differences, model_digest, plain
 from resdyn.runs.modelref import _MODELS, save_model
+from resdyn.runs.store import atomic_write
 
 
 def _rows(i, calls):
@@ -92,17 +97,145 @@ def test_write_parquet_round_trip(tmp_path):
     assert list(back["values"][0]) == [3.0, 2.0] and list(back["name"]) == ["a", "b"]
 
 
+def _finished(out, key="t0"):
+    write_parquet(pd.DataFrame({"i": [0]}), out / "tasks" / "demo" / f"{key}.parquet")
+
+
+def _owned(identity):
+    return ["spectra.parquet", "bins.png"] if identity.get("study") == "s" else []
+
+
 def test_folder_resumes_same_identity_and_refuses_another(tmp_path):
     ident = {"study": "s", "config": plain({"eps": 0.1, "alphas": (1.0, 2.0)}),
              "model": {"sha256": "a" * 64}}
     assert claim(tmp_path / "run", ident) is False
     assert claim(tmp_path / "run", json.loads(json.dumps(ident))) is True
+    _finished(tmp_path / "run")
     other = {**ident, "config": {"eps": 0.3, "alphas": [1.0, 2.0]}}
     with pytest.raises(RunFolderError, match=r"config.eps: 0.1 -> 0.3\).*--fresh.*another --out"):
         claim(tmp_path / "run", other)
     (tmp_path / "run" / "spectra.parquet").write_text("old")
-    assert claim(tmp_path / "run", other, fresh=True) is False
-    assert not (tmp_path / "run" / "spectra.parquet").exists()
+    assert claim(tmp_path / "run", other, fresh=True, owned=_owned) is False
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.json"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == other
+
+
+def test_a_folder_without_finished_tasks_is_taken_over(tmp_path):
+    """Every task failed (a bad option): the corrected command may use the folder, nothing is
+    lost; one finished task and it is refused."""
+    ident = {"study": "s", "config": {"k": 5000}}
+    claim(tmp_path / "run", ident)
+    (tmp_path / "run" / "tasks" / "demo").mkdir(parents=True)
+    (tmp_path / "run" / "tasks" / "demo" / "t0.error.json").write_text("{}")
+    fixed = {"study": "s", "config": {"k": 20}}
+    assert claim(tmp_path / "run", fixed) is False
+    assert not (tmp_path / "run" / "tasks").exists()
+    _finished(tmp_path / "run")
+    with pytest.raises(RunFolderError, match=r"config.k: 20 -> 5000"):
+        claim(tmp_path / "run", ident)
+
+
+def test_fresh_removes_only_what_resdyn_wrote(tmp_path):
+    out = tmp_path / "run"
+    claim(out, {"study": "s"})
+    _finished(out)
+    for name in ("spectra.parquet", "bins.png", "summary.md", "mynotes.txt"):
+        (out / name).write_text("x")
+    (out / "tasks" / "demo" / ".t1.parquet.99.tmp").write_text("half")
+    with pytest.raises(RunFolderError, match=r"--fresh removes only what resdyn wrote.*mynotes"
+                       r"\.txt: move them out"):
+        claim(out, {"study": "s", "config": 1}, fresh=True, owned=_owned)
+    assert (out / "spectra.parquet").exists() and (out / "tasks").exists()  # nothing removed
+    (out / "mynotes.txt").unlink()
+    claim(out, {"study": "s", "config": 1}, fresh=True, owned=_owned)
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+
+
+def test_an_unreadable_identity_names_the_file_and_the_way_on(tmp_path):
+    out = tmp_path / "run"
+    claim(out, {"study": "s"})
+    (out / "run.json").write_text('{"study": "s\x01')  # truncated mid-write by another tool
+    with pytest.raises(RunFolderError, match=r"run.json is unreadable .*--fresh"):
+        claim(out, {"study": "s"})
+    assert claim(out, {"study": "s"}, fresh=True) is False
+
+
+def test_a_field_added_later_resumes_when_its_default_computes_the_same(tmp_path):
+    old = {"study": "s", "config": {"k": 3}}
+    claim(tmp_path / "run", old)
+    _finished(tmp_path / "run")
+    new = {"study": "s", "config": {"k": 3, "precision": "float64"}}
+    assert claim(tmp_path / "run", new, upgrade_safe={"config.precision"}) is True
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == new  # recorded now
+    claim(tmp_path / "old", old)
+    _finished(tmp_path / "old")
+    with pytest.raises(RunFolderError, match=r"older resdyn version that did not record "
+                       r"config.precision"):
+        claim(tmp_path / "old", {"study": "s", "config": {"k": 3, "precision": "float32"}},
+              upgrade_safe=set())
+
+
+LOCK_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from resdyn.runs.folder import locked
+with locked(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def _holder(out):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_AND_WAIT, str(out)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
+    out = tmp_path / "run"
+    proc = _holder(out)
+    try:
+        with pytest.raises(RunFolderError, match=rf"in use by another resdyn run \(process "
+                           rf"{proc.pid} on .*: wait for it to finish, or choose another --out"):
+            with locked(out):
+                pass
+    finally:
+        proc.kill()  # SIGKILL: the OS drops the lock with the process
+        proc.wait()
+    with locked(out):
+        assert claim(out, {"study": "s"}) is False
+
+
+def test_a_refused_new_folder_is_not_left_behind(tmp_path):
+    with pytest.raises(RuntimeError, match="plan failed"):
+        with locked(tmp_path / "new"):
+            raise RuntimeError("plan failed")
+    assert not (tmp_path / "new").exists()
+
+
+def test_write_errors_name_the_file_and_the_fix(tmp_path):
+    import errno
+
+    def full(tmp):
+        tmp.write_text("x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=r"cannot write .*t\.json: No space left on device; check "
+                       r"that the folder is writable"):
+        atomic_write(tmp_path / "t.json", full)
+    assert list(tmp_path.iterdir()) == []  # no temp file left
+
+
+def test_tables_come_from_planned_tasks_only(tmp_path):
+    store = TaskStore(tmp_path)
+    for i in range(3):
+        store.save("demo", f"t{i}", pd.DataFrame({"i": [i]}))
+    store.fail("other", "x", "ValueError", "m", "")
+    assert store.load("demo", ["t0", "t2"])["i"].tolist() == [0, 2]
+    assert store.errors(["demo/t0"]).empty
+    assert store.strays(["demo/t0", "demo/t2"]) == ["demo/t1.parquet", "other/x.error.json"]
 
 
 def test_folder_refuses_files_and_foreign_folders(tmp_path):
@@ -113,7 +246,7 @@ def test_folder_refuses_files_and_foreign_folders(tmp_path):
         check_out(tmp_path / "f" / "sub")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
-    with pytest.raises(RunFolderError, match="holds no resdyn run"):
+    with pytest.raises(RunFolderError, match=r"holds no resdyn run .*thesis\.tex"):
         claim(tmp_path / "mine", {"study": "s"}, fresh=True)
     assert (tmp_path / "mine" / "thesis.tex").exists()  # --fresh never empties a foreign folder
 
@@ -121,7 +254,7 @@ def test_folder_refuses_files_and_foreign_folders(tmp_path):
 def test_differences_name_every_changed_field():
     old = {"config": {"eps": 0.1, "k": None}, "model": {"sha256": "0" * 64}}
     new = {"config": {"eps": 0.1, "k": 20}, "model": {"sha256": "1" * 64}}
-    assert differences(old, new) == ["config.k: None -> 20",
+    assert [str(d) for d in differences(old, new)] == ["config.k: None -> 20",
                                      "model.sha256: '000000000000' -> '111111111111'"]
 
 

@@ -1,6 +1,7 @@
 """Stable architectures (paper 004): the ODE examples."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.linalg import expm
 from torch import nn
@@ -37,7 +38,41 @@ def test_study_reproduces_the_paper_examples(tmp_path):
     assert g[("K0", "linear", "reference")] == pytest.approx(1.0, abs=1e-8)
     eig = r.tables["eigenvalues"].groupby("K")["max_re"].first()
     assert eig.to_dict() == pytest.approx({"K+": 2.0, "K-": -2.0, "K0": 0.0})
-    assert r.figures["fig1_trajectories"].stat().st_size > 30_000
+    assert r.figures["fig1_trajectories"].is_file()
+    _check_trajectories_figure(r.tables["trajectories"], r.tables["eigenvalues"])
+
+
+def _check_trajectories_figure(traj, eig):
+    """Fig. 1 draws, in the panel of each (system, K), per start the reference path, the Euler
+    path (dashed) and the start: the very rows of the trajectories table."""
+    from resdyn.plots.common import plt
+    from resdyn.plots.stable import trajectories_figure
+
+    fig = trajectories_figure(traj, eig, "tanh")
+    try:
+        names = list(dict.fromkeys(traj["K"]))
+        assert names == ["K+", "K-", "K0"] and len(fig.axes) == 2 * len(names)
+        axes = np.array(fig.axes).reshape(2, len(names))
+        for i, system in enumerate(("linear", "nonlinear")):
+            for j, name in enumerate(names):
+                ax = axes[i, j]
+                assert ax.get_title().startswith(f"{name} (")
+                rows = traj[(traj["K"] == name) & (traj["system"] == system)]
+                starts = sorted(set(rows["start"]))
+                lines = ax.get_lines()
+                assert len(lines) == 3 * len(starts) and len(starts) >= 2
+                for k, start in enumerate(starts):
+                    path = rows[rows["start"] == start].sort_values("step")
+                    ref = path[path["integrator"] == "reference"]
+                    eul = path[path["integrator"] == "euler"]
+                    for line, want in ((lines[3 * k], ref), (lines[3 * k + 1], eul)):
+                        np.testing.assert_array_equal(line.get_xdata(), want["y0"])
+                        np.testing.assert_array_equal(line.get_ydata(), want["y1"])
+                    assert lines[3 * k + 1].get_linestyle() == "--"
+                    np.testing.assert_array_equal(lines[3 * k + 2].get_xydata(),
+                                                  ref[["y0", "y1"]].to_numpy()[:1])
+    finally:
+        plt.close(fig)
 
 
 def test_matrix_parsing_and_bad_input():
@@ -59,6 +94,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from resdyn import load_model, units  # noqa: E402
 from resdyn.data import load_data  # noqa: E402
+from resdyn.metrics import EIG_ROUND_OFF_FACTOR, eigenvalues_with_bounds  # noqa: E402
 from resdyn.models.stable import AntisymmetricBranch, HamiltonianBranch  # noqa: E402
 from resdyn.operators import unit_jacobian  # noqa: E402
 from resdyn.spectra import eigenvalues  # noqa: E402
@@ -105,6 +141,7 @@ def test_hamiltonian_verlet_step_is_exactly_invertible():
 
 
 def test_stable_networks_are_units_and_their_jacobian_is_identity_plus_branch():
+    torch.manual_seed(0)
     for family in ("euler", "antisymmetric", "hamiltonian"):
         net = load_model(f"{family}-resnet(kernel=1,size=1,blocks=3,width=4)", in_channels=2,
                          num_classes=2).double()
@@ -118,8 +155,22 @@ def test_stable_networks_are_units_and_their_jacobian_is_identity_plus_branch():
         Jb = torch.autograd.functional.jacobian(lambda v, b=branch: b(v[None])[0],
                                                 x_in).reshape(width, width).numpy()
         np.testing.assert_allclose(J, np.eye(width) + Jb, atol=1e-12)
+        # the engine's eigenvalues of the unit are those of I + J_b (autograd, scipy's geev),
+        # each within its own error bound: the round-off of both solves (twice the bound) and
+        # the two matrices' difference over the eigenvalue's condition |yᴴx|
         lam = eigenvalues(unit_jacobian(us[1], x_in)).values
-        assert len(lam) == width
+        ref = np.eye(width) + Jb
+        want, err = eigenvalues_with_bounds(ref)
+        per_cond = err / (EIG_ROUND_OFF_FACTOR * np.finfo(float).eps * np.linalg.norm(ref))
+        tol = 2 * err + np.linalg.norm(J - ref) * per_cond
+        assert len(lam) == width and np.all(tol < 1e-9)
+        left = list(range(width))
+        for v in lam:  # equal as multisets
+            i = min(left, key=lambda i: abs(want[i] - v))
+            assert abs(want[i] - v) <= tol[i], (family, v, want[i], tol[i])
+            left.remove(i)
+        if family == "hamiltonian":  # a Verlet step is a product of two shears: det J = 1
+            assert np.sum(np.log(np.abs(lam))) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_toy_sets_are_points_generated_from_a_fixed_seed():
@@ -176,8 +227,118 @@ def test_compare_study_trains_analyses_and_compares(tmp_path):
     eig = r.tables["eigen"]
     assert set(eig["family"]) == {"euler", "antisymmetric", "hamiltonian"}
     assert len(r.claims) == 2 and set(r.figures) == {"comparison", "boundaries"}
+    _check_comparison(r, cfg)
     again = run_study(COMPARE, None, None, cfg, tmp_path / "cmp")
     assert again.tasks_run == 0
+
+
+def _check_comparison(r, cfg):
+    """The comparison's numbers recomputed from the task tables, the claims' verdicts from
+    them, and what the architectures guarantee whatever the training did."""
+    from resdyn.plots.common import plt
+    from resdyn.plots.stable import COMPARISON_PANELS, comparison_figure
+    from resdyn.studies.stable_compare import growth_claim, re_near_zero_claim
+
+    c = r.tables["comparison"].set_index("family")
+    families = ["euler", "antisymmetric", "hamiltonian"]
+    eig = r.tables["eigen"]
+    eig = eig[eig["method"] != "skipped"]
+    assert len(eig) == 3 * cfg.images * cfg.blocks
+    max_re = (eig["max_real"] - 1).groupby(eig["family"]).median()
+    np.testing.assert_allclose(c.loc[families, "branch_max_re"], max_re[families], rtol=1e-12)
+    acc = r.tables["training"].set_index("family")["test_accuracy"]
+    np.testing.assert_array_equal(c.loc[families, "test_accuracy"], acc[families])
+    prop = r.tables["propagation"]
+    fgsm = prop[prop["perturbation"] == "fgsm"]
+    growth = {f: g[g["index"] == g["index"].max()]["out_norm"].mean()
+              / g[g["index"] == 0]["in_norm"].mean() for f, g in fgsm.groupby("family")}
+    np.testing.assert_allclose(c.loc[families, "growth_fgsm"], [growth[f] for f in families],
+                               rtol=1e-12)
+    e = max_re.abs()
+    claim = re_near_zero_claim(r.tables, None)
+    assert claim.held == (max(e["antisymmetric"], e["hamiltonian"]) < e["euler"])
+    assert f"euler {max_re['euler']:+.3g}" in claim.evidence
+    assert growth_claim(r.tables, None).held == (
+        max(growth["antisymmetric"], growth["hamiltonian"]) <= growth["euler"])
+    assert [r.claims[k].held for k in r.claims] == [claim.held, growth_claim(r.tables,
+                                                                             None).held]
+    # antisymmetric: J_b = h·diag(tanh')·A with A + Aᵀ = −γI, so every Re λ_b lies in
+    # [−hγ/2, −hγ/2·min tanh'] (strictly negative): all count as negative
+    for v, err in (eig[eig["family"] == "antisymmetric"][["values_re", "values_err"]]
+                   .itertuples(index=False)):
+        branch = np.asarray(v) - 1
+        assert np.all(branch >= -cfg.h * cfg.gamma / 2 - np.asarray(err) - 1e-12)
+        assert np.all(branch < -np.asarray(err))
+    assert c.loc["antisymmetric", "branch_share_negative"] == 1.0
+    # hamiltonian: a Verlet step is a product of two shears, det J = 1 = Π |λ|
+    for v, im in eig[eig["family"] == "hamiltonian"][["values_re", "values_im"]].itertuples(
+            index=False):
+        assert np.sum(np.log(np.abs(np.asarray(v) + 1j * np.asarray(im)))) == pytest.approx(
+            0.0, abs=1e-10)
+    # the comparison figure draws the table: one bar per (panel, network, data set)
+    fig = comparison_figure(r.tables["comparison"])
+    try:
+        for ax, (col, *_) in zip(fig.axes, COMPARISON_PANELS, strict=True):
+            heights = [[bar.get_height() for bar in bars] for bars in ax.containers]
+            np.testing.assert_allclose(heights, c.loc[families, [col]].to_numpy(), rtol=1e-12)
+    finally:
+        plt.close(fig)
+
+
+class _Matrix(nn.Module):
+    """One residual unit x + W x on points (c, 1, 1): its Jacobian is exactly I + W."""
+
+    def __init__(self, w):
+        super().__init__()
+        w = torch.as_tensor(np.asarray(w), dtype=torch.float64)
+        self.conv = nn.Conv2d(len(w), len(w), 1, bias=False).double()
+        with torch.no_grad():
+            self.conv.weight.copy_(w[:, :, None, None])
+        from resdyn.models.blocks import ResidualUnit
+
+        self.body = nn.Sequential(ResidualUnit(self.conv, nn.Identity(), nn.Identity()))
+        self.head = nn.Linear(len(w), 2).double()
+
+    def forward(self, x):
+        return self.head(self.body(x).flatten(1))
+
+
+def _rotation(re, im):
+    return np.array([[re, -im], [im, re]])
+
+
+def test_branch_share_counts_real_parts_beyond_their_own_error():
+    """Branch eigenvalues λ_b = λ − 1 of known 1x1-convolution units, through the comparison's
+    eigen task: Re λ_b = −1e-10 with |λ_b| ~ 2e-5 (a Hamiltonian block's size) counts as negative
+    when well conditioned, as 0 when ill conditioned; Re λ_b = 0 blurred by round-off as 0."""
+    from resdyn.runs import local_ref
+    from resdyn.studies.stable_compare import branch_share_negative
+    from resdyn.studies.stiffness import stiffness_task
+
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
+    mixed = np.zeros((4, 4))
+    mixed[:2, :2] = _rotation(0.0, 1.9e-5)
+    mixed[2:, 2:] = _rotation(-1e-10, 1.9e-5)
+    cases = {"normal": (_rotation(-1e-10, 1.9e-5), 1.0),
+             "mixed, rotated": (q @ mixed @ q.T, 0.5),   # round-off on every entry of J
+             "ill-conditioned": (np.array([[-1e-10, 1.0], [0.0, -2e-10]]), 0.0),
+             "exact zero": (_rotation(0.0, 1.9e-5), 0.0)}
+    rows = []
+    for w, _ in cases.values():
+        c = len(w)
+        rows.append(stiffness_task(local_ref(_Matrix(w).eval()), (c, 1, 1),
+                                   torch.randn(c, 1, 1, dtype=torch.float64), 0, 0, ("body.0",),
+                                   64, 1, 0, True, error_bounds=True))
+    eig = pd.concat(rows, ignore_index=True)
+    shares = branch_share_negative(eig)
+    assert shares == [share for _, share in cases.values()]
+    # the eigenvalues kept are 1 + eig(W)
+    for (w, _), v, im in zip(cases.values(), eig["values_re"], eig["values_im"], strict=True):
+        got = np.sort_complex(np.asarray(v) + 1j * np.asarray(im))
+        np.testing.assert_allclose(got, np.sort_complex(1 + np.linalg.eigvals(w)), rtol=0,
+                                   atol=1e-14)
+    # results without bounds (an earlier version's) give no share rather than a wrong one
+    assert np.isnan(branch_share_negative(eig.drop(columns="values_err"))).all()
 
 
 def test_compare_bad_input_is_one_line_with_status_2():

@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 from resdyn import load_model
 from resdyn.cli import app
 from resdyn.data import load_data
-from resdyn.metrics import eigen_summary
+from resdyn.metrics import EIG_ROUND_OFF_FACTOR, eigen_summary
 from resdyn.models.blocks import ResidualUnit
+from resdyn.plots.stiffness import nan_reasons
 from resdyn.runs import local_ref
 from resdyn.studies import STIFFNESS, StiffnessConfig, run_study
-from resdyn.studies.stiffness import stiffness_task
+from resdyn.studies.stiffness import METRICS, stiffness_task
 from resdyn.studies.stiffness_stats import benjamini_hochberg, correlations
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -74,6 +75,69 @@ def test_linear_block_eigenvalues_are_one_plus_eig_a():
     assert rows["method"][0] == "dense" and bool(rows["converged"][0])
 
 
+class Matrix(nn.Module):
+    """One residual unit x + W x on points (c, 1, 1): its Jacobian is exactly I + W."""
+
+    def __init__(self, w):
+        super().__init__()
+        w = torch.as_tensor(np.asarray(w), dtype=torch.float64)
+        conv = nn.Conv2d(len(w), len(w), 1, bias=False).double()
+        with torch.no_grad():
+            conv.weight.copy_(w[:, :, None, None])
+        self.body = nn.Sequential(ResidualUnit(conv, nn.Identity(), nn.Identity()))
+        self.head = nn.Linear(len(w), 2).double()
+
+    def forward(self, x):
+        return self.head(self.body(x).flatten(1))
+
+
+def matrix_task(w, **kw) -> pd.Series:
+    """The stiffness task's row of the unit x + W x (J = I + W) at a random point."""
+    c = len(w)
+    args = dict(input_shape=(c, 1, 1), x=torch.randn(c, 1, 1, dtype=torch.float64), label=1,
+                image=0, blocks=("body.0",), dense_max=64, k=1, seed=0, keep_values=True)
+    return stiffness_task(local_ref(Matrix(w).eval()), **{**args, **kw}).iloc[0]
+
+
+def test_nan_reason_only_for_the_metrics_that_are_nan():
+    # J = diag(2, 3) (W = diag(1, 2)): all Re λ > 0, every metric finite, no reason
+    pos = matrix_task(np.diag([1.0, 2.0]))
+    assert (pos["min_real"], pos["max_real"]) == (2.0, 3.0)
+    assert pos["stiffness_signed"] == 1.5 and pos["stiffness_ratio"] == 1.5
+    assert pos["share_negative"] == 0.0 and pos["spectral_radius"] == 3.0
+    assert pos["nan_reason"] == ""
+    # J = diag(0, 2): min Re λ is exactly 0, so the signed index alone is NaN, and says why
+    zero = matrix_task(np.diag([-1.0, 1.0]))
+    assert (zero["min_real"], zero["max_real"]) == (0.0, 2.0)
+    assert np.isnan(zero["stiffness_signed"]) and zero["stiffness_ratio"] == 1.0
+    assert zero["nan_reason"].startswith("stiffness_signed: min Re λ = 0")
+    assert "unbounded" in zero["nan_reason"] and "stiffness_ratio" not in zero["nan_reason"]
+    # J = [[0, -1], [1, 0]]: λ = ±i, no real part at all: both indices NaN, each with its reason
+    rot = matrix_task(np.array([[-1.0, -1.0], [1.0, -1.0]]))
+    assert rot["min_real"] == rot["max_real"] == 0.0 and rot["spectral_radius"] == 1.0
+    reasons = dict(r.split(": ", 1) for r in rot["nan_reason"].split("; "))
+    assert set(reasons) == {"stiffness_signed", "stiffness_ratio"}
+    assert "undefined" in reasons["stiffness_signed"] and "no real part" in reasons[
+        "stiffness_ratio"]
+
+
+def test_error_bounds_path_gives_the_same_eigenvalues_with_their_bounds():
+    """error_bounds=True: the same eigenvalues and metrics as the plain dense path, each with
+    p·ε·‖J‖_F / |yᴴx|: p·ε·‖J‖_F for the eigenvalues of a normal J (|yᴴx| = 1)."""
+    t = 1.9e-5
+    w = np.array([[-1e-10, -t, 0.0], [t, -1e-10, 0.0], [0.0, 0.0, 0.5]])
+    plain, bounded = matrix_task(w), matrix_task(w, error_bounds=True)
+    expect = np.array([1.5, 1 - 1e-10 + 1j * t, 1 - 1e-10 - 1j * t])
+    got = np.array(bounded["values_re"]) + 1j * np.array(bounded["values_im"])
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(plain["values_re"], bounded["values_re"], rtol=0, atol=1e-14)
+    eps_norm = EIG_ROUND_OFF_FACTOR * np.finfo(float).eps * np.linalg.norm(np.eye(3) + w)
+    np.testing.assert_allclose(bounded["values_err"], eps_norm, rtol=1e-9)
+    assert "values_err" not in plain.index
+    for m in ("share_negative", "stiffness_signed", "stiffness_ratio", "spectral_radius"):
+        assert bounded[m] == pytest.approx(plain[m], rel=1e-12), m
+
+
 def test_arnoldi_extremes_agree_with_dense_on_a_mid_size_block():
     model = load_model("digits-resnet20").double()
     data = load_data("digits")
@@ -86,6 +150,16 @@ def test_arnoldi_extremes_agree_with_dense_on_a_mid_size_block():
     assert arnoldi["max_real"] == pytest.approx(dense["max_real"], rel=1e-8)
     assert arnoldi["min_real"] == pytest.approx(dense["min_real"], abs=1e-8)
     assert np.isnan(arnoldi["share_negative"]) and "every eigenvalue" in arnoldi["nan_reason"]
+    # the reasons name exactly the NaN metrics, on both paths (the output ReLU's exact zeros
+    # and no negative real part make min Re λ = 0 here: the signed index is NaN on both)
+    assert arnoldi["min_real"] == dense["min_real"] == 0.0
+    for row in (dense, arnoldi):
+        named = {part.split(": ")[0] for part in row["nan_reason"].split("; ") if part}
+        assert named == {m for m in METRICS if np.isnan(row[m])}
+    assert nan_reasons([arnoldi["nan_reason"]], "share_negative") == {
+        f"the share needs every eigenvalue (Arnoldi path, n = {arnoldi['n']} > dense_max = 100)"}
+    assert nan_reasons([dense["nan_reason"]], "stiffness_signed") == nan_reasons(
+        [arnoldi["nan_reason"]], "stiffness_signed") != set()
     skipped = stiffness_task(ref, dense_max=1024, **args).set_index("block").loc["stages.1.0"]
     assert skipped["method"] == "skipped" and "not square" in skipped["note"]
 

@@ -19,9 +19,11 @@ from .spectra import SINGULAR_METHOD_NAMES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Residual networks as nonlinear dynamical systems.")
-# wide enough for unit tables when piped to a file (rich assumes 80 columns off a terminal)
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
+# wide enough for unit tables when piped to a file (rich assumes 80 columns off a terminal);
+# messages never wrap (soft_wrap): a path or a name stays whole, whatever the terminal's width;
+# tables (soft_wrap=False) fit the terminal
+console = Console(width=None if sys.stdout.isatty() else 140, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name or checkpoint (see `resdyn models`)")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="local state dict (.pth/.safetensors)")]
@@ -47,9 +49,11 @@ def _user_errors() -> Iterator[None]:
     """Turn the library's input errors into one red line and exit status 2, not a traceback."""
     try:
         yield
+    except typer.Exit:
+        raise  # an exit status already decided (e.g. 130 after Ctrl-C)
     except (ValueError, KeyError, RuntimeError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {msg}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -73,7 +77,7 @@ def progress_bar(description: str, every: float = 10.0, eta: bool = True,
                 left = (f", ~{(now - start) / done * (total - done):.0f} s left"
                         if done and eta else "")
                 err.print(f"{description} {done}/{total} {label} — {now - start:.0f} s elapsed"
-                          f"{left}", highlight=False, soft_wrap=True)
+                          f"{left}", highlight=False)
 
         yield line
         return
@@ -105,6 +109,7 @@ def study_progress(description: str) -> Iterator[Callable]:
     with progress_bar(description, eta=False) as update:
         def show(p) -> None:
             nonlocal last
+            show.last = p  # type: ignore[attr-defined]  # what an interrupt reports as kept
             now = time.monotonic()
             if p.label in ("resuming", "starting"):
                 what = (f"resuming: {p.resumed} of {p.total} tasks already done, {p.left} to run"
@@ -166,7 +171,7 @@ def models() -> None:
     table = Table("spec", "what it is", title="resdyn model zoo")
     for name, desc in zoo_names():
         table.add_row(name, desc)
-    console.print(table)
+    console.print(table, soft_wrap=False)
 
 
 @app.command("units")
@@ -182,7 +187,8 @@ def units_cmd(model: ModelOpt, weights: WeightsOpt = None,
         m = _load(model, weights)
         shape = _input_shape(m, input_shape)
         us = units(m, shape, names.split(",") if names else None)
-    console.print(units_table(us, f"{model}: {len(us)} residual units, input {shape}"))
+    console.print(units_table(us, f"{model}: {len(us)} residual units, input {shape}"),
+                  soft_wrap=False)
 
 
 def units_table(us, title: str) -> Table:
@@ -286,18 +292,50 @@ def _run(ctx: typer.Context, study, config, model: str | None, weights: Path | N
             m, ds = None, load_data(data, split="test") if data is not None else None
         else:
             m, ds = _model_and_data(model, weights, data, any_input_size)
-        with study_progress(study.name) as show:
+        with study_progress(study.name) as show, _interrupted(lambda: _kept(show, out)):
             result = run_study(study, m, ds, config, out, model_name=model, executor=ex,
                                progress=show, fresh=fresh)
     write_options(result.out / "options.toml", ctx)
     console.print(f"{result.tasks_run} tasks run, {result.stats.resumed} resumed; tables, figures "
                   f"and summary in {result.out}/")
-    console.print(result.summary.read_text(), markup=False, highlight=False, soft_wrap=True)
-    if result.failed:
-        err.print(f"[bold red]{result.failed} of {result.stats.total} tasks failed[/] (see "
-                  f"{result.out}/errors.parquet); rerun the same command to retry them",
+    console.print(result.summary.read_text(), markup=False, highlight=False)
+    if result.strays:
+        err.print(f"[yellow]{len(result.strays)} file(s) in {result.out}/tasks belong to no task "
+                  "of this run and were left out of the tables[/] (listed in summary.md)",
                   highlight=False)
+    if result.failed:
+        _failed(result.failed, result.stats.total, result.errors, f"{result.out}/errors.parquet")
         raise typer.Exit(1)
+
+
+def _failed(failed: int, total: int, errors, where: str) -> None:
+    """Say how many tasks failed, and their error once when it is the same for every one."""
+    from .studies.runner import one_error
+
+    same = one_error(errors) if len(errors) else None
+    if same is not None:
+        err.print(f"[bold red]{failed} of {total} tasks failed[/], every one with {same}; fix "
+                  "its cause and run the command again", highlight=False)
+        return
+    err.print(f"[bold red]{failed} of {total} tasks failed[/] (see {where}); rerun the same "
+              "command to retry them", highlight=False)
+
+
+def _kept(show: Callable, out: Path) -> str:
+    p = getattr(show, "last", None)
+    return (f"{p.done} of {p.total} tasks are kept in {out}" if p is not None
+            else f"nothing was computed yet in {out}")
+
+
+@contextmanager
+def _interrupted(kept: Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C: say what is kept and that the same command resumes; exit status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {kept()}; the same command resumes from there",
+                  highlight=False)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -344,7 +382,7 @@ def check(model: ModelOpt, weights: WeightsOpt = None,
         if is_exact:
             cells[list(shown.columns).index("order_quadratic")] = "exact*"
         t.add_row(*cells, "[green]PASS[/]" if ok else "[bold red]FAIL[/]")
-    console.print(t)
+    console.print(t, soft_wrap=False)
     failed = int((~table["passed"]).sum())
     console.print(f"{len(table) - failed} PASS, {failed} FAIL. order_linear should be 1 and "
                   "order_quadratic 2 (≥ 1.4 accepted: crossing ReLU kinks makes the remainder "
@@ -476,7 +514,8 @@ def demo(ctx: typer.Context,
     from .studies.demo import run_demo
 
     start = time.monotonic()
-    with _user_errors(), ExitStack() as stack:
+    with _user_errors(), _interrupted(lambda: f"the finished tasks are kept in each part's "
+                                      f"folder under {out}"), ExitStack() as stack:
         def progress(part):
             return stack.enter_context(study_progress(f"{part.folder}"))
 
@@ -489,12 +528,15 @@ def demo(ctx: typer.Context,
         held = [c.held for c in r.claims.values()]
         table.add_row(run_title(r.out), r.out.name, str(r.tasks_run), str(r.stats.resumed),
                       str(held.count(True)), str(held.count(False)), str(held.count(None)))
-    console.print(table)
+    console.print(table, soft_wrap=False)
     console.print(f"report: {out / 'report.html'}")
     failed = sum(r.failed for r in results)
     if failed:
-        err.print(f"[bold red]{failed} tasks failed[/] (see each folder's errors.parquet); rerun "
-                  "the same command to retry them", highlight=False)
+        import pandas as pd
+
+        _failed(failed, sum(r.stats.total for r in results),
+                pd.concat([r.errors for r in results], ignore_index=True),
+                "each folder's errors.parquet")
         raise typer.Exit(1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import tomllib
 import typer
@@ -39,7 +39,7 @@ def load_options(ctx: typer.Context, param: typer.CallbackParam,
             valid = ", ".join(sorted({_key(p) for p in params.values()}))
             raise typer.BadParameter(f"{value}: unknown option {key!r}; this command takes "
                                      f"{valid}", ctx, param)
-        options[params[key].name] = _value(v, params[key])
+        options[params[key].name] = _checked(value, key, v, params[key], ctx, param)
     ctx.default_map = {**(ctx.default_map or {}), **options}
     return value
 
@@ -61,13 +61,78 @@ def _key(param: Any) -> str:
     return long[0][2:] if long else param.name
 
 
-def _value(v: Any, param: Any) -> Any:
-    """A TOML value as the option takes it: lists joined with commas for one-string options."""
-    if isinstance(v, list) and not param.multiple:
+def _kind(param: Any) -> type | None:
+    """The Python type an option's values take (int, float, bool, str, Path), or None if unknown:
+    from typer's annotation (typer >= 0.22 has no click types) or else from the click type."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if annotation is not None:
+        if get_origin(annotation) is list:
+            annotation = (get_args(annotation) or (str,))[0]
+        return annotation if annotation in (int, float, bool, str, Path) else None
+    name = getattr(getattr(param, "type", None), "name", "")
+    return {"integer": int, "integer range": int, "float": float, "float range": float,
+            "boolean": bool, "text": str, "path": Path}.get(name)
+
+
+_WHAT = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+         Path: "a path string"}
+
+
+def _checked(file: Path, key: str, v: Any, option: Any, ctx: typer.Context,
+             config: typer.CallbackParam) -> Any:
+    """A TOML value as the option takes it, if it is of the option's type: one value, a list of
+    them for a repeatable option, a list joined with commas for a comma-separated text option.
+    Else a BadParameter on ``--config`` naming the file, the key, what it takes and what came."""
+    kind = _kind(option)
+    flag = next((o for o in option.opts if o.startswith("--")), option.name)
+    listed = isinstance(v, list)
+    joined = listed and not option.multiple and kind in (str, None)
+    values = v if listed and (option.multiple or joined) else [v]
+    for x in values:
+        problem = _problem(x, kind, option)
+        if problem:
+            raise typer.BadParameter(f"{file}: key {key!r} {problem} (option {flag}); got "
+                                     f"{'{...}' if isinstance(x, Mapping) else _toml(x)}, "
+                                     f"{_kind_name(x)}", ctx, config)
+    if joined:
         return ",".join(str(x) for x in v)
-    if isinstance(v, Mapping):
-        raise typer.BadParameter(f"option {param.name!r}: a table is not an option value")
-    return v
+    return values if option.multiple else v
+
+
+def _problem(x: Any, kind: type | None, option: Any) -> str | None:
+    """What is wrong with ``x`` as a value of an option of type ``kind``, or None."""
+    if isinstance(x, list | Mapping):
+        return "must be a single value, not a list or table"
+    if kind is bool:
+        return None if isinstance(x, bool) else "must be true or false"
+    if isinstance(x, bool):
+        return f"must be {_WHAT.get(kind, 'a value')}, not a boolean" if kind else None
+    if kind in (int, float):
+        try:
+            number = kind(x) if isinstance(x, str) else x
+        except ValueError:
+            return f"must be {_WHAT[kind]}"
+        if not isinstance(number, int | float) or (kind is int and not isinstance(number, int)):
+            return f"must be {_WHAT[kind]}"
+        lo, hi = getattr(option, "min", None), getattr(option, "max", None)
+        if lo is not None and number < lo:
+            return f"must be at least {lo}"
+        if hi is not None and number > hi:
+            return f"must be at most {hi}"
+        return None
+    if kind is Path and not isinstance(x, str):
+        return f"must be {_WHAT[Path]}"
+    if kind is str and not isinstance(x, str | int | float):
+        return f"must be {_WHAT[str]}"
+    return None
+
+
+def _kind_name(x: Any) -> str:
+    for t, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"),
+                    (str, "a string"), (list, "a list"), (Mapping, "a table")):
+        if isinstance(x, t):
+            return name
+    return type(x).__name__
 
 
 def write_options(path: Path, ctx: typer.Context) -> Path:

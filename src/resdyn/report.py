@@ -132,8 +132,15 @@ def render(root: str | Path, study: Study | None = None) -> str:
 
 def write_report(root: str | Path, path: str | Path | None = None,
                  study: Study | None = None) -> Path:
-    """Write the page of :func:`render` to ``path`` (default ``root/report.html``)."""
+    """Write the page of :func:`render` to ``path`` (default ``root/report.html``).
+
+    Raises:
+        ValueError: ``path`` is an existing folder (checked before anything is written).
+    """
     path = Path(root) / "report.html" if path is None else Path(path)
+    if path.is_dir():
+        raise ValueError(f"the report's --out {path} is a folder; give the page's file name, "
+                         f"e.g. --out {path / 'report.html'}")
     from .runs.store import atomic_write
 
     page = render(root, study)

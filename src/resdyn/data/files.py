@@ -58,6 +58,11 @@ def _stat(path: Path, z, key: str, c: int) -> tuple[float, ...] | None:
     return tuple(float(a) for a in v)
 
 
+def _not_npz(path: Path, why: str) -> str:
+    return (f"{path}: not a valid .npz archive with arrays x and y ({why}). Fix: write it with "
+            f"numpy.savez(PATH, x=images, y=labels); layout: {NPZ_LAYOUT}")
+
+
 def load_npz(path: str | Path, split: str = "test") -> Dataset:
     """Images from a ``.npz`` written by ``numpy.savez``.
 
@@ -74,11 +79,17 @@ def load_npz(path: str | Path, split: str = "test") -> Dataset:
     """
     check_split(split)
     p = Path(path)
+    if p.is_file() and p.stat().st_size == 0:
+        raise DataError(_not_npz(p, "the file is empty"))
     try:
         z = np.load(p, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e}); expected "
-                        f"numpy.savez output with {NPZ_LAYOUT}") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the file ({e.strerror or e}); expected a .npz "
+                        f"archive with {NPZ_LAYOUT}") from None
+    except Exception:  # noqa: BLE001 - text, a corrupt zip, pickles: numpy's message misleads
+        raise DataError(_not_npz(p, "not a zip archive of .npy arrays, or a corrupt one")) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(_not_npz(p, "it holds a single .npy array"))
     with z:
         has_split = "x_train" in z.files
         xkey, ykey = (f"x_{split}", f"y_{split}") if has_split else ("x", "y")
@@ -92,6 +103,8 @@ def load_npz(path: str | Path, split: str = "test") -> Dataset:
         except ValueError as e:  # object arrays refuse to load without pickle
             raise DataError(f"{p}: cannot read the arrays ({e}); expected real numbers "
                             f"without pickled objects: {NPZ_LAYOUT}") from None
+        except Exception as e:  # noqa: BLE001 - a corrupt member of the zip archive
+            raise DataError(_not_npz(p, f"a corrupt archive: {type(e).__name__}")) from None
         _check_x(p, xkey, x)
         _check_x(p, stat_key, xs)
         _check_y(p, ykey, y, x.shape[0], xkey)

@@ -107,8 +107,8 @@ def check_compatible(model: nn.Module, data: Dataset, *, any_input_size: bool = 
     Raises:
         DataError: the data's shape differs from the trained one (the message names both and
             the way out), the forward pass failed (the message gives the data's input shape
-            and the model's expected shape when known), or the model has fewer outputs than the
-            data has classes.
+            and the model's expected shape when known), the data has labels the model cannot
+            predict (label >= its number of outputs), or fewer outputs than the data's classes.
 
     Example:
         >>> from resdyn import load_model
@@ -121,10 +121,21 @@ def check_compatible(model: nn.Module, data: Dataset, *, any_input_size: bool = 
     if card is not None:
         _check_trained_shape(card.trained_shape, data, who, any_input_size)
     out = _forward_one(model, data, who, card.input_shape if card is not None else None)
-    if out.ndim != 2 or out.shape[1] < data.classes:
-        raise DataError(f"{who} gives outputs of shape {tuple(out.shape[1:])} per image but data "
-                        f"{data.name!r} has {data.classes} classes; expected ({data.classes},). "
-                        f"Fix: build the model with num_classes={data.classes}")
+    if out.ndim != 2:
+        raise DataError(f"{who} gives outputs of shape {tuple(out.shape[1:])} per image; "
+                        f"expected one score per class, ({data.classes},) for data "
+                        f"{data.name!r}")
+    outputs = int(out.shape[1])
+    top = int(data.y.max()) if len(data.y) else -1
+    if top >= outputs:
+        raise DataError(f"data {data.name!r} has labels up to {top} but {who} has {outputs} "
+                        f"outputs, so it predicts classes 0 to {outputs - 1} only: labels "
+                        f"{outputs} to {top} are out of its range. Fix: give data labelled 0 "
+                        f"to {outputs - 1}, or a model with at least {top + 1} outputs")
+    if outputs < data.classes:
+        raise DataError(f"data {data.name!r} declares {data.classes} classes but {who} has "
+                        f"{outputs} outputs (classes 0 to {outputs - 1}). Fix: declare at most "
+                        f"{outputs} classes, or use a model with {data.classes} outputs")
 
 
 def _check_trained_shape(trained: tuple[int, ...] | None, data: Dataset, who: str,

@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -50,8 +49,9 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any failure of the header parser means a bad file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_reason(e)}); expected "
+                              "one written by `resdyn train` or save_checkpoint") from None
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
@@ -71,29 +71,56 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or ``.pth``/``.pt`` (tensors only, never pickled code)."""
+    """A state dict from ``.safetensors`` or ``.pth``/``.pt`` (tensors only, never pickled code).
+
+    Raises:
+        CheckpointError: no such file, or a file that is not a valid state dict of tensors
+            (corrupt, truncated, another format, or pickled Python objects); the message names
+            the file.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"weights file {p} is a folder; expected a state dict file "
+                              "(.pth/.pt or .safetensors)")
     if not p.is_file():
         raise CheckpointError(f"weights file {p} does not exist")
+    expected = ("Expected a state dict of tensors saved with torch.save(model.state_dict(), "
+                "FILE) or a .safetensors file")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p} is not a valid state dict: the file is empty. {expected}")
     try:
         if p.suffix == ".safetensors":
-            return load_file(str(p))
+            return _tensors_only(p, load_file(str(p)), expected)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's pickle-protocol notice says nothing useful here
             state = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{p}: torch's safe loader refused it: corrupt, or not a plain state "
-                              "dict of tensors (Python objects are never unpickled). Re-save it with "
-                              "torch.save(model.state_dict(), FILE) or as .safetensors") from None
-    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: cannot read weights ({first}). Expected a state dict saved "
-                              "with torch.save(model.state_dict()) or a .safetensors file") from None
+        raise CheckpointError(f"{p} is not a valid state dict: torch's safe loader refused it "
+                              "(corrupt, or Python objects besides tensors, which are never "
+                              "unpickled). Re-save it with torch.save(model.state_dict(), FILE) "
+                              "or as .safetensors") from None
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails anywhere in the unpickler
+        raise CheckpointError(f"{p} is not a valid state dict (corrupt, truncated or another "
+                              f"format; the loader said: {_reason(e)}). "
+                              f"{expected}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    return _tensors_only(p, state, expected)
+
+
+def _tensors_only(p: Path, state: object, expected: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{p}: holds a {type(state).__name__}, not a state dict of tensors")
+        raise CheckpointError(f"{p} is not a valid state dict: it holds a {type(state).__name__}, "
+                              f"not a dict of tensors. {expected}")
     return state
+
+
+def _reason(e: Exception) -> str:
+    """The first sentence of an exception's message, with its type when the message says little."""
+    first = str(e).strip().splitlines()[0].split(". ")[0].rstrip(".") if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if len(first) < 12 else first
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:

@@ -15,6 +15,8 @@ from .stable import StableNet
 SHIPPED = Path(__file__).parent / "shipped"
 DIGITS_DEPTHS = (20, 56, 110)
 TORCHVISION = ("resnet18", "resnet34", "resnet50")
+#: Suffixes of files holding weights only (a state dict), which go with --weights, not --model.
+STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 PYTORCHCV_EXAMPLES = ("resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10",
                       "preresnet56_cifar10", "preresnet110_cifar10")
 
@@ -144,6 +146,12 @@ def _build(spec: str, weights, in_channels, num_classes) -> tuple[nn.Module, Mod
         shape = (3, 224, 224)
         return (_torchvision(spec.split(":", 1)[1], weights),
                 ModelCard(spec, shape, trained_shape=shape))
+    if spec.lower().endswith(STATE_DICT_SUFFIXES):
+        raise UnknownModel(
+            f"--model {spec!r} is a state dict (weights without an architecture), not a model: "
+            f"pass it with --weights alongside an architecture --model, e.g. --model "
+            f"cifar-resnet20 --weights {spec} (Python: load_model('cifar-resnet20', "
+            f"weights={spec!r})); only a .safetensors written by `resdyn train` is a model")
     valid = ", ".join(n for n, _ in zoo_names())
     raise UnknownModel(f"unknown model {spec!r}; valid models: {valid}")
 

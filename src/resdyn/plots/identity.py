@@ -13,10 +13,16 @@ SECTION_COLOURS = ["#2e86c1", "#e67e22", "#27ae60", "#8e44ad", "#c0392b"]
 
 
 def blocks(per_block: pd.DataFrame, path: Path, title: str) -> Path:
+    """Figs. 2 and 5 saved to ``path`` (see :func:`blocks_figure`)."""
+    return save(blocks_figure(per_block, title), path)
+
+
+def blocks_figure(per_block: pd.DataFrame, title: str):
     """Figs. 2 and 5: absolute and scaled perturbation per block along each section.
 
     One network: the mean over images with its 10-90 % band. A sweep (a ``blocks`` column):
-    one line per depth L, coloured from shallow to deep.
+    one line per depth L, coloured from shallow to deep. Rows: absolute, scaled; columns: the
+    sections in ``section_index`` order. Returns the matplotlib Figure (not saved).
     """
     sections = list(dict.fromkeys(per_block.sort_values("section_index")["section"]))
     fig, axes = plt.subplots(2, len(sections), figsize=(3.6 * len(sections), 6), squeeze=False,
@@ -52,7 +58,7 @@ def blocks(per_block: pd.DataFrame, path: Path, title: str) -> Path:
     fig.legend(handles, labels, loc="upper right", fontsize=8, ncols=1)
     fig.suptitle(f"{title}: perturbation from identity per block")
     fig.tight_layout(rect=(0, 0, 0.86, 0.95))
-    return save(fig, path)
+    return fig
 
 
 def test_error(training: pd.DataFrame, path: Path, title: str) -> Path:

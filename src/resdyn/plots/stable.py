@@ -13,7 +13,17 @@ START_COLOURS = ["#2e86c1", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085
 
 
 def trajectories(traj: pd.DataFrame, eig: pd.DataFrame, path: Path, activation: str) -> Path:
-    """Fig. 1: one panel per (system, K): Euler (dashed, dots) and reference (solid) paths."""
+    """Fig. 1 saved to ``path`` (see :func:`trajectories_figure`)."""
+    return save(trajectories_figure(traj, eig, activation), path)
+
+
+def trajectories_figure(traj: pd.DataFrame, eig: pd.DataFrame, activation: str):
+    """Fig. 1: one panel per (system, K): Euler (dashed, dots) and reference (solid) paths.
+
+    Rows: the linear then the nonlinear system; columns: the K in table order. In each panel,
+    per start (in start order): the reference path, the Euler path, the start marker.
+    Returns the matplotlib Figure (not saved).
+    """
     names = list(dict.fromkeys(traj["K"]))
     systems = (("linear", "ẏ = K y"), ("nonlinear", f"ẏ = {activation}(K y + b)"))
     fig, axes = plt.subplots(2, len(names), figsize=(3.8 * len(names), 7.4), squeeze=False)
@@ -42,20 +52,31 @@ def trajectories(traj: pd.DataFrame, eig: pd.DataFrame, path: Path, activation: 
     fig.legend(handles=handles, loc="upper right", fontsize=8)
     fig.suptitle("Trajectories from nearby starts (paper 004, Fig. 1)")
     fig.tight_layout(rect=(0, 0, 0.9, 0.96))
-    return save(fig, path)
+    return fig
 
 
 FAMILY_COLOURS = {"euler": "#c0392b", "antisymmetric": "#2e86c1", "hamiltonian": "#27ae60"}
+#: (column of the comparison table, panel title, reference line) per panel of the figure
+COMPARISON_PANELS = (("test_accuracy", "test accuracy", 0.0),
+                     ("branch_max_re", "median max Re λ of the residual branch", 0.0),
+                     ("growth_fgsm", "FGSM growth, first input → last output", 1.0),
+                     ("growth_random_fgsm", "random (same ℓ2) growth", 1.0))
 
 
 def comparison(table: pd.DataFrame, path: Path) -> Path:
-    """Bars per data set and network: accuracy, max Re λ of the branch, perturbation growth."""
+    """The comparison figure saved to ``path`` (see :func:`comparison_figure`)."""
+    return save(comparison_figure(table), path)
+
+
+def comparison_figure(table: pd.DataFrame):
+    """Bars per data set and network: accuracy, max Re λ of the branch, perturbation growth.
+
+    One panel per column of :data:`COMPARISON_PANELS`; in each, one bar container per network
+    (in table order), one bar per data set. Returns the matplotlib Figure (not saved).
+    """
     datasets = list(dict.fromkeys(table["data"]))
     families = list(dict.fromkeys(table["family"]))
-    panels = (("test_accuracy", "test accuracy", 0.0),
-              ("branch_max_re", "median max Re λ of the residual branch", 0.0),
-              ("growth_fgsm", "FGSM growth, first input → last output", 1.0),
-              ("growth_random_fgsm", "random (same ℓ2) growth", 1.0))
+    panels = COMPARISON_PANELS
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
     x = np.arange(len(datasets))
     width = 0.8 / max(1, len(families))
@@ -77,7 +98,7 @@ def comparison(table: pd.DataFrame, path: Path) -> Path:
     fig.suptitle("Standard (Euler), antisymmetric and Hamiltonian networks of matched depth, "
                  "width and budget")
     fig.tight_layout(rect=(0, 0, 0.92, 0.95))
-    return save(fig, path)
+    return fig
 
 
 def boundaries(table: pd.DataFrame, path: Path, order=()) -> Path:

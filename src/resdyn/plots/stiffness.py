@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,17 @@ PANELS = (("share_negative", "share of Re λ < 0", "linear"),
           ("stiffness_signed", "signed SI = max Re λ / min Re λ", "symlog"),
           ("stiffness_ratio", "max |Re λ| / min |Re λ|", "log"),
           ("spectral_radius", "spectral radius", "linear"))
+
+
+def nan_reasons(reasons, metric: str) -> set[str]:
+    """The distinct reasons given for ``metric`` in ``nan_reason`` entries ("metric: why; ...")."""
+    out = set()
+    for text in reasons:
+        for part in str(text or "").split("; "):
+            name, _, why = part.partition(": ")
+            if name == metric and why:
+                out.add(why)
+    return out
 
 
 def _square(table: pd.DataFrame) -> pd.DataFrame:
@@ -57,11 +69,10 @@ def metrics_along_depth(table: pd.DataFrame, path: Path, model: str) -> Path:
         g = sq.groupby("index")[metric]
         med, lo, hi = g.median(), g.quantile(0.1), g.quantile(0.9)
         if med.isna().all():
-            reasons = {r.split(":")[0] for r in sq["nan_reason"] if r}
-            ax.text(0.5, 0.5, f"undefined for every block\n({'; '.join(sorted(reasons))[:90]})"
-                    if metric != "stiffness_signed" else "undefined for every block:\n"
-                    "no eigenvalue has Re λ < 0 (min Re λ = 0)", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=9, color="#555")
+            reasons = sorted(nan_reasons(sq["nan_reason"], metric))
+            ax.text(0.5, 0.5, "undefined for every block:\n" + "\n".join(
+                        textwrap.shorten(r, 70) for r in reasons[:3]), ha="center",
+                    va="center", transform=ax.transAxes, fontsize=8, color="#555")
             ax.set_title(label, fontsize=10)
             ax.set_yticks([])
             continue

@@ -3,10 +3,15 @@
 Timings (``seconds``, ``solve_seconds``) and the free-text ``reason``/``message`` columns (which
 carry timings and the memory budget of the moment) differ between two runs of one
 configuration; every other column must be equal exactly (floats bit for bit, NaN equal to NaN).
+
+Bit for bit holds on one machine (resume, executors, thread count fixed). Across machines BLAS
+kernels differ in the last bits, so there columns are compared within ``tolerances`` that follow
+each column's precision (float32 forward passes, a Gram matrix's √ε resolution).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +21,16 @@ import pandas as pd
 RUN_DEPENDENT = ("seconds", "solve_seconds", "reason", "message")
 
 
-def table_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
-    """What differs between two tables (empty: the same), run-dependent columns left out."""
+def table_differences(a: pd.DataFrame, b: pd.DataFrame,
+                      tolerances: Mapping[str, float] | None = None) -> list[str]:
+    """What differs between two tables (empty: the same), run-dependent columns left out.
+
+    Args:
+        tolerances: column -> t: numbers there may differ by t·s, where s is the largest
+            magnitude in that cell's list (e.g. σ_max of a row's singular values) or, for a
+            column of numbers, in the column. Other columns must be equal bit for bit.
+    """
+    tolerances = tolerances or {}
     a = a.drop(columns=[c for c in RUN_DEPENDENT if c in a]).reset_index(drop=True)
     b = b.drop(columns=[c for c in RUN_DEPENDENT if c in b]).reset_index(drop=True)
     if list(a.columns) != list(b.columns):
@@ -26,18 +39,31 @@ def table_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
         return [f"{len(a)} rows != {len(b)} rows"]
     found = []
     for col in a.columns:
-        if not _same_column(a[col], b[col]):
-            found.append(f"column {col!r} differs")
+        if not _same_column(a[col], b[col], tolerances.get(col, 0.0)):
+            found.append(f"column {col!r} differs" + (f" by more than {tolerances[col]:g} of its "
+                                                       "scale" if col in tolerances else ""))
     return found
 
 
-def _same_column(x: pd.Series, y: pd.Series) -> bool:
+def _same_column(x: pd.Series, y: pd.Series, tol: float = 0.0) -> bool:
     if x.dtype == object and len(x) and isinstance(x.iloc[0], np.ndarray | list):
-        return all(np.array_equal(np.asarray(u), np.asarray(v), equal_nan=True)
-                   for u, v in zip(x, y, strict=True))
+        return all(_close(np.asarray(u), np.asarray(v), tol) for u, v in zip(x, y, strict=True))
     if x.dtype.kind in "fc":
-        return bool(np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True))
+        return _close(x.to_numpy(), y.to_numpy(), tol)
     return x.tolist() == y.tolist()
+
+
+def _close(u: np.ndarray, v: np.ndarray, tol: float) -> bool:
+    """Equal (NaN to NaN) within tol times the largest finite magnitude in either."""
+    if u.shape != v.shape:
+        return False
+    if tol == 0.0 or u.dtype.kind not in "fc" or not u.size:
+        return bool(np.array_equal(u, v, equal_nan=True))
+    both = np.isfinite(u) & np.isfinite(v)
+    if not np.array_equal(u[~both], v[~both], equal_nan=True):
+        return False
+    scale = max(np.abs(u[both]).max(initial=0.0), np.abs(v[both]).max(initial=0.0))
+    return bool(np.all(np.abs(u[both] - v[both]) <= tol * scale))
 
 
 def folder_differences(a: str | Path, b: str | Path) -> dict[str, list[str]]:

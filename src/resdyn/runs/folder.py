@@ -2,24 +2,44 @@
 
 The identity is written to ``run.json`` when the folder is first used. The same identity resumes;
 another one is refused with the fields that differ, unless the caller asks for a fresh start,
-which empties the folder (only a folder resdyn wrote: one with ``run.json``).
+which removes what resdyn wrote there (and refuses, naming them, when other files are there).
+
+One writer at a time: :func:`open_run` holds an OS lock on ``run.lock`` for the whole run. The
+lock dies with its process (a SIGKILL leaves no stale lock); a second writer is refused at once
+with the process that holds the folder.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .identity import differences
-from .store import atomic_write
+from .identity import Difference, differences
+from .store import atomic_write, writing
 
 IDENTITY_FILE = "run.json"
+LOCK_FILE = "run.lock"
+#: What every run folder may hold besides its study's tables and figures.
+RESDYN_FILES = frozenset({IDENTITY_FILE, LOCK_FILE, "config.json", "summary.md", "claims.json",
+                          "report.html", "options.toml", "errors.parquet", "tasks",
+                          "checkpoints", "model.pth", "model.pt"})
+
+#: fn(identity found in a folder) -> the further names resdyn writes into such a folder.
+Owned = Callable[[dict[str, Any]], Iterable[str]]
 
 
 class RunFolderError(ValueError):
-    """An output folder that cannot hold this run (a file, another run, foreign files)."""
+    """An output folder that cannot hold this run (a file, another run, foreign files, in use)."""
 
 
 def check_out(out: str | Path) -> Path:
@@ -36,50 +56,208 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
-def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False) -> bool:
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold ``out``'s write lock (creating the folder) while the block runs.
+
+    A folder this call created and that holds nothing but the lock when the block ends (the
+    run was refused or could not start) is removed again.
+
+    Raises:
+        RunFolderError: another process holds the lock (the message names it).
+    """
+    out = check_out(out)
+    created = not out.exists()
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    while True:
+        with writing(path):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunFolderError(f"{out} is in use by another resdyn run ({_holder(path)}): wait "
+                                 "for it to finish, or choose another --out") from None
+        if _same_file(fd, path):
+            break  # else the holder removed the file between our open and lock: take the new one
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+                                 if sys.argv and sys.argv[0] else "python"}).encode())
+        yield
+    finally:
+        if created and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+            path.unlink(missing_ok=True)
+            out.rmdir()
+        os.close(fd)  # releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), path.stat()
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _holder(path: Path) -> str:
+    try:
+        h = json.loads(path.read_text())
+        return f"process {h['pid']} on {h['host']} since {h['since']}: {h['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that is starting"
+
+
+def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
+          owned: Owned | None = None, upgrade_safe: Iterable[str] = ()) -> bool:
     """Make ``out`` the folder of ``identity``; returns True when it resumes an earlier run.
+
+    The caller holds the folder's lock (:func:`locked`). A folder of another identity that
+    holds no finished task (every task failed, or none ran) is taken over: nothing is lost.
+
+    Args:
+        owned: what resdyn writes into a folder of a given identity beyond
+            :data:`RESDYN_FILES` (its tables and figures), for ``fresh``.
+        upgrade_safe: identity fields (``config.precision``) that an older ``run.json`` may
+            lack: their default reproduces what the older version computed.
 
     Raises:
         RunFolderError: the folder holds another identity (the message names the fields that
-            differ and the two ways on), or files resdyn did not write.
+            differ and the two ways on), an unreadable identity, or files resdyn did not write.
     """
     out = check_out(out)
     path = out / IDENTITY_FILE
     if fresh and (path.is_file() or _older_run(out)):
-        _empty(out)
+        clear(out, owned)
     if path.is_file():
-        old = json.loads(path.read_text())
-        diff = differences(old, identity)
-        if diff:
-            raise RunFolderError(
-                f"{out} holds results of another configuration ({'; '.join(diff)}). "
-                "Use --fresh to discard them and start over (Python: fresh=True), or choose "
-                "another --out")
-        return True
+        old = read_identity(out)
+        diff = [d for d in differences(old, identity)
+                if not (d.old == "<absent>" and d.path in upgrade_safe)]
+        if diff and not _has_results(out):
+            clear(out, owned)
+        elif diff:
+            raise RunFolderError(_refusal(out, diff))
+        else:
+            if old != identity:  # written by an older version: record the whole identity now
+                _write_identity(path, identity)
+            return True
     if _older_run(out):
         raise RunFolderError(f"{out} holds a run of an earlier resdyn version that recorded no "
                              f"identity ({IDENTITY_FILE}): use --fresh to discard it, or choose "
                              "another --out")
-    if out.is_dir() and any(out.iterdir()):
+    others = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE) if out.is_dir() else []
+    if others:
         raise RunFolderError(f"{out} is not empty and holds no resdyn run ({IDENTITY_FILE} is "
-                             "missing): choose an empty or new --out")
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(identity, indent=2)))
+                             f"missing; it holds {_names(others)}): choose an empty or new --out")
+    _write_identity(path, identity)
     return False
 
 
-def release(out: Path) -> None:
-    """Empty a run folder this process just claimed (its run could not start)."""
+def _refusal(out: Path, diff: list[Difference]) -> str:
+    absent = [d for d in diff if d.old == "<absent>" and d.path.startswith("config.")]
+    older = (f" The folder was written by an older resdyn version that did not record "
+             f"{', '.join(d.path for d in absent)}; the new default computes something else."
+             if absent else "")
+    return (f"{out} holds results of another configuration ({'; '.join(map(str, diff))}).{older} "
+            "Use --fresh to discard them and start over (Python: fresh=True), or choose "
+            "another --out")
+
+
+def read_identity(out: Path) -> dict[str, Any]:
+    """The identity ``out/run.json`` records.
+
+    Raises:
+        RunFolderError: the file is unreadable or not an identity (names it and the way on).
+    """
+    path = out / IDENTITY_FILE
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path} is unreadable ({e}), so its results cannot be matched to "
+                             "this run: use --fresh to discard them, or choose another --out"
+                             ) from None
+    if not isinstance(value, dict):
+        raise RunFolderError(f"{path} holds no run identity: use --fresh to discard the folder's "
+                             "results, or choose another --out")
+    return value
+
+
+def _write_identity(path: Path, identity: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(identity, indent=2)))
+
+
+def release(out: Path, owned: Owned | None = None) -> None:
+    """Remove the claim this process just made on ``out`` (its run could not start)."""
     if (out / IDENTITY_FILE).is_file():
-        _empty(out)
+        clear(out, owned)
+
+
+def _has_results(out: Path) -> bool:
+    """Whether ``out`` (or a run folder nested in it, a demo's part) holds a finished task."""
+    if any((out / "tasks").glob("*/*.parquet")) or any((out / "checkpoints").glob("*")):
+        return True
+    return any(_has_results(p) for p in out.iterdir() if (p / IDENTITY_FILE).is_file())
 
 
 def _older_run(out: Path) -> bool:
     return (out / "config.json").is_file() and (out / "tasks").is_dir()
 
 
-def _empty(out: Path) -> None:
+def foreign(out: Path, owned: Owned | None = None) -> list[Path]:
+    """Files in the run folder ``out`` that resdyn did not write (nested run folders too)."""
+    names = set(RESDYN_FILES)
+    if (out / IDENTITY_FILE).is_file() and owned is not None:
+        try:
+            names |= set(owned(read_identity(out)))
+        except RunFolderError:
+            pass
+    found = []
+    for p in sorted(out.iterdir()):
+        if p.name.startswith(".") and p.name.endswith(".tmp"):
+            continue  # a write a killed run left half done
+        if p.name not in names:
+            found.append(p)
+        elif p.is_dir() and (p / IDENTITY_FILE).is_file():
+            found += foreign(p, owned)
+    return found
+
+
+def clear(out: Path, owned: Owned | None = None) -> None:
+    """Remove what resdyn wrote in ``out`` (never the lock the caller holds).
+
+    Raises:
+        RunFolderError: other files are there (named); nothing is removed then.
+    """
+    others = foreign(out, owned)
+    if others:
+        raise RunFolderError(f"--fresh removes only what resdyn wrote, and {out} also holds "
+                             f"{_names([str(p.relative_to(out)) for p in others])}: move them "
+                             "out first, or choose another --out")
+    _remove(out)
+
+
+def _remove(out: Path) -> None:
     for child in out.iterdir():
+        if child.name == LOCK_FILE:
+            continue
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
+            if (child / IDENTITY_FILE).is_file():  # a nested run (a demo's part)
+                _remove(child)
+                (child / LOCK_FILE).unlink(missing_ok=True)
+                child.rmdir()
+            else:
+                shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")

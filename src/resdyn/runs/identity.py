@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,8 +63,21 @@ def run_identity(study: str, config: Any, model_name: str, model_hash: str | Non
                      if data is not None else None)}
 
 
-def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """The fields where two identities differ, as 'path: old -> new' lines."""
+@dataclass(frozen=True)
+class Difference:
+    """One field where two identities differ (``"<absent>"`` where one lacks it)."""
+
+    path: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        show = [v[:12] if isinstance(v, str) and len(v) == 64 else v for v in (self.old, self.new)]
+        return f"{self.path}: {show[0]!r} -> {show[1]!r}"
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[Difference]:
+    """The fields where two identities differ (``str()`` of each: 'path: old -> new')."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in list(old) + [k for k in new if k not in old]:
@@ -72,5 +86,4 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         return out
     if old == new:
         return []
-    show = [v[:12] if isinstance(v, str) and len(v) == 64 else v for v in (old, new)]
-    return [f"{prefix}: {show[0]!r} -> {show[1]!r}"]
+    return [Difference(prefix, old, new)]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -52,31 +53,74 @@ class TaskStore:
                            "traceback": traceback})
         atomic_write(self._path(analysis, key, ".error.json"), lambda tmp: tmp.write_text(text))
 
-    def load(self, analysis: str) -> pd.DataFrame:
-        """All finished rows of one analysis, in task-key order (empty frame if none)."""
-        files = sorted((self.root / analysis).glob("*.parquet"))
+    def load(self, analysis: str, keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """The finished rows of one analysis, in task-key order (empty frame if none).
+
+        Args:
+            keys: only these tasks' rows (a run's plan); None: every stored task's.
+        """
+        if keys is None:
+            files = sorted((self.root / analysis).glob("*.parquet"))
+        else:
+            files = [p for p in sorted(self._path(analysis, k) for k in set(keys)) if p.is_file()]
         frames = [pd.read_parquet(f) for f in files]
         frames = [f for f in frames if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    def errors(self) -> pd.DataFrame:
-        """The recorded errors of tasks that have not since succeeded, one row per task."""
-        rows = [json.loads(p.read_text()) for p in sorted(self.root.glob("*/*.error.json"))]
+    def errors(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The recorded errors of tasks that have not since succeeded, one row per task.
+
+        Args:
+            ids: only these tasks' errors (``"analysis/key"``); None: every recorded one.
+        """
+        paths = sorted(self.root.glob("*/*.error.json"))
+        if ids is not None:
+            wanted = set(ids)
+            paths = [p for p in paths if _task_id(p) in wanted]
+        rows = [json.loads(p.read_text()) for p in paths]
         return pd.DataFrame(rows, columns=ERROR_COLUMNS)
+
+    def strays(self, ids: Iterable[str]) -> list[str]:
+        """Files under the store that belong to none of the tasks ``ids`` (``"analysis/key"``):
+        copied in from elsewhere, or left by a plan of another version. Never read."""
+        wanted = set(ids)
+        return [str(p.relative_to(self.root)) for p in sorted(self.root.glob("*/*"))
+                if not p.name.startswith(".") and _task_id(p) not in wanted]
+
+
+def _task_id(path: Path) -> str:
+    """"analysis/key" of a stored task's file (``key.parquet`` or ``key.error.json``)."""
+    name = path.name.removesuffix(".parquet").removesuffix(".error.json")
+    return f"{path.parent.name}/{name}"
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OS error while writing ``path`` into one that names it and the way on (a
+    read-only folder or a full disk otherwise names a temporary file and no fix)."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+            raise
+        reason = e.strerror or type(e).__name__
+        raise OSError(f"cannot write {path}: {reason}; check that the folder is "
+                      "writable and its disk has space, or choose another --out") from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``:
     readers see the old file or the whole new one, never half of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_parquet(rows: pd.DataFrame, path: str | Path) -> None:

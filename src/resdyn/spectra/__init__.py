@@ -10,6 +10,7 @@ from .api import (
     PRECISIONS,
     SINGULAR_METHOD_NAMES,
     SINGULAR_METHODS,
+    check_singular_request,
     choose_eigen,
     choose_singular,
     eigenvalues,
@@ -19,5 +20,6 @@ from .api import (
 from .results import Density, Eigenvalues, SingularValues
 
 __all__ = ["EIGEN_METHODS", "EIGEN_METHOD_NAMES", "PRECISIONS", "SINGULAR_METHODS", "SINGULAR_METHOD_NAMES",
-           "Density", "Eigenvalues", "SingularValues", "choose_eigen", "choose_singular",
+           "Density", "Eigenvalues", "SingularValues", "check_singular_request",
+           "choose_eigen", "choose_singular",
            "eigenvalues", "precision_dtype", "singular_values"]

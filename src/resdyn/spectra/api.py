@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -200,14 +200,31 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
     """
     op = _as_operator(op)
     check_which(which, SINGULAR_WHICH)
-    if k is not None and not 1 <= k <= min(op.shape):
-        raise ValueError(f"k must be in [1, {min(op.shape)}] for a {op.shape} operator; got {k}")
-    if method != "auto":
-        _pick(method, SINGULAR_METHODS, "singular value")
+    check_singular_request(method, k, [op.shape])
     if is_exactly_zero(op):
         return dataclasses.replace(zero_singular_values(op, k), precision=precision_name(op.dtype))
     return _solve(op, k, method, which, seed, options, choose_singular, SINGULAR_METHODS,
                   "singular value")
+
+
+def check_singular_request(method: str, k: int | None,
+                           shapes: Iterable[tuple[int, int]] = ()) -> None:
+    """Raise before any work if :func:`singular_values` would refuse ``method`` and ``k`` on
+    an operator of one of ``shapes`` (m, n): a study checks its options against every block
+    it will analyse before it claims a run folder.
+
+    Raises:
+        ValueError: unknown method (lists the valid ones), or k outside [1, min(m, n)].
+    """
+    if method != "auto":
+        _pick(method, SINGULAR_METHODS, "singular value")
+    if k is None:
+        return
+    narrowest = min((min(s) for s in shapes), default=None)
+    if k < 1 or (narrowest is not None and k > narrowest):
+        raise ValueError(f"k must be in [1, {narrowest}] (top-k values: the narrowest block "
+                         f"analysed is {narrowest} wide); got {k}"
+                         if narrowest is not None else f"k must be at least 1; got {k}")
 
 
 def choose_eigen(op: LinearOperator, k: int | None, which: str = "LM") -> tuple[str, str]:

@@ -9,6 +9,8 @@ its claims (name -> a function of the tables returning a :class:`Claim`) and opt
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,3 +113,31 @@ class Study:
     claims: Mapping[str, Callable[[Tables, Context], Claim]] = field(default_factory=dict)
     resolve: Callable[[Any, nn.Module, Dataset], Any] | None = None
     notes: Callable[[Tables, Context], str] | None = None
+
+
+#: ``field(metadata=UPGRADE_SAFE)`` on a config field added in a later version whose default
+#: computes what the versions before it did: their run folders (whose ``run.json`` lacks the
+#: field) resume instead of being refused.
+UPGRADE_SAFE = {"upgrade_safe": True}
+
+
+def upgrade_safe(config: Any) -> set[str]:
+    """Identity paths (``config.<field>``) an older run folder may lack: the UPGRADE_SAFE fields
+    left at their default."""
+    return {f"config.{f.name}" for f in dataclasses.fields(config)
+            if f.metadata.get("upgrade_safe") and getattr(config, f.name) == f.default}
+
+
+def check_numbers(config: Any) -> None:
+    """Every float of a config (also inside tuples) is finite.
+
+    Raises:
+        ValueError: names the field and the value (NaN or infinite would let every task fail,
+            or give meaningless results, after the run folder is claimed).
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple | list) else (value,)
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{f.name} must be a finite number; got {value!r}")

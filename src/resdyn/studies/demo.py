@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import Executor, Progress
-from ..runs.folder import check_out, claim
+from ..runs.folder import check_out, claim, locked
 from .base import Study
 from .identity import IDENTITY, IdentityConfig
 from .identity_sweep import SWEEP, SweepConfig
-from .runner import StudyResult, run_study
+from .runner import StudyResult, owned_names, run_study
 from .stability import STABILITY, StabilityConfig
 from .stable_compare import COMPARE, CompareConfig
 from .stable_ode import ODE, OdeConfig
@@ -86,15 +86,16 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     from ..report import write_report
 
     out = check_out(out)
-    claim(out, {"demo": {"quick": quick}}, fresh=fresh)
-    results = []
-    for part in parts(quick):
-        model = load_model(part.model) if part.model else None
-        data = load_data(part.data, split="test") if part.data else None
-        if model is not None and data is not None:
-            check_compatible(model, data)
-        results.append(run_study(part.study, model, data, part.config, out / part.folder,
-                                 model_name=part.model, executor=executor,
-                                 progress=progress(part) if progress else None))
-    write_report(out)
+    with locked(out):
+        claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=owned_names)
+        results = []
+        for part in parts(quick):
+            model = load_model(part.model) if part.model else None
+            data = load_data(part.data, split="test") if part.data else None
+            if model is not None and data is not None:
+                check_compatible(model, data)
+            results.append(run_study(part.study, model, data, part.config, out / part.folder,
+                                     model_name=part.model, executor=executor,
+                                     progress=progress(part) if progress else None))
+        write_report(out)
     return results

@@ -1,7 +1,9 @@
 """One runner for every study: run folder, resume, executor, tables, figures, claims, summary, report.
 
 A run folder holds one identity (study, resolved config, model hash, data hash): the same call
-resumes, another configuration is refused (see :mod:`resdyn.runs.folder`). Every finished task is
+resumes, another configuration is refused, and one process at a time writes it (see
+:mod:`resdyn.runs.folder`). Options are checked before the folder is claimed; tables are built
+from the planned tasks' files only. Every finished task is
 stored at once, so an interrupted run loses only the tasks in flight; a task that raises is
 recorded in the ``errors`` table and retried by the next run, and the claims are not judged
 while any task is missing.
@@ -22,11 +24,11 @@ from torch import nn
 
 from ..data import Dataset
 from ..runs import Executor, Progress, RunStats, TaskStore, run_tasks, write_parquet
-from ..runs.folder import check_out, claim, release
+from ..runs.folder import check_out, claim, locked, release
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
-from ..runs.store import atomic_write
-from .base import Claim, Context, Study
+from ..runs.store import atomic_write, writing
+from .base import Claim, Context, Plan, Study, check_numbers, upgrade_safe
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class StudyResult:
     report: Path
     stats: RunStats
     errors: pd.DataFrame = field(repr=False)
+    strays: list[str] = field(default_factory=list)
 
     @property
     def tasks_run(self) -> int:
@@ -75,13 +78,17 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         model_name: label in tables and figures (default: the zoo spec or class name).
         executor: "serial", "dask", or an :class:`resdyn.runs.Executor`.
         progress: called with a :class:`resdyn.runs.RunProgress` after every task.
-        fresh: discard what ``out`` holds and start over.
+        fresh: discard what resdyn wrote in ``out`` and start over (refused while ``out``
+            holds files of anyone else).
 
     Returns:
-        :class:`StudyResult`.
+        :class:`StudyResult` (``strays``: files in ``out/tasks`` of no planned task, left out).
 
     Raises:
-        RunFolderError: ``out`` is a file, or holds another configuration (names the fields).
+        RunFolderError: ``out`` is a file, holds another configuration (names the fields), or
+            is in use by another process (names it).
+        ValueError: an option the model or data cannot take (checked before ``out`` is
+            claimed), or a non-finite number in ``config``.
         TypeError: a config of another study.
     """
     out = check_out(out)
@@ -89,31 +96,46 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     if not isinstance(config, study.config):
         raise TypeError(f"the {study.name} study takes a {study.config.__name__}; got "
                         f"{type(config).__name__}")
+    check_numbers(config)
     if study.resolve is not None:
         config = study.resolve(config, model, data)
     name = model_name or (model_label(model) if model is not None else "")
     model_hash = model_digest(model) if model is not None else None
     identity = run_identity(study.name, config, name, model_hash, data,
                             data_digest(data) if data is not None else None)
-    resumed = claim(out, identity, fresh=fresh)
+    with locked(out):
+        return _run(study, model, data, config, out, name, model_hash, identity, executor,
+                    progress, fresh)
+
+
+def _run(study: Study, model: nn.Module | None, data: Dataset | None, config: Any, out: Path,
+         name: str, model_hash: str | None, identity: dict, executor: Executor | str,
+         progress: Progress | None, fresh: bool) -> StudyResult:
+    """run_study's work, while this process holds ``out``'s lock."""
+    def owned(found: dict[str, Any]) -> list[str]:
+        return owned_names(found, study)
+
+    resumed = claim(out, identity, fresh=fresh, owned=owned, upgrade_safe=upgrade_safe(config))
     try:
         ref = save_model(model, model_hash, out) if model is not None else None
         ctx = Context(model, ref, name, data, config, out)
         plan = study.plan(ctx)
     except BaseException:
         if not resumed:  # a run that could not even start leaves no claim on the folder
-            release(out)
+            release(out, owned)
         raise
     ctx = replace(ctx, meta=plan.meta)
     keys = [(t.analysis, t.key) for t in plan.tasks]
     if len(set(keys)) != len(keys):
         raise AssertionError(f"the {study.name} study planned duplicate task keys")
+    ids = [t.id for t in plan.tasks]
     start = time.perf_counter()
     store = TaskStore(out / "tasks")
     stats = run_tasks(plan.tasks, store, executor, progress)
-    errors = store.errors()
+    errors = store.errors(ids)
+    strays = store.strays(ids)
     complete = len(errors) == 0
-    tables = _tables(study, store, ctx, derived=complete)
+    tables = _tables(study, store, plan, ctx, derived=complete)
     for table_name, table in tables.items():
         write_parquet(table, out / f"{table_name}.parquet")
     if len(errors):
@@ -125,12 +147,13 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     if complete:
         for fig_name, fig in study.figures.items():
             figures[fig_name] = out / f"{fig_name}.png"
-            fig.draw(tables, ctx, figures[fig_name])
+            with writing(figures[fig_name]):
+                fig.draw(tables, ctx, figures[fig_name])
         claims = {text: fn(tables, ctx) for text, fn in study.claims.items()}
     seconds = time.perf_counter() - start
     summary = out / "summary.md"
     atomic_write(summary, lambda tmp: tmp.write_text(
-        _summary(study, ctx, tables, claims, stats, errors, seconds), encoding="utf-8"))
+        _summary(study, ctx, tables, claims, stats, errors, strays, seconds), encoding="utf-8"))
     _write_json(out / "claims.json", {"claims": [
         {"claim": text, "held": c.held, "verdict": c.verdict, "evidence": c.evidence}
         for text, c in claims.items()]})
@@ -138,19 +161,40 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     from ..report import write_report
 
     report = write_report(out, study=study)
-    return StudyResult(out, tables, figures, claims, summary, report, stats, errors)
+    return StudyResult(out, tables, figures, claims, summary, report, stats, errors, strays)
 
 
-def _tables(study: Study, store: TaskStore, ctx: Context, derived: bool,
+def owned_names(identity: dict[str, Any], running: Study | None = None) -> list[str]:
+    """What resdyn writes into a run folder of ``identity`` beyond the files of every run: the
+    study's tables and figures (a demo folder: its parts' folders).
+
+    The study is ``running`` (the one about to run) when the names match, else resdyn's own of
+    that name; a folder of another user-defined study owns only the files of every run.
+    """
+    from . import STUDIES
+    from .demo import parts
+
+    if "demo" in identity:
+        return [p.folder for p in parts(bool(identity["demo"].get("quick")))]
+    name = identity.get("study", "")
+    study = running if running is not None and running.name == name else STUDIES.get(name)
+    if study is None:
+        return []
+    return [f"{t}.parquet" for t in study.tables] + [f"{f}.png" for f in study.figures]
+
+
+def _tables(study: Study, store: TaskStore, plan: Plan, ctx: Context, derived: bool,
             ) -> dict[str, pd.DataFrame]:
-    """The study's tables; the derived ones only when every task finished (``derived``)."""
+    """The study's tables from the planned tasks' rows (nothing else in the store); the derived
+    ones only when every task finished (``derived``)."""
     tables: dict[str, pd.DataFrame] = {}
     for table_name, spec in study.tables.items():
         if spec.derive is not None:
             if derived:
                 tables[table_name] = spec.derive(tables, ctx)
             continue
-        rows = store.load(spec.analysis or table_name)
+        analysis = spec.analysis or table_name
+        rows = store.load(analysis, [t.key for t in plan.tasks if t.analysis == analysis])
         tables[table_name] = spec.order(rows, ctx) if spec.order and len(rows) else rows
     return tables
 
@@ -162,15 +206,24 @@ def heading(study: Study, ctx: Context) -> str:
 
 
 def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats: RunStats,
-             errors: pd.DataFrame, seconds: float) -> str:
+             errors: pd.DataFrame, strays: list[str], seconds: float) -> str:
     lines = [f"# {heading(study, ctx)}", "",
              f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
              + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."), ""]
+    if strays:
+        lines += [f"{len(strays)} file(s) in tasks/ belong to no task of this run and were left "
+                  f"out of every table: {', '.join(strays[:10])}"
+                  + (" ..." if len(strays) > 10 else ""), ""]
     if len(errors):
         lines += [f"**{len(errors)} of {stats.total} tasks failed**, so the claims are not judged, "
-                  "no figure is drawn and only the tasks' own tables are written; the same "
-                  "command retries them. Errors (all in "
-                  "`errors.parquet`):", "", "| task | error |", "|---|---|"]
+                  "no figure is drawn and only the tasks' own tables are written. "]
+        same = one_error(errors)
+        if same is not None:
+            lines[-1] += (f"Every failed task raised the same error, {same}: fix its cause, "
+                          "then the same command reruns them (all in `errors.parquet`).")
+            return "\n".join(lines) + "\n"
+        lines[-1] += "The same command retries them. Errors (all in `errors.parquet`):"
+        lines += ["", "| task | error |", "|---|---|"]
         lines += [f"| {r.analysis} {r.key} | {r.error}: {_cell(r.message)} |"
                   for r in errors.itertuples()]
         return "\n".join(lines) + "\n"
@@ -182,6 +235,15 @@ def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats
     if study.notes is not None:
         lines.append(study.notes(tables, ctx))
     return "\n".join(lines) + "\n"
+
+
+def one_error(errors: pd.DataFrame) -> str | None:
+    """"Type: message" when every recorded error is the same (more than one), else None."""
+    kinds = set(zip(errors["error"], errors["message"], strict=True))
+    if len(errors) < 2 or len(kinds) != 1:
+        return None
+    error, message = kinds.pop()
+    return f"{error}: {message}"
 
 
 def _cell(text: str) -> str:

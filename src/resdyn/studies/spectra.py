@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..capture import capture
 from ..data import Dataset
 from ..metrics import density_summary, singular_summary
-from ..models.units import Unit, stage_name, stages
+from ..models.units import Unit, stage_name, stages, units
 from ..operators.jacobian import JacobianOperator, stage_jacobian, unit_jacobian
 from ..plots.common import bin_shares
 from ..runs import ModelRef, Task
-from ..spectra.api import precision_dtype, singular_values
-from .base import Context, Figure, Plan, Study, Table
+from ..spectra.api import check_singular_request, precision_dtype, singular_values
+from .base import UPGRADE_SAFE, Context, Figure, Plan, Study, Table
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,21 @@ class SpectraConfig:
     stages: bool = False
     method: str = "auto"
     k: int | None = None
-    precision: str = "float64"
+    precision: str = field(default="float64", metadata=UPGRADE_SAFE)
 
     def __post_init__(self) -> None:
         precision_dtype(self.precision)
         if self.images < 1:
             raise ValueError(f"images must be at least 1; got {self.images}")
-        if self.k is not None and self.k < 1:
-            raise ValueError(f"k (top-k values) must be at least 1; got {self.k}")
+        check_singular_request(self.method, self.k)
+
+
+def resolve(config: SpectraConfig, model: nn.Module, data: Dataset) -> SpectraConfig:
+    """``config`` checked against the model: names exist, k fits every analysed block."""
+    unit_list = units(model, data.input_shape)
+    names = target_names(unit_list, config.names, config.stages)
+    check_singular_request(config.method, config.k, target_shapes(unit_list, names))
+    return config
 
 
 def target_jacobian(target: Unit | Sequence[Unit], x: Tensor, precision: str = "float64",
@@ -142,6 +149,16 @@ def target_names(unit_list: Sequence[Unit], names: Sequence[str] | None, with_st
     return [n for n in valid if n in set(names)]
 
 
+def target_shapes(unit_list: Sequence[Unit], names: Sequence[str]) -> list[tuple[int, int]]:
+    """(n_out, n_in) of each named unit or stage: the shape of its Jacobian."""
+    shapes = []
+    for name in names:
+        t = find_target(unit_list, name)
+        first, last = (t, t) if isinstance(t, Unit) else (t[0], t[-1])
+        shapes.append((last.n_out, first.n_in))
+    return shapes
+
+
 def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, target: str, *,
                   model_name: str, image: int, label: int, method: str = "auto",
                   k: int | None = None, precision: str = "float64") -> pd.DataFrame:
@@ -205,7 +222,7 @@ def _notes(tables, ctx: Context) -> str:
 
 
 SPECTRA = Study(
-    name="spectra", title="Singular spectra", config=SpectraConfig, plan=_plan,
+    name="spectra", title="Singular spectra", config=SpectraConfig, plan=_plan, resolve=resolve,
     tables={"spectra": Table(order=forward_order)},
     figures={"bins": Figure(lambda t, ctx, path: bin_shares(t["spectra"], path, ctx.model_name),
                             "share of singular values above 1.01, on the plateau 0.99–1.01, "

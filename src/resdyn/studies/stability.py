@@ -10,7 +10,7 @@ skip-scaled spectrum per α and one interpolated spectrum per t. Claims and note
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,11 @@ from ..perturb import fgsm, pgd, propagate, random_like
 from ..plots import stability as figs
 from ..plots.common import bin_shares
 from ..runs import ModelRef, Task
-from ..spectra import precision_dtype, singular_values
+from ..spectra import check_singular_request, precision_dtype, singular_values
 from . import stability_claims as sc
-from .base import Context, Figure, Plan, Study, Table
+from .base import UPGRADE_SAFE, Context, Figure, Plan, Study, Table
 from .runner import StudyResult, run_study
-from .spectra import forward_order, spectrum_tasks
+from .spectra import forward_order, spectrum_tasks, target_shapes
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class StabilityConfig:
     unit: str | None = None
     projection_units: tuple[str, ...] | None = None
     stage_spectra: bool = True
-    precision: str = "float64"
+    precision: str = field(default="float64", metadata=UPGRADE_SAFE)
 
     def __post_init__(self) -> None:
         precision_dtype(self.precision)
@@ -77,8 +77,7 @@ class StabilityConfig:
             raise ValueError(f"eps must be positive (pixel units); got {self.eps}")
         if any(not 0.0 <= t <= 1.0 for t in self.ts):
             raise ValueError(f"interpolation t must lie in [0, 1]; got {self.ts}")
-        if self.k is not None and self.k < 1:
-            raise ValueError(f"k (top-k values) must be at least 1; got {self.k}")
+        check_singular_request(self.method, self.k)
 
 
 def fifth_unit(stage: Sequence[Unit]) -> Unit:
@@ -102,6 +101,8 @@ def resolve(config: StabilityConfig, model: nn.Module, data: Dataset) -> Stabili
     unknown = [n for n in config.projection_units or () if n not in names]
     if unknown:
         raise ValueError(f"unknown projection units {unknown}; units: {names}")
+    analysed = names + ([stage_name(g) for g in stages(unit_list)] if config.stage_spectra else [])
+    check_singular_request(config.method, config.k, target_shapes(unit_list, analysed))
     return replace(config, unit=config.unit or fifth_unit(stages(unit_list)[0]).name,
                    projection_units=tuple(config.projection_units
                                           or default_projection_units(unit_list)))

@@ -10,6 +10,7 @@ Euler on K₀ grows every norm by sqrt(1 + h²) per step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -22,19 +23,27 @@ PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0)))
            ("K0", ((0.0, -1.0), (1.0, 0.0))))
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
 PRESERVED = 0.01  # |log distance growth| / T below this: distance preserved
+#: Largest log of a state's norm allowed: norms and distances square the states, so states must
+#: stay below sqrt(largest float64) ≈ e^354.9 (beyond it they overflow to inf and NaN).
+LOG_LIMIT = 0.5 * float(np.log(np.finfo(np.float64).max))
+#: Most forward Euler steps T/h (each a row per start and system in the trajectories table).
+MAX_STEPS = 100_000
 
 
 def parse_matrix(text: str) -> tuple[tuple[float, ...], ...]:
     """A square matrix from 'a,b;c,d' (rows separated by ';').
 
     Raises:
-        ValueError: not numeric, ragged, or not square.
+        ValueError: not numeric, not finite (nan, inf), ragged, or not square.
     """
     try:
         rows = tuple(tuple(float(v) for v in row.split(",")) for row in text.split(";"))
     except ValueError:
         raise ValueError(f"K must be numbers like '0,-1;1,0' (rows separated by ';'); got "
                          f"{text!r}") from None
+    if not all(np.isfinite(v) for r in rows for v in r):
+        raise ValueError(f"K must have finite entries (no nan or inf, no number beyond "
+                         f"float64's range); got {text!r}")
     if any(len(r) != len(rows) for r in rows):
         raise ValueError(f"K must be square (n rows of n numbers); got {text!r} with rows of "
                          f"{[len(r) for r in rows]}")
@@ -62,12 +71,19 @@ class OdeConfig:
     bias: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.h > 0 or not self.T > 0:
-            raise ValueError(f"h and T must be positive; got h = {self.h}, T = {self.T}")
+        for what, v in (("h", self.h), ("T", self.T), ("spread", self.spread)):
+            if not (isinstance(v, Real) and np.isfinite(v) and v > 0):
+                raise ValueError(f"{what} must be positive and finite; got {what} = {v!r}")
         if self.h > self.T:
             raise ValueError(f"h = {self.h} exceeds the horizon T = {self.T}")
-        if self.starts < 2 or not self.spread > 0:
-            raise ValueError(f"need starts >= 2 and spread > 0; got {self.starts}, {self.spread}")
+        if self.T / self.h > MAX_STEPS:
+            raise ValueError(f"T/h = {self.T:g}/{self.h:g} = {self.T / self.h:.3g} forward Euler "
+                             f"steps, more than {MAX_STEPS}; take a larger h or a shorter T")
+        if self.starts < 2:
+            raise ValueError(f"need starts >= 2 (distances between trajectories); got "
+                             f"{self.starts}")
+        if not all(np.isfinite(v) for v in (*self.center, self.bias)):
+            raise ValueError(f"center and bias must be finite; got {self.center}, {self.bias}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; valid: "
                              f"{', '.join(ACTIVATIONS)}")
@@ -76,6 +92,30 @@ class OdeConfig:
                 raise ValueError(f"{name} must be a square {len(self.center)}x{len(self.center)} "
                                  f"matrix (the size of center, the phase plane drawn); got rows "
                                  f"of {[len(r) for r in k]}")
+            if not np.isfinite(np.asarray(k, dtype=float)).all():
+                raise ValueError(f"{name} must have finite entries (no nan or inf); got {k}")
+            self._check_growth(name, np.asarray(k, dtype=float))
+
+    def _check_growth(self, name: str, K: np.ndarray) -> None:
+        """Refuse a K whose solutions may overflow float64 over the horizon.
+
+        Every ẏ = K y (and ẏ = relu(K y + b)) grows by at most exp(t·‖K‖₂) (from ‖y0‖ plus the
+        bias' share |b|·√n·t), and forward Euler by (1 + h‖K‖₂)^N ≤ exp(N·h·‖K‖₂): both stay
+        finite and squarable (norms, distances) while that bound stays below e^LOG_LIMIT. Past
+        it, forward Euler overflows and the reference integrator fails or crawls.
+        """
+        norm = float(np.linalg.norm(K, 2))
+        horizon = self.steps * self.h
+        y0 = (float(np.linalg.norm(self.center)) + self.spread
+              + abs(self.bias) * np.sqrt(len(K)) * horizon)
+        room = LOG_LIMIT - np.log(max(1.0, y0))
+        if norm * horizon > room:
+            raise ValueError(
+                f"{name} is too large for T = {self.T:g}: T·‖{name}‖₂ = {horizon:g}·{norm:.4g} = "
+                f"{norm * horizon:.4g}, and its solutions may grow by up to exp(T·‖{name}‖₂), "
+                f"which overflows float64 above about {room:.0f} (norms square the states). "
+                f"Fix: scale {name} down to ‖{name}‖₂ ≤ {room / horizon:.4g}, or shorten T to "
+                f"at most {room / norm:.4g}")
 
     @property
     def steps(self) -> int:

@@ -6,12 +6,14 @@ computes all eigenvalues (dense LAPACK geev of the block with the rows its outpu
 deflated) when the block is at most ``dense_max`` wide, else the extreme real parts by Arnoldi
 (ARPACK, ``k`` each side). Metrics follow DESIGN §1: share of Re λ < 0, the signed stiffness index
 max Re λ / min Re λ, the classical ratio max |Re λ| / min |Re λ| over Re λ ≠ 0, and the spectral
-radius; on the Arnoldi path the ones that need every eigenvalue are NaN, with the reason.
-Down-sampling blocks are not square: their rows say so and carry no metrics.
+radius. A metric that is NaN says why in ``nan_reason`` ("metric: why", joined by "; "): min Re λ
+= 0 for the signed index, no non-zero real part for the ratio, and on the Arnoldi path the ones that
+need every eigenvalue. Down-sampling blocks are not square: their rows say so and carry no metrics.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,9 +24,10 @@ from torch import nn
 
 from ..capture import capture
 from ..data import Dataset
-from ..metrics import eigen_summary
+from ..metrics import EIG_ROUND_OFF_FACTOR, eigen_summary, eigenvalues_with_bounds
 from ..models import units
 from ..operators import unit_jacobian
+from ..operators.base import LinearOperator
 from ..plots import stiffness as figs
 from ..runs import ModelRef, Task
 from ..spectra import eigenvalues
@@ -96,12 +99,18 @@ def resolve(config: StiffnessConfig, model: nn.Module, data: Dataset) -> Stiffne
 
 def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tensor, label: int,
                    image: int, blocks: tuple[str, ...], dense_max: int, k: int, seed: int,
-                   keep_values: bool) -> pd.DataFrame:
+                   keep_values: bool, error_bounds: bool = False) -> pd.DataFrame:
     """Eigenvalue metrics of every block of one image (down-sampling blocks noted, skipped).
 
     Rows: image, label, loss, correct, block, stage, position, index (forward order), kind, n,
     method, converged, note, max_real, min_real and the metrics, nan_reason, seconds, and the
     eigenvalues (values_re, values_im) when ``keep_values``.
+
+    With ``error_bounds`` the dense path solves with left and right eigenvectors
+    (:func:`~resdyn.metrics.eigenvalues_with_bounds`, a few times the time of eigenvalues
+    alone) and the rows also hold each kept eigenvalue's error bound p·ε·‖J‖_F / |yᴴx|
+    (``values_err``; 0 for the exact zeros of rows the output ReLU kills; empty on the Arnoldi
+    path).
     """
     net, unit_list = model.load(), model.units(input_shape)
     acts = capture(net, x[None], unit_list)
@@ -117,49 +126,89 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
             rows.append({**row, "method": "skipped", "converged": False, "note":
                          f"not square ({'x'.join(map(str, u.in_shape))} -> "
                          f"{'x'.join(map(str, u.out_shape))}): no eigenvalues",
-                         **_nan_metrics("not square"), "seconds": 0.0,
-                         "values_re": [], "values_im": []})
+                         **_nan_metrics({m: "the block is not square, it has no eigenvalues"
+                                         for m in METRICS}), "seconds": 0.0,
+                         "values_re": [], "values_im": [],
+                         **({"values_err": []} if error_bounds else {})})
             continue
         if u.name not in blocks:
             continue
         op = unit_jacobian(u, acts.inputs[u.name][0])
+        err = np.zeros(0)
         if u.n_in <= dense_max:
-            res = eigenvalues(op, method="dense")
-            lam = np.asarray(res.values)
+            if error_bounds:
+                lam, err, extra = _dense_with_bounds(op)
+            else:
+                res = eigenvalues(op, method="dense")
+                lam = np.asarray(res.values)
+                extra = {"method": res.method, "converged": bool(res.converged),
+                         "note": res.message, "seconds": res.seconds}
             m = eigen_summary(lam)
             metrics = {"max_real": float(lam.real.max()), "min_real": float(lam.real.min()),
                        "share_negative": m.share_negative, "stiffness_signed": m.stiffness_signed,
                        "stiffness_ratio": m.stiffness_ratio, "spectral_radius": m.spectral_radius,
-                       "nan_reason": "" if lam.real.min() < 0 else
-                       "stiffness_signed: min Re λ = 0 (no eigenvalue with Re λ < 0), so "
-                       "max Re λ / min Re λ is unbounded"}
-            extra = {"method": res.method, "converged": bool(res.converged), "note": res.message,
-                     "seconds": res.seconds}
+                       "nan_reason": m.nan_reason}
             kept = lam if keep_values else np.zeros(0, complex)
+            err = err if keep_values else np.zeros(0)
         else:
             top = eigenvalues(op, k=k, which="LR", method="arpack", seed=seed)
             bottom = eigenvalues(op, k=k, which="SR", method="arpack", seed=seed)
             hi, lo = float(top.values.real.max()), float(bottom.values.real.min())
-            metrics = {**_nan_metrics(f"Arnoldi path (n = {u.n_in} > dense_max = {dense_max})"),
-                       "max_real": hi, "min_real": lo,
-                       "stiffness_signed": hi / lo if lo != 0 else float("nan")}
+            # the extremes fix min and max Re λ, so the signed index (and why it is NaN) too
+            ends = eigen_summary(np.concatenate([top.values, bottom.values]))
+            where = f"Arnoldi path, n = {u.n_in} > dense_max = {dense_max}"
+            why = {**{name: f"{need} ({where})" for name, need in NEEDS_ALL.items()},
+                   **{name: w for name, w in _split_reasons(ends.nan_reason).items()
+                      if name == "stiffness_signed"}}
+            metrics = {**_nan_metrics(why), "max_real": hi, "min_real": lo,
+                       "stiffness_signed": ends.stiffness_signed}
             extra = {"method": "arpack", "converged": bool(top.converged and bottom.converged),
                      "note": f"largest real parts: {top.message}; smallest: {bottom.message}",
                      "seconds": top.seconds + bottom.seconds}
             kept = np.concatenate([top.values, bottom.values]) if keep_values else \
                 np.zeros(0, complex)
         rows.append({**row, **extra, **metrics, "values_re": kept.real.tolist(),
-                     "values_im": kept.imag.tolist()})
+                     "values_im": kept.imag.tolist(),
+                     **({"values_err": err.tolist()} if error_bounds else {})})
     return pd.DataFrame(rows)
 
 
-def _nan_metrics(reason: str) -> dict:
+def _nan_metrics(why: dict[str, str]) -> dict:
+    """Every metric NaN; ``nan_reason`` says why for each metric named in ``why``."""
     nan = float("nan")
-    why = "; ".join(f"{m}: {NEEDS_ALL[m]}" for m in NEEDS_ALL) if reason.startswith("Arnoldi") \
-        else reason
     return {"max_real": nan, "min_real": nan, "share_negative": nan, "stiffness_signed": nan,
             "stiffness_ratio": nan, "spectral_radius": nan,
-            "nan_reason": f"{reason}: {why}" if why != reason else reason}
+            "nan_reason": "; ".join(f"{m}: {w}" for m, w in why.items())}
+
+
+def _split_reasons(text: str) -> dict[str, str]:
+    """{metric: why} of a ``nan_reason`` ("metric: why; metric: why")."""
+    return dict(part.split(": ", 1) for part in text.split("; ") if part)
+
+
+def _dense_with_bounds(op: LinearOperator) -> tuple[np.ndarray, np.ndarray, dict]:
+    """All eigenvalues of J with their error bounds, sorted as :func:`eigenvalues` sorts them
+    (descending real part, then descending imaginary part).
+
+    A zero row of J (known killed by the output ReLU, or found zero) makes J block-triangular
+    after a permutation: those rows give exact zeros (bound 0) and the others are the
+    eigenvalues of J without those rows and columns, as in the dense solver.
+    """
+    t0 = time.perf_counter()
+    full = op.dense().to("cpu", torch.float64).numpy()
+    n = full.shape[0]
+    keep = (full != 0).any(axis=1)
+    if op.zero_rows is not None:
+        keep &= ~op.zero_rows.cpu().numpy()
+    lam, err = eigenvalues_with_bounds(full[np.ix_(keep, keep)])
+    zeros = n - int(keep.sum())
+    lam = np.concatenate([lam, np.zeros(zeros, np.complex128)])
+    err = np.concatenate([err, np.zeros(zeros)])
+    order = np.lexsort((-lam.imag, -lam.real))
+    return lam[order], err[order], {
+        "method": "dense", "converged": True, "seconds": time.perf_counter() - t0,
+        "note": f"geev with left and right eigenvectors of a {n - zeros}x{n - zeros} block, "
+                f"{zeros} exact zeros; error bounds {EIG_ROUND_OFF_FACTOR:g}·ε·‖J‖_F / |yᴴx|"}
 
 
 # ---------------------------------------------------------------- the study
