@@ -152,3 +152,23 @@ def test_a_folder_of_an_older_version_resumes_when_the_new_field_changes_nothing
     assert r.exit_code == 2, r.output
     assert says(r.output, "written by an older resdyn version that did not record "
                           "config.precision; the new default computes something else")
+
+
+def test_a_study_of_a_newer_revision_refuses_an_older_folder_saying_what_changed(tmp_path):
+    import json
+
+    from resdyn.studies import COMPARE
+
+    out = tmp_path / "run"
+    args = ["stable", "compare", "--data", "swissroll", "--blocks", "1", "--width", "2",
+            "--epochs", "1", "--images", "2", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    identity = json.loads((out / "run.json").read_text())
+    assert identity["revision"] == COMPARE.revision == 2
+    del identity["revision"]  # as resdyn wrote it before the study's revision 2
+    (out / "run.json").write_text(json.dumps(identity))
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert says(r.output, "written by an older resdyn version of this study; since then: the "
+                          "eigen table records each eigenvalue's error bound")
+    assert says(r.output, "Use --fresh")

@@ -208,11 +208,17 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
         assert claim(out, {"study": "s"}) is False
 
 
-def test_a_refused_new_folder_is_not_left_behind(tmp_path):
+def test_a_refused_run_leaves_neither_folder_nor_lock_behind(tmp_path):
     with pytest.raises(RuntimeError, match="plan failed"):
         with locked(tmp_path / "new"):
             raise RuntimeError("plan failed")
     assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(RunFolderError, match="holds no resdyn run"):
+        with locked(tmp_path / "mine"):
+            claim(tmp_path / "mine", {"study": "s"})
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
 
 
 def test_write_errors_name_the_file_and_the_fix(tmp_path):

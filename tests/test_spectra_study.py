@@ -8,6 +8,7 @@ import pytest
 from resdyn import capture, load_data, load_model, stages, units
 from resdyn.operators import stage_jacobian, unit_jacobian
 from resdyn.runs import RunFolderError, local_ref
+from resdyn.runs.folder import locked
 from resdyn.spectra import singular_values
 from resdyn.studies import SPECTRA, SpectraConfig, run_study
 from resdyn.studies.spectra import spectrum_row, spectrum_task
@@ -77,7 +78,8 @@ def test_rerun_resumes_without_duplicate_rows_and_refuses_another_model(run, set
     with pytest.raises(RunFolderError, match="model.name: 'r20' -> 'digits-resnet20'"):
         run_study(SPECTRA, load_model("digits-resnet20"), data,
                   SpectraConfig(images=2, names=NAMES, stages=True), run.out)
-    assert not list(run.out.glob("*.lock"))
+    with locked(run.out):  # the refused run holds no lock afterwards
+        assert list(run.out.glob("*.lock")) == [run.out / "run.lock"]
 
 
 def test_unknown_names_and_too_many_images(setup, tmp_path):

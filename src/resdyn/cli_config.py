@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, NoReturn, get_args, get_origin
 
 import tomllib
 import typer
@@ -29,19 +29,25 @@ def load_options(ctx: typer.Context, param: typer.CallbackParam,
     try:
         raw = tomllib.loads(Path(value).read_text(encoding="utf-8"))
     except OSError as e:
-        raise typer.BadParameter(f"cannot read {value}: {e.strerror}", ctx, param) from None
+        _refuse(f"cannot read {value}: {e.strerror}")
     except tomllib.TOMLDecodeError as e:
-        raise typer.BadParameter(f"{value} is not valid TOML: {e}", ctx, param) from None
+        _refuse(f"{value} is not valid TOML: {e}")
     params = _options(ctx)
     options: dict[str, Any] = {}
     for key, v in raw.items():
         if key not in params:
             valid = ", ".join(sorted({_key(p) for p in params.values()}))
-            raise typer.BadParameter(f"{value}: unknown option {key!r}; this command takes "
-                                     f"{valid}", ctx, param)
-        options[params[key].name] = _checked(value, key, v, params[key], ctx, param)
+            _refuse(f"{value}: unknown option {key!r}; this command takes {valid}")
+        options[params[key].name] = _checked(value, key, v, params[key])
     ctx.default_map = {**(ctx.default_map or {}), **options}
     return value
+
+
+def _refuse(text: str) -> NoReturn:
+    """A bad ``--config`` file: one line naming it, exit status 2, as every input error (the
+    eager callback runs before the command, outside its error handling)."""
+    typer.echo(f"error: --config {text}", err=True)
+    raise typer.Exit(2)
 
 
 def _options(ctx: typer.Context) -> dict[str, Any]:
@@ -78,11 +84,10 @@ _WHAT = {int: "an integer", float: "a number", bool: "true or false", str: "a st
          Path: "a path string"}
 
 
-def _checked(file: Path, key: str, v: Any, option: Any, ctx: typer.Context,
-             config: typer.CallbackParam) -> Any:
+def _checked(file: Path, key: str, v: Any, option: Any) -> Any:
     """A TOML value as the option takes it, if it is of the option's type: one value, a list of
     them for a repeatable option, a list joined with commas for a comma-separated text option.
-    Else a BadParameter on ``--config`` naming the file, the key, what it takes and what came."""
+    Else refused (:func:`_refuse`) naming the file, the key, what it takes and what came."""
     kind = _kind(option)
     flag = next((o for o in option.opts if o.startswith("--")), option.name)
     listed = isinstance(v, list)
@@ -91,9 +96,8 @@ def _checked(file: Path, key: str, v: Any, option: Any, ctx: typer.Context,
     for x in values:
         problem = _problem(x, kind, option)
         if problem:
-            raise typer.BadParameter(f"{file}: key {key!r} {problem} (option {flag}); got "
-                                     f"{'{...}' if isinstance(x, Mapping) else _toml(x)}, "
-                                     f"{_kind_name(x)}", ctx, config)
+            _refuse(f"{file}: key {key!r} {problem} (option {flag}); got "
+                    f"{'{...}' if isinstance(x, Mapping) else _toml(x)}, {_kind_name(x)}")
     if joined:
         return ",".join(str(x) for x in v)
     return values if option.multiple else v

@@ -193,7 +193,7 @@ def eigenvalues_with_bounds(matrix) -> tuple[np.ndarray, np.ndarray]:
 
     Example:
         >>> lam, err = eigenvalues_with_bounds(np.array([[1.0, -2.0], [2.0, 1.0]]))
-        >>> np.sort_complex(lam), bool(err.max() < 1e-15)
+        >>> np.sort_complex(lam), bool(err.max() < 1e-14)
         (array([1.-2.j, 1.+2.j]), True)
     """
     import scipy.linalg

@@ -60,8 +60,8 @@ def check_out(out: str | Path) -> Path:
 def locked(out: Path) -> Iterator[None]:
     """Hold ``out``'s write lock (creating the folder) while the block runs.
 
-    A folder this call created and that holds nothing but the lock when the block ends (the
-    run was refused or could not start) is removed again.
+    When the block ends with no run in the folder (refused, or it could not start), the lock
+    file this call created is removed again, and so is the folder if this call created it.
 
     Raises:
         RunFolderError: another process holds the lock (the message names it).
@@ -71,6 +71,7 @@ def locked(out: Path) -> Iterator[None]:
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_FILE
+    new_lock = not path.exists()
     while True:
         with writing(path):
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -93,9 +94,10 @@ def locked(out: Path) -> Iterator[None]:
                                  if sys.argv and sys.argv[0] else "python"}).encode())
         yield
     finally:
-        if created and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+        if new_lock and not (out / IDENTITY_FILE).exists():
             path.unlink(missing_ok=True)
-            out.rmdir()
+            if created and not any(out.iterdir()):
+                out.rmdir()
         os.close(fd)  # releases the lock
 
 
@@ -116,7 +118,8 @@ def _holder(path: Path) -> str:
 
 
 def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
-          owned: Owned | None = None, upgrade_safe: Iterable[str] = ()) -> bool:
+          owned: Owned | None = None, upgrade_safe: Iterable[str] = (),
+          changes: str = "") -> bool:
     """Make ``out`` the folder of ``identity``; returns True when it resumes an earlier run.
 
     The caller holds the folder's lock (:func:`locked`). A folder of another identity that
@@ -127,6 +130,8 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
             :data:`RESDYN_FILES` (its tables and figures), for ``fresh``.
         upgrade_safe: identity fields (``config.precision``) that an older ``run.json`` may
             lack: their default reproduces what the older version computed.
+        changes: what the study computes differently since its previous ``revision``, for
+            the refusal of a folder of an older one.
 
     Raises:
         RunFolderError: the folder holds another identity (the message names the fields that
@@ -143,7 +148,7 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
         if diff and not _has_results(out):
             clear(out, owned)
         elif diff:
-            raise RunFolderError(_refusal(out, diff))
+            raise RunFolderError(_refusal(out, diff, changes))
         else:
             if old != identity:  # written by an older version: record the whole identity now
                 _write_identity(path, identity)
@@ -160,11 +165,14 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
     return False
 
 
-def _refusal(out: Path, diff: list[Difference]) -> str:
+def _refusal(out: Path, diff: list[Difference], changes: str = "") -> str:
     absent = [d for d in diff if d.old == "<absent>" and d.path.startswith("config.")]
     older = (f" The folder was written by an older resdyn version that did not record "
              f"{', '.join(d.path for d in absent)}; the new default computes something else."
              if absent else "")
+    if any(d.path == "revision" for d in diff):
+        older += (" The folder was written by an older resdyn version of this study"
+                  + (f"; since then: {changes}." if changes else "."))
     return (f"{out} holds results of another configuration ({'; '.join(map(str, diff))}).{older} "
             "Use --fresh to discard them and start over (Python: fresh=True), or choose "
             "another --out")

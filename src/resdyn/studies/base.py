@@ -102,6 +102,9 @@ class Study:
         resolve: fn(config, model, data) -> config with defaults made explicit (e.g. the unit a
             default picks), so that runs are keyed by what they compute.
         notes: fn(tables, ctx) -> markdown with the study's numbers, after the claims.
+        revision: raised when a task's rows change meaning or columns for the same config
+            (run folders of an older revision are refused instead of mixing rows of both);
+            ``changes`` says what changed at the latest revision, for that refusal.
     """
 
     name: str
@@ -113,6 +116,8 @@ class Study:
     claims: Mapping[str, Callable[[Tables, Context], Claim]] = field(default_factory=dict)
     resolve: Callable[[Any, nn.Module, Dataset], Any] | None = None
     notes: Callable[[Tables, Context], str] | None = None
+    revision: int = 1
+    changes: str = ""
 
 
 #: ``field(metadata=UPGRADE_SAFE)`` on a config field added in a later version whose default
@@ -121,11 +126,12 @@ class Study:
 UPGRADE_SAFE = {"upgrade_safe": True}
 
 
-def upgrade_safe(config: Any) -> set[str]:
-    """Identity paths (``config.<field>``) an older run folder may lack: the UPGRADE_SAFE fields
-    left at their default."""
+def upgrade_safe(study: Study, config: Any) -> set[str]:
+    """Identity paths an older run folder may lack: the UPGRADE_SAFE config fields left at their
+    default, and the study's revision while it is the first."""
     return {f"config.{f.name}" for f in dataclasses.fields(config)
-            if f.metadata.get("upgrade_safe") and getattr(config, f.name) == f.default}
+            if f.metadata.get("upgrade_safe") and getattr(config, f.name) == f.default} | (
+        {"revision"} if study.revision == 1 else set())
 
 
 def check_numbers(config: Any) -> None:

@@ -101,8 +101,9 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         config = study.resolve(config, model, data)
     name = model_name or (model_label(model) if model is not None else "")
     model_hash = model_digest(model) if model is not None else None
-    identity = run_identity(study.name, config, name, model_hash, data,
-                            data_digest(data) if data is not None else None)
+    identity = {**run_identity(study.name, config, name, model_hash, data,
+                               data_digest(data) if data is not None else None),
+                "revision": study.revision}
     with locked(out):
         return _run(study, model, data, config, out, name, model_hash, identity, executor,
                     progress, fresh)
@@ -115,7 +116,8 @@ def _run(study: Study, model: nn.Module | None, data: Dataset | None, config: An
     def owned(found: dict[str, Any]) -> list[str]:
         return owned_names(found, study)
 
-    resumed = claim(out, identity, fresh=fresh, owned=owned, upgrade_safe=upgrade_safe(config))
+    resumed = claim(out, identity, fresh=fresh, owned=owned,
+                    upgrade_safe=upgrade_safe(study, config), changes=study.changes)
     try:
         ref = save_model(model, model_hash, out) if model is not None else None
         ctx = Context(model, ref, name, data, config, out)

@@ -259,7 +259,9 @@ def notes(tables, ctx) -> str:
 
 COMPARE = Study(
     name="stable-compare", title="Stable architectures compared", config=CompareConfig,
-    plan=_plan,
+    plan=_plan, revision=2,
+    changes="the eigen table records each eigenvalue's error bound (values_err), and the share "
+            "of Re(λ−1) < 0 counts a value as zero only within its own bound",
     tables={
         "training": Table(),
         "eigen": Table(),
