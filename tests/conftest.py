@@ -40,3 +40,12 @@ def says(output: str, phrase: str) -> bool:
     terminal's width, and where a temporary path's length puts the break moves from machine to
     machine, so spaces, line breaks and the panel's frame are ignored on both sides."""
     return phrase.translate(_LAYOUT) in output.translate(_LAYOUT)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``RESDYN_TEST_ORDER=reverse`` runs the tests last to first (CI does), so a test that
+    passes only after another has run fails there instead of on a user's machine."""
+    import os
+
+    if os.environ.get("RESDYN_TEST_ORDER") == "reverse":
+        items.reverse()

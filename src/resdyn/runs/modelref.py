@@ -10,6 +10,7 @@ own model object over without any file round trip.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,15 +124,24 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
             spec = str(Path(spec).resolve())  # a worker may run in another directory
         if not path.is_file():
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_write(path, lambda tmp: torch.save(state, tmp))
+            atomic_write(path, lambda tmp: _torch_save(state, tmp))
         ref = ModelRef(sha256, str(path.resolve()), spec, options)
     else:
         path = folder / "model.pt"
         if not path.is_file():
-            atomic_write(path, lambda tmp: torch.save(model, tmp))
+            atomic_write(path, lambda tmp: _torch_save(model, tmp))
         ref = ModelRef(sha256, str(path.resolve()), None, {}, _file_digest(path))
     _remember(sha256, model)
     return ref
+
+
+def _torch_save(obj: object, path: Path) -> None:
+    """torch.save into memory, then the bytes to ``path``: a full disk raises OSError (which
+    names the file and the fix, see :func:`resdyn.runs.store.writing`), not torch's zip
+    writer's "unexpected pos" RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def _remember(sha256: str, model: nn.Module) -> None:
