@@ -44,7 +44,10 @@ from pathlib import Path
 
 
 def child(folder: str, out: str, executor: str, fail: str | None) -> int:
-    """Run one quick demo part into ``out``; exit 0, or 1 when tasks failed."""
+    """Run one quick demo part into ``out``; exit 0, 1 when tasks failed, 2 when refused.
+
+    ``fail``: the id of a task made to raise, or ``"slow"``: the first task sleeps 15 s first
+    (a writer that surely still runs when a second one starts; its results are unchanged)."""
     import torch
 
     torch.set_num_threads(1)
@@ -56,10 +59,15 @@ def child(folder: str, out: str, executor: str, fail: str | None) -> int:
 
     part = next(p for p in parts(quick=True) if p.folder == folder)
     study = part.study
-    if fail is not None:  # the task with this key raises
+    if fail is not None:  # the task with this key raises (or, "slow", the first one sleeps)
         def plan(ctx, original=study.plan):
             p = original(ctx)
-            tasks = [replace(t, fn=_fail) if t.id == fail else t for t in p.tasks]
+            if fail == "slow":
+                first = p.tasks[0]
+                tasks = [replace(first, fn=_slow, kwargs={"fn": first.fn, **first.kwargs}),
+                         *p.tasks[1:]]
+            else:
+                tasks = [replace(t, fn=_fail) if t.id == fail else t for t in p.tasks]
             return replace(p, tasks=tasks)
 
         study = replace(study, plan=plan)
@@ -79,6 +87,11 @@ def child(folder: str, out: str, executor: str, fail: str | None) -> int:
 
 def _fail(**kwargs):
     raise RuntimeError("made to fail by bench_reliability")
+
+
+def _slow(fn, **kwargs):
+    time.sleep(15)
+    return fn(**kwargs)
 
 
 # ---------------------------------------------------------------- the parent: the measurements
@@ -128,16 +141,33 @@ def _leftovers(out: Path) -> list[str]:
     return found
 
 
-def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
-    from resdyn.runs.compare import folder_differences
+PARTS = ("kills", "failing", "dask", "writers")
 
+
+def measure(folder: str, root: Path, kills: int, rng: random.Random,
+            parts: tuple[str, ...] = PARTS) -> dict:
     ref = root / folder / "reference"
     status, ref_s = _run(folder, ref)
     assert status == 0, f"{folder}: the reference run failed"
     tasks = _tasks(ref)
     row = {"study": folder, "tasks": len(tasks), "reference_s": round(ref_s, 1)}
 
-    # kills at random moments, then the same call to the end
+    if "kills" in parts:
+        row.update(_kills(folder, root, ref, ref_s, kills, rng))
+    if "failing" in parts:
+        row.update(_failing(folder, root, ref, tasks, rng))
+    if "dask" in parts:
+        row.update(_dask(folder, root, ref))
+    if "writers" in parts:
+        row.update(_writers(folder, root, ref))
+    return row
+
+
+def _kills(folder: str, root: Path, ref: Path, ref_s: float, kills: int,
+           rng: random.Random) -> dict:
+    """Kills at random moments, then the same call to the end."""
+    from resdyn.runs.compare import folder_differences
+
     killed, attempts, same, stored = 0, 0, True, []
     out = root / folder / "killed"
     while killed < kills and attempts < 4 * kills:
@@ -152,40 +182,52 @@ def measure(folder: str, root: Path, kills: int, rng: random.Random) -> dict:
         shutil.rmtree(out)
     status, _ = _run(folder, out)
     same &= status == 0 and folder_differences(ref, out) == {}
-    row.update(kills=killed, stored_at_kills="/".join(map(str, stored)), killed_then_same=same,
-               leftovers=len(_leftovers(out)))
+    return dict(kills=killed, stored_at_kills="/".join(map(str, stored)),
+                killed_then_same=same, leftovers=len(_leftovers(out)))
 
-    # one task of N fails, the others are kept; the next run runs only that one (the victim is
-    # not a training task: the analyses of its network would rightly not run)
+
+def _failing(folder: str, root: Path, ref: Path, tasks: list[str], rng: random.Random) -> dict:
+    """One task of N fails, the others are kept; the next run runs only that one (the victim
+    is not a training task: the analyses of its network would rightly not run)."""
+    import pandas as pd
+
+    from resdyn.runs.compare import folder_differences
+
     victim = rng.choice([t for t in tasks if not t.startswith("training/")])
     out = root / folder / "failing"
     status, _ = _run(folder, out, fail=victim)
     kept = len(_tasks(out))
-    import pandas as pd
-
     errors = pd.read_parquet(out / "errors.parquet") if (out / "errors.parquet").is_file() else []
     status_after, _ = _run(folder, out)
-    row.update(failing_exit=status, kept=kept, errors=len(errors),
-               after_retry_same=status_after == 0 and folder_differences(ref, out) == {})
+    return dict(failing_exit=status, kept=kept, errors=len(errors),
+                after_retry_same=status_after == 0 and folder_differences(ref, out) == {})
 
-    # a LocalCluster of 2 one-thread workers against the serial reference
+
+def _dask(folder: str, root: Path, ref: Path) -> dict:
+    """A LocalCluster of 2 one-thread workers against the serial reference."""
+    from resdyn.runs.compare import folder_differences
+
     out = root / folder / "dask"
     status, dask_s = _run(folder, out, executor="dask")
-    row.update(dask_s=round(dask_s, 1),
-               dask_same=status == 0 and folder_differences(ref, out) == {})
+    return dict(dask_s=round(dask_s, 1),
+                dask_same=status == 0 and folder_differences(ref, out) == {})
 
-    # a second writer while the first runs: refused at once; the first ends as the reference
+
+def _writers(folder: str, root: Path, ref: Path) -> dict:
+    """A second writer while the first (slowed, see child) runs: refused at once; the first
+    ends with the reference's tables."""
+    from resdyn.runs.compare import folder_differences
+
     out = root / folder / "two-writers"
-    first = _start(folder, out)
+    first = _start(folder, out, fail="slow")
     while not (out / "run.json").is_file() and first.poll() is None:
         time.sleep(0.02)
     start = time.perf_counter()
     second, _ = _run(folder, out)
     refused_s = time.perf_counter() - start
     first.wait()
-    row.update(second_writer_exit=second, refused_in_s=round(refused_s, 1),
-               first_writer_same=first.returncode == 0 and folder_differences(ref, out) == {})
-    return row
+    return dict(second_writer_exit=second, refused_in_s=round(refused_s, 1),
+                first_writer_same=first.returncode == 0 and folder_differences(ref, out) == {})
 
 
 def main() -> None:
@@ -194,6 +236,7 @@ def main() -> None:
     parser.add_argument("--studies", default=None, help="demo folders (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--parts", default=",".join(PARTS), help="of " + ", ".join(PARTS))
     args = parser.parse_args()
     from resdyn.studies.demo import parts
 
@@ -202,15 +245,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for folder in folders:
-            rows.append(measure(folder, Path(tmp), args.kills, rng))
+            rows.append(measure(folder, Path(tmp), args.kills, rng,
+                                tuple(args.parts.split(","))))
             print(json.dumps(rows[-1]), flush=True)
     cols = ["study", "tasks", "reference_s", "kills", "stored_at_kills", "killed_then_same",
             "leftovers", "failing_exit", "kept", "errors", "after_retry_same", "dask_s",
             "dask_same", "second_writer_exit", "refused_in_s", "first_writer_same"]
+    cols = [c for c in cols if any(c in r for r in rows)]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    print(f"\nkills in all: {sum(r['kills'] for r in rows)}")
+    print(f"\nkills in all: {sum(r.get('kills', 0) for r in rows)}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

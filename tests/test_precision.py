@@ -93,9 +93,9 @@ def test_float32_path_computes_in_float64_and_widens_its_resolution(single_threa
 def test_unknown_precision_is_refused_naming_the_valid_ones():
     with pytest.raises(ValueError, match="valid: float64, float32"):
         precision_dtype("float16")
-    from resdyn.studies import SpectraConfig
-    with pytest.raises(ValueError, match="unknown precision"):
-        SpectraConfig(precision="half")
+    from resdyn.runs import RunContext
+    with pytest.raises(ValueError, match="unknown precision 'half'; valid: float64, float32"):
+        RunContext(precision="half")
 
 
 def test_stage_and_unit_operators_take_the_precision(single_thread):

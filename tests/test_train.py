@@ -11,12 +11,12 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from resdyn._torch import resolve_device
 from resdyn.data import Dataset, load_data
 from resdyn.models import cifar_resnet, load_model, model_card
 from resdyn.train import (
     _shift,
     evaluate,
-    resolve_device,
     train,
     train_and_save,
     zero_init_residuals,

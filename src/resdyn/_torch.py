@@ -1,5 +1,5 @@
-"""Small torch helpers shared by every layer: an eval-mode context, a one-thread context and
-seeded generators.
+"""Small torch helpers shared by every layer: an eval-mode context, a one-thread context,
+seeded generators and the one check of a device name.
 
 This module imports nothing from resdyn, so models, data, operators, perturb, capture, train and
 studies may all use it without creating a cycle.
@@ -80,3 +80,38 @@ def generator(seed: Seed) -> torch.Generator:
         raise TypeError(f"seed must be an int or a torch.Generator; got {type(seed).__name__} "
                         f"({seed!r}). Pass e.g. seed=0 or seed=torch.Generator().manual_seed(0)")
     return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """A device checked against this machine: "cpu", "cuda", "cuda:N" or "auto" (the first GPU
+    where there is one, else the CPU); "cuda" is "cuda:0".
+
+    Raises:
+        ValueError: not a device name, or a GPU this machine has not (one line, with the fix).
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e}); expected 'cpu', "
+                         "'cuda', 'cuda:N' or 'auto'") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise ValueError(f"device {device!r} is not supported; expected 'cpu', 'cuda', 'cuda:N' "
+                         "or 'auto'")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        raise ValueError(f"device {device!r} requested but CUDA is not available "
+                         "(torch.cuda.is_available() is False). Fix: use device 'cpu' or "
+                         "'auto', or a CUDA build of torch on a machine with an NVIDIA GPU")
+    index = dev.index or 0
+    if index >= count:
+        raise ValueError(f"device {device!r} requested but this machine has {count} CUDA "
+                         f"device(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", index)

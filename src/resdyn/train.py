@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._torch import eval_mode, generator
+from ._torch import eval_mode, generator, resolve_device
 from .data import Dataset, check_compatible, load_data
 from .models import ResNet, StableNet, load_model, save_checkpoint
 from .models.blocks import ResidualUnit
@@ -68,20 +68,6 @@ class Evaluation:
     losses: Tensor
     correct: Tensor
     predictions: Tensor
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device, refusing CUDA when this torch build or machine has none."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r} is not a torch device ({e}); expected 'cpu', "
-                         "'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available "
-                         "(torch.cuda.is_available() is False). Fix: use device='cpu', or a "
-                         "CUDA build of torch on a machine with an NVIDIA GPU")
-    return dev
 
 
 def _check_positive(**values: float) -> None:

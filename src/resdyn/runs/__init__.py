@@ -1,9 +1,20 @@
 """Runs: the resumable task store, run folders keyed by identity, model references, executors."""
 
-from .executor import EXECUTORS, Executor, Progress, RunProgress, RunStats, Task, run_tasks
+from .context import RunContext, current
+from .executor import (
+    EXECUTORS,
+    Executor,
+    Progress,
+    RunProgress,
+    RunStats,
+    Task,
+    TimeLeft,
+    run_tasks,
+)
 from .folder import RunFolderError
 from .modelref import ModelRef, local_ref, save_model
 from .store import TaskStore, write_parquet
 
-__all__ = ["EXECUTORS", "Executor", "ModelRef", "Progress", "RunFolderError", "RunProgress",
-           "RunStats", "Task", "TaskStore", "local_ref", "run_tasks", "save_model", "write_parquet"]
+__all__ = ["EXECUTORS", "Executor", "ModelRef", "Progress", "RunContext", "RunFolderError",
+           "RunProgress", "RunStats", "Task", "TaskStore", "TimeLeft", "current", "local_ref", "run_tasks",
+           "save_model", "write_parquet"]

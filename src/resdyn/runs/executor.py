@@ -13,11 +13,12 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
+from .context import DEFAULT, RunContext, using
 from .store import TaskStore
 
 
@@ -67,6 +68,40 @@ class RunProgress:
 Progress = Callable[[RunProgress], None]
 
 
+class TimeLeft:
+    """The time a run has left, estimated per analysis from this run's own tasks.
+
+    Feed it every :class:`RunProgress` (:meth:`update`); the time between two finished tasks
+    counts for the second's analysis, so a study whose training tasks take minutes and whose
+    analyses take a second is not misjudged. Tasks of an analysis not yet timed are counted,
+    not guessed.
+
+    Example:
+        >>> clock = TimeLeft()
+        >>> clock.update(RunProgress(3, 0, 0, 0, "starting", "", {"a": 3}))
+        >>> clock.left(RunProgress(3, 0, 0, 0, "starting", "", {"a": 3}))
+        (0.0, 3)
+    """
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self._spent: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+
+    def update(self, p: RunProgress) -> None:
+        now = time.monotonic()
+        if p.analysis:
+            self._spent[p.analysis] = self._spent.get(p.analysis, 0.0) + now - self._last
+            self._count[p.analysis] = self._count.get(p.analysis, 0) + 1
+        self._last = now
+
+    def left(self, p: RunProgress) -> tuple[float, int]:
+        """(seconds the timed analyses have left, tasks of analyses not yet timed)."""
+        timed = sum(n * self._spent[a] / self._count[a] for a, n in p.pending.items()
+                    if a in self._count)
+        return timed, sum(n for a, n in p.pending.items() if a not in self._count)
+
+
 @dataclass(frozen=True)
 class Executor:
     """How to run tasks.
@@ -77,7 +112,8 @@ class Executor:
             each) on loopback; default 2.
         scheduler: dask only: address of a running scheduler ("tcp://host:8786") instead.
         timeout: seconds to wait for the scheduler to answer.
-        threads: torch threads per worker process (default 1: the workers share the cores).
+        threads: torch threads per worker process where the run context sets none (default
+            1: the workers share the cores).
     """
 
     name: str = "serial"
@@ -111,17 +147,18 @@ class RunStats:
 Outcome = tuple[str, Any]  # ("ok", rows) or ("error", (type, message, traceback))
 
 
-def execute(task: Task, threads: int | None = None) -> Outcome:
-    """Run one task, turning an exception into an error record (worker side)."""
-    if threads is not None:
-        import torch
+def execute(task: Task, context: RunContext = DEFAULT) -> Outcome:
+    """Run one task in ``context``, turning an exception into an error record (worker side).
 
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+    The rows get the column ``device``: where they were computed (a run may be resumed on
+    another device; the last bits may differ between devices).
+    """
     try:
-        rows = task.fn(**task.kwargs)
+        with using(context):
+            rows = task.fn(**task.kwargs)
         for i, (name, value) in enumerate(task.tags.items()):
             rows.insert(i, name, value)
+        rows["device"] = context.device
         return "ok", rows
     except Exception as e:  # a failing task is recorded; the others go on
         return "error", (type(e).__name__, str(e), traceback.format_exc())
@@ -131,12 +168,12 @@ Runner = Callable[[Sequence[Task]], Iterable[tuple[Task, Outcome]]]
 
 
 @contextmanager
-def _serial(executor: Executor) -> Iterator[Runner]:
-    yield lambda tasks: ((task, execute(task)) for task in tasks)
+def _serial(executor: Executor, context: RunContext) -> Iterator[Runner]:
+    yield lambda tasks: ((task, execute(task, context)) for task in tasks)
 
 
 @contextmanager
-def _dask(executor: Executor) -> Iterator[Runner]:
+def _dask(executor: Executor, context: RunContext) -> Iterator[Runner]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -154,7 +191,9 @@ def _dask(executor: Executor) -> Iterator[Runner]:
         client = Client(cluster)
 
     def run(tasks: Sequence[Task]) -> Iterator[tuple[Task, Outcome]]:
-        futures = {client.submit(execute, t, executor.threads, pure=False,
+        on_worker = context if context.threads is not None else replace(
+            context, threads=executor.threads)
+        futures = {client.submit(execute, t, on_worker, pure=False,
                                  key=f"{t.analysis}-{t.key}-{time.monotonic_ns()}"): t
                    for t in tasks}
         for future in as_completed(futures):
@@ -168,7 +207,7 @@ def _dask(executor: Executor) -> Iterator[Runner]:
             cluster.close()
 
 
-EXECUTORS: dict[str, Callable[[Executor], AbstractContextManager[Runner]]] = {
+EXECUTORS: dict[str, Callable[[Executor, RunContext], AbstractContextManager[Runner]]] = {
     "serial": _serial,
     "dask": _dask,
 }
@@ -200,8 +239,9 @@ def waves(tasks: Sequence[Task]) -> list[list[Task]]:
 
 
 def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str = "serial",
-              progress: Progress | None = None) -> RunStats:
-    """Run the tasks not yet in ``store`` and store each result (or its error) as it arrives.
+              progress: Progress | None = None, context: RunContext = DEFAULT) -> RunStats:
+    """Run the tasks not yet in ``store`` in ``context`` and store each result (or its error)
+    as it arrives.
 
     Tasks run in waves (see :func:`waves`); a task whose dependency failed is recorded as
     failed without running.
@@ -248,7 +288,7 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
                 record(task, "error", ("NotRun", f"needs {', '.join(need)}, which failed", ""))
             runnable = [t for t in group if t not in blocked]
             if runnable:
-                run = run or stack.enter_context(EXECUTORS[executor.name](executor))
+                run = run or stack.enter_context(EXECUTORS[executor.name](executor, context))
                 for task, (status, payload) in run(runnable):
                     record(task, status, payload)
     return RunStats(len(tasks), resumed, ran, failed)

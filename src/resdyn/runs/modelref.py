@@ -9,6 +9,7 @@ own model object over without any file round trip.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .context import current
 from .store import atomic_write
 
 _MODELS: dict[str, nn.Module] = {}
@@ -58,22 +60,35 @@ class ModelRef:
         return f"{self.path}:{stat.st_mtime_ns}:{stat.st_size}"
 
     def load(self) -> nn.Module:
-        """The model in eval mode, loaded at most once per process."""
-        model = _MODELS.get(self.key)
+        """The model in eval mode on the run context's device (:func:`resdyn.runs.current`),
+        loaded at most once per process and device; a model handed over on another device
+        is copied there, never moved."""
+        device = current().device
+        model = _MODELS.get(self._on(device))
         if model is None:
-            model = self._read()
-            _remember(self.key, model)
+            model = _MODELS.get(self.key)
+            if model is None:
+                model = self._read()
+                _remember(self.key, model)
+            if _device_of(model) != torch.device(device):
+                model = copy.deepcopy(model).to(device)
+                _remember(self._on(device), model)
         return model
 
     def units(self, input_shape: tuple[int, ...]) -> list:
-        """The model's residual units for ``input_shape``, found at most once per process."""
+        """The residual units of :meth:`load`'s model for ``input_shape``, found at most once
+        per process and device."""
         from ..models import units
 
         model = self.load()
-        key = (self.key, tuple(input_shape))
+        key = (self._on(current().device), tuple(input_shape))
         if key not in _UNITS:
             _UNITS[key] = units(model, tuple(input_shape))
         return _UNITS[key]
+
+    def _on(self, device: str) -> str:
+        """The cache key of this model on ``device`` (the plain key on the CPU)."""
+        return self.key if device == "cpu" else f"{self.key}@{device}"
 
     def _read(self) -> nn.Module:
         from ..models import load_model
@@ -144,14 +159,21 @@ def _torch_save(obj: object, path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _remember(sha256: str, model: nn.Module) -> None:
-    """Keep ``model`` as the one loaded for ``sha256`` (the newest KEEP models stay)."""
-    _MODELS.pop(sha256, None)
-    _MODELS[sha256] = model
+def _remember(key: str, model: nn.Module) -> None:
+    """Keep ``model`` as the one loaded for ``key`` (the newest KEEP models stay)."""
+    _MODELS.pop(key, None)
+    _MODELS[key] = model
     while len(_MODELS) > KEEP:
         del _MODELS[next(iter(_MODELS))]
-    for key in [k for k in _UNITS if k[0] == sha256 or k[0] not in _MODELS]:
-        del _UNITS[key]
+    for k in [k for k in _UNITS if k[0] == key or k[0] not in _MODELS]:
+        del _UNITS[k]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    t = next(model.parameters(), None)
+    if t is None:
+        t = next(model.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
 
 
 def _file_digest(path: Path) -> str:

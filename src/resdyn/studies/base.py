@@ -20,7 +20,8 @@ import pandas as pd
 from torch import nn
 
 from ..data import Dataset
-from ..runs import ModelRef, Task
+from ..runs import ModelRef, RunContext, Task
+from ..runs.context import DEFAULT
 
 Tables = Mapping[str, pd.DataFrame]
 
@@ -33,6 +34,8 @@ class Context:
     None for a study of no data set.
 
     ``meta`` holds what the plan decided (chosen images, units ...) for tables, figures, claims.
+    ``run`` is where and how the tasks compute (device, precision, threads); the tasks read it
+    from :func:`resdyn.runs.current`, never from their parameters.
     """
 
     model: nn.Module | None
@@ -42,6 +45,7 @@ class Context:
     config: Any
     out: Path
     meta: Mapping[str, Any] = field(default_factory=dict)
+    run: RunContext = DEFAULT
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class Study:
         revision: raised when a task's rows change meaning or columns for the same config
             (run folders of an older revision are refused instead of mixing rows of both);
             ``changes`` says what changed at the latest revision, for that refusal.
+        precisions: of the Jacobian products the study computes in; ``precision_note`` says
+            why another is refused.
     """
 
     name: str
@@ -118,6 +124,8 @@ class Study:
     notes: Callable[[Tables, Context], str] | None = None
     revision: int = 1
     changes: str = ""
+    precisions: tuple[str, ...] = ("float64", "float32")
+    precision_note: str = ""
 
 
 #: ``field(metadata=UPGRADE_SAFE)`` on a config field added in a later version whose default
@@ -126,11 +134,14 @@ class Study:
 UPGRADE_SAFE = {"upgrade_safe": True}
 
 
-def upgrade_safe(study: Study, config: Any) -> set[str]:
+def upgrade_safe(study: Study, ctx: Context) -> set[str]:
     """Identity paths an older run folder may lack: the UPGRADE_SAFE config fields left at their
-    default, and the study's revision while it is the first."""
+    default, the products' precision when float64 (what every version before it computed in),
+    and the study's revision while it is the first."""
+    config = ctx.config
     return {f"config.{f.name}" for f in dataclasses.fields(config)
             if f.metadata.get("upgrade_safe") and getattr(config, f.name) == f.default} | (
+        {"config.precision"} if ctx.run.precision == "float64" else set()) | (
         {"revision"} if study.revision == 1 else set())
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runs import Executor, Progress
+from ..runs import Executor, Progress, RunContext
 from ..runs.folder import check_out, claim, locked
 from .base import Study
 from .identity import IDENTITY, IdentityConfig
@@ -69,13 +69,16 @@ def parts(quick: bool = False) -> list[Part]:
 def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
              executor: Executor | str = "serial",
              progress: Callable[[Part], Progress | None] | None = None,
-             fresh: bool = False) -> list[StudyResult]:
+             fresh: bool = False, device: str = "cpu", precision: str = "float64",
+             ) -> list[StudyResult]:
     """Run every part into ``out/<part>`` and write ``out/report.html`` (resumable).
 
     Args:
         out: the demo folder; a folder of another demo size is refused (``fresh`` empties it).
         quick: the smallest sizes (every study still runs end to end).
         executor: for every part.
+        device, precision: the run context of every part (a part whose study computes in
+            float64 only, the stable comparison, runs in float64; its config.json says so).
         progress: fn(part) -> the progress callback of that part's run (or None).
 
     Returns:
@@ -86,6 +89,7 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     from ..report import write_report
 
     out = check_out(out)
+    RunContext.on(device, precision)  # an absent device is refused before the folder is claimed
     with locked(out):
         claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=owned_names)
         results = []
@@ -94,8 +98,10 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
             data = load_data(part.data, split="test") if part.data else None
             if model is not None and data is not None:
                 check_compatible(model, data)
-            results.append(run_study(part.study, model, data, part.config, out / part.folder,
-                                     model_name=part.model, executor=executor,
-                                     progress=progress(part) if progress else None))
+            results.append(run_study(
+                part.study, model, data, part.config, out / part.folder, model_name=part.model,
+                executor=executor, progress=progress(part) if progress else None,
+                device=device,
+                precision=precision if precision in part.study.precisions else "float64"))
         write_report(out)
     return results

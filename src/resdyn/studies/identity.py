@@ -27,7 +27,7 @@ from ..capture import capture
 from ..metrics import stopping_rule
 from ..models import stage_name, stages
 from ..plots import identity as figs
-from ..runs import ModelRef, Task
+from ..runs import ModelRef, Task, current
 from .base import Claim, Context, Figure, Plan, Study, Table
 
 CHUNK = 64  # images per task: one forward pass each
@@ -77,7 +77,7 @@ def perturbation_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Te
         shortcut ("identity" or "projection"), abs, scaled.
     """
     net, unit_list = model.load(), model.units(input_shape)
-    acts = capture(net, x, unit_list)
+    acts = capture(net, current().put(x), unit_list)
     rows = []
     with eval_mode(net), torch.no_grad():
         for group in stages(unit_list):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..metrics import power_law, stopping_rule
 from ..plots import identity as figs
-from ..runs import ModelRef, Task
+from ..runs import ModelRef, Task, current
 from .base import Claim, Context, Figure, Plan, Study, Table
 from .identity import _order, check_eps, distances, per_block, perturbation_tasks, stopping
 
@@ -71,7 +71,7 @@ def train_task(data: str, blocks: int, path: str, epochs: int, lr: float, batch_
     from ..train import train_and_save
 
     result = train_and_save(f"preresnet({blocks})", data, epochs, path, seed=seed,
-                            batch_size=batch_size, lr=lr)
+                            batch_size=batch_size, lr=lr, device=current().device)
     return pd.DataFrame([{"blocks": blocks, "depth": 6 * blocks + 2, "epochs": epochs,
                           "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                           "train_loss": result.train_loss, "seconds": result.seconds,

@@ -23,7 +23,7 @@ import pandas as pd
 from torch import nn
 
 from ..data import Dataset
-from ..runs import Executor, Progress, RunStats, TaskStore, run_tasks, write_parquet
+from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_tasks, write_parquet
 from ..runs.folder import check_out, claim, locked, release
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
@@ -65,7 +65,8 @@ def model_label(model: nn.Module) -> str:
 def run_study(study: Study, model: nn.Module | None, data: Dataset | None, config: Any = None,
               out: str | Path = "out", *, model_name: str | None = None,
               executor: Executor | str = "serial", progress: Progress | None = None,
-              fresh: bool = False) -> StudyResult:
+              fresh: bool = False, device: str = "cpu", precision: str = "float64",
+              threads: int | None = None) -> StudyResult:
     """Run ``study`` on ``model`` and ``data`` into the folder ``out`` (resumable).
 
     Args:
@@ -80,6 +81,10 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         progress: called with a :class:`resdyn.runs.RunProgress` after every task.
         fresh: discard what resdyn wrote in ``out`` and start over (refused while ``out``
             holds files of anyone else).
+        device, precision, threads: the run context every task computes in
+            (:class:`resdyn.runs.RunContext`): "cpu", "cuda", "cuda:N" or "auto"; the
+            Jacobian products in "float64" or "float32" (part of the run's identity; the
+            device is recorded per row, so a run may resume on another device); torch threads.
 
     Returns:
         :class:`StudyResult` (``strays``: files in ``out/tasks`` of no planned task, left out).
@@ -88,7 +93,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         RunFolderError: ``out`` is a file, holds another configuration (names the fields), or
             is in use by another process (names it).
         ValueError: an option the model or data cannot take (checked before ``out`` is
-            claimed), or a non-finite number in ``config``.
+            claimed), a non-finite number in ``config``, an unknown or absent device, a
+            precision the study refuses.
         TypeError: a config of another study.
     """
     out = check_out(out)
@@ -97,30 +103,37 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         raise TypeError(f"the {study.name} study takes a {study.config.__name__}; got "
                         f"{type(config).__name__}")
     check_numbers(config)
+    run = RunContext.on(device, precision, threads)
+    if precision not in study.precisions:
+        raise ValueError(f"the {study.name} study computes in {', '.join(study.precisions)} "
+                         f"only: {study.precision_note}")
     if study.resolve is not None:
         config = study.resolve(config, model, data)
     name = model_name or (model_label(model) if model is not None else "")
     model_hash = model_digest(model) if model is not None else None
-    identity = {**run_identity(study.name, config, name, model_hash, data,
-                               data_digest(data) if data is not None else None),
+    identity = run_identity(study.name, config, name, model_hash, data,
+                            data_digest(data) if data is not None else None)
+    # the products' precision is part of what the results depend on (config.precision, where
+    # the versions before the run context kept it); the device is recorded per row instead
+    identity = {**identity, "config": {**identity["config"], "precision": precision},
                 "revision": study.revision}
+    ctx = Context(model, None, name, data, config, out, run=run)
     with locked(out):
-        return _run(study, model, data, config, out, name, model_hash, identity, executor,
-                    progress, fresh)
+        return _run(study, ctx, model_hash, identity, executor, progress, fresh)
 
 
-def _run(study: Study, model: nn.Module | None, data: Dataset | None, config: Any, out: Path,
-         name: str, model_hash: str | None, identity: dict, executor: Executor | str,
-         progress: Progress | None, fresh: bool) -> StudyResult:
-    """run_study's work, while this process holds ``out``'s lock."""
+def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
+         executor: Executor | str, progress: Progress | None, fresh: bool) -> StudyResult:
+    """run_study's work, while this process holds the run folder's lock."""
     def owned(found: dict[str, Any]) -> list[str]:
         return owned_names(found, study)
 
+    out, model = ctx.out, ctx.model
     resumed = claim(out, identity, fresh=fresh, owned=owned,
-                    upgrade_safe=upgrade_safe(study, config), changes=study.changes)
+                    upgrade_safe=upgrade_safe(study, ctx), changes=study.changes)
     try:
-        ref = save_model(model, model_hash, out) if model is not None else None
-        ctx = Context(model, ref, name, data, config, out)
+        ctx = replace(ctx, model_ref=save_model(model, model_hash, out)
+                      if model is not None else None)
         plan = study.plan(ctx)
     except BaseException:
         if not resumed:  # a run that could not even start leaves no claim on the folder
@@ -133,7 +146,7 @@ def _run(study: Study, model: nn.Module | None, data: Dataset | None, config: An
     ids = [t.id for t in plan.tasks]
     start = time.perf_counter()
     store = TaskStore(out / "tasks")
-    stats = run_tasks(plan.tasks, store, executor, progress)
+    stats = run_tasks(plan.tasks, store, executor, progress, ctx.run)
     errors = store.errors(ids)
     strays = store.strays(ids)
     complete = len(errors) == 0
@@ -159,7 +172,7 @@ def _run(study: Study, model: nn.Module | None, data: Dataset | None, config: An
     _write_json(out / "claims.json", {"claims": [
         {"claim": text, "held": c.held, "verdict": c.verdict, "evidence": c.evidence}
         for text, c in claims.items()]})
-    _write_config(out, identity, executor, stats, seconds, model)
+    _write_config(out, identity, executor, stats, seconds, ctx.run)
     from ..report import write_report
 
     report = write_report(out, study=study)
@@ -253,17 +266,17 @@ def _cell(text: str) -> str:
 
 
 def _write_config(out: Path, identity: dict, executor: Executor | str, stats: RunStats,
-                  seconds: float, model: nn.Module | None) -> None:
+                  seconds: float, run: RunContext) -> None:
     import torch
 
     from .. import __version__
 
     ex = executor if isinstance(executor, Executor) else Executor(executor)
-    param = next(model.parameters(), None) if model is not None else None
+    gpu = torch.cuda.get_device_name(run.device) if run.device.startswith("cuda") else None
     info = {**identity, "executor": plain(ex),
-            "device": {"torch": str(param.device) if param is not None else "cpu",
+            "device": {"torch": run.device, "gpu": gpu, "precision": run.precision,
                        "machine": platform.machine(), "cpus": os.cpu_count(),
-                       "torch_threads": torch.get_num_threads()},
+                       "torch_threads": run.threads or torch.get_num_threads()},
             "last_run": {"tasks": stats.total, "resumed": stats.resumed, "ran": stats.ran,
                          "failed": stats.failed, "seconds": round(seconds, 3)},
             "versions": {"resdyn": __version__, "torch": torch.__version__,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,9 @@ from ..metrics import density_summary, singular_summary
 from ..models.units import Unit, stage_name, stages, units
 from ..operators.jacobian import JacobianOperator, stage_jacobian, unit_jacobian
 from ..plots.common import bin_shares
-from ..runs import ModelRef, Task
+from ..runs import ModelRef, Task, current
 from ..spectra.api import check_singular_request, precision_dtype, singular_values
-from .base import UPGRADE_SAFE, Context, Figure, Plan, Study, Table
+from .base import Context, Figure, Plan, Study, Table
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,9 @@ class SpectraConfig:
         names: unit (and, with ``stages``, stage) names; None: every unit.
         stages: also each stage's Jacobian (the composition of its units).
         method, k: as in :func:`resdyn.spectra.singular_values` (k: the top k values).
-        precision: of the Jacobian products, "float64" or "float32" (the Gram matrix and
-            eigensolve stay float64; see :data:`resdyn.spectra.PRECISIONS`).
+
+    The Jacobian products' precision and the device are the run's (``run_study(precision=,
+    device=)``), not the config's.
     """
 
     images: int = 5
@@ -47,10 +48,8 @@ class SpectraConfig:
     stages: bool = False
     method: str = "auto"
     k: int | None = None
-    precision: str = field(default="float64", metadata=UPGRADE_SAFE)
 
     def __post_init__(self) -> None:
-        precision_dtype(self.precision)
         if self.images < 1:
             raise ValueError(f"images must be at least 1; got {self.images}")
         check_singular_request(self.method, self.k)
@@ -161,8 +160,9 @@ def target_shapes(unit_list: Sequence[Unit], names: Sequence[str]) -> list[tuple
 
 def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, target: str, *,
                   model_name: str, image: int, label: int, method: str = "auto",
-                  k: int | None = None, precision: str = "float64") -> pd.DataFrame:
-    """One (image, unit or stage) of a study: :func:`spectrum_row` with model, image and label.
+                  k: int | None = None) -> pd.DataFrame:
+    """One (image, unit or stage) of a study: :func:`spectrum_row` with model, image and label,
+    on the run context's device and in its precision (:func:`resdyn.runs.current`).
 
     Args:
         model: the model by reference; input_shape: its (C, H, W).
@@ -170,26 +170,25 @@ def spectrum_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, targ
         target: unit or stage name.
         model_name, image, label: written to the row; ``image`` also seeds randomised methods.
     """
+    run = current()
     unit_list = model.units(input_shape)
     chosen = find_target(unit_list, target)
     first = chosen if isinstance(chosen, Unit) else chosen[0]
-    x_in = capture(model.load(), x[None], [first]).inputs[first.name][0]
-    row = spectrum_row(chosen, x_in, method=method, k=k, seed=image, precision=precision)
+    x_in = capture(model.load(), run.put(x[None]), [first]).inputs[first.name][0]
+    row = spectrum_row(chosen, x_in, method=method, k=k, seed=image, precision=run.precision)
     return pd.DataFrame([{"model": model_name, "image": image, "label": label, **row}])
 
 
 def spectrum_tasks(ref: ModelRef, data: Dataset, model_name: str, images: Sequence[int],
                    names: Sequence[str], method: str, k: int | None, *, key: str = "",
-                   after: tuple[str, ...] = (), tags: dict | None = None,
-                   precision: str = "float64") -> list[Task]:
+                   after: tuple[str, ...] = (), tags: dict | None = None) -> list[Task]:
     """The tasks of a spectra table: one per (image, name), keyed ``<key>img<i>-<name>``.
 
     Each carries its image as a copy (a view would pickle the whole data set with it).
     """
     return [Task("spectra", f"{key}img{i}-{name}", spectrum_task,
                  dict(model=ref, input_shape=data.input_shape, x=data.x[i].clone(), target=name,
-                      model_name=model_name, image=i, label=int(data.y[i]), method=method, k=k,
-                      precision=precision),
+                      model_name=model_name, image=i, label=int(data.y[i]), method=method, k=k),
                  after, tags or {})
             for i in images for name in names]
 
@@ -207,7 +206,7 @@ def _plan(ctx: Context) -> Plan:
     names = target_names(unit_list, cfg.names, cfg.stages)
     images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
     return Plan(spectrum_tasks(ctx.model_ref, ctx.data, ctx.model_name, images, names, cfg.method,
-                               cfg.k, precision=cfg.precision),
+                               cfg.k),
                 {"names": names, "images": images})
 
 

@@ -10,7 +10,7 @@ skip-scaled spectrum per α and one interpolated spectrum per t. Claims and note
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -26,10 +26,10 @@ from ..operators import unit_jacobian
 from ..perturb import fgsm, pgd, propagate, random_like
 from ..plots import stability as figs
 from ..plots.common import bin_shares
-from ..runs import ModelRef, Task
-from ..spectra import check_singular_request, precision_dtype, singular_values
+from ..runs import ModelRef, Task, current
+from ..spectra import check_singular_request, singular_values
 from . import stability_claims as sc
-from .base import UPGRADE_SAFE, Context, Figure, Plan, Study, Table
+from .base import Context, Figure, Plan, Study, Table
 from .runner import StudyResult, run_study
 from .spectra import forward_order, spectrum_tasks, target_shapes
 
@@ -53,7 +53,9 @@ class StabilityConfig:
         projection_units: units whose right singular vectors the adversarial perturbation is
             projected on (default: four units spread over the last stage, ending at its last).
         stage_spectra: also the spectra of whole stages.
-        precision: of the Jacobian products in the spectra table, "float64" or "float32".
+
+    Every task computes on the run's device and builds its Jacobians in the run's precision
+    (``run_study(device=, precision=)``).
     """
 
     images: int = 5
@@ -67,10 +69,8 @@ class StabilityConfig:
     unit: str | None = None
     projection_units: tuple[str, ...] | None = None
     stage_spectra: bool = True
-    precision: str = field(default="float64", metadata=UPGRADE_SAFE)
 
     def __post_init__(self) -> None:
-        precision_dtype(self.precision)
         if self.images < 2:
             raise ValueError(f"the stability study compares images: need images >= 2; got {self.images}")
         if self.eps <= 0:
@@ -119,8 +119,9 @@ def propagation_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Ten
     ‖δx_{k+1}‖/‖δx_k‖ and the growth the linearization predicts, ‖J_k δx_k‖/‖δx_k‖ with J_k at the
     clean input of unit k (for regular units equal to sqrt(Σ α_i² σ_i²)/‖δx_k‖ of paper 000, eq. 1).
     """
+    run = current()
     net, unit_list = model.load(), model.units(input_shape)
-    x, y = x[None], torch.tensor([label])
+    x, y = run.put(x[None]), run.put(torch.tensor([label]))
     clean = capture(net, x, unit_list)
     attacks = {"fgsm": fgsm(net, x, y, eps, bounds=bounds),
                "pgd": pgd(net, x, y, eps, steps=pgd_steps, bounds=bounds, seed=seed)}
@@ -132,8 +133,8 @@ def propagation_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Ten
     predicted: dict[str, list[float]] = {n: [] for n in names}
     for u in unit_list:
         # one operator per unit, applied to every perturbation's incoming difference at once
-        din = (perturbed.inputs[u.name] - clean.inputs[u.name]).double().flatten(1)  # (P, n)
-        jv = unit_jacobian(u, clean.inputs[u.name][0]).matmat(din.T)  # (m, P)
+        din = (perturbed.inputs[u.name] - clean.inputs[u.name]).to(run.dtype).flatten(1)  # (P, n)
+        jv = unit_jacobian(u, clean.inputs[u.name][0], dtype=run.dtype).matmat(din.T)  # (m, P)
         for j, n in enumerate(names):
             nin = float(din[j].norm())
             predicted[n].append(float(jv[:, j].norm()) / nin if nin > 0 else np.nan)
@@ -159,24 +160,29 @@ def propagation_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Ten
 def projection_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
                     label: int, image: int, eps: float | tuple[float, ...], bounds) -> pd.DataFrame:
     """α_i = ⟨δx_k, v_i⟩ of the FGSM perturbation entering ``unit`` against σ_i (paper 000, Fig. 4)."""
+    run = current()
     net = model.load()
     u = next(u for u in model.units(input_shape) if u.name == unit)
-    x, y = x[None], torch.tensor([label])
+    x, y = run.put(x[None]), run.put(torch.tensor([label]))
     delta = fgsm(net, x, y, eps, bounds=bounds).delta
     x_in = capture(net, torch.cat([x, x + delta]), [u]).inputs[unit]
-    _, s, vh = torch.linalg.svd(unit_jacobian(u, x_in[0]).dense(), full_matrices=False)
+    # the products in the run's precision, the SVD in float64 (as every dense solve)
+    dense = unit_jacobian(u, x_in[0], dtype=run.dtype).dense().double()
+    _, s, vh = torch.linalg.svd(dense, full_matrices=False)
     d = (x_in[1] - x_in[0]).double().reshape(-1)
     return pd.DataFrame({"image": image, "unit": unit, "index": np.arange(len(s)),
-                         "sigma": s.numpy(), "alpha": (vh @ d).numpy(),
+                         "sigma": s.cpu().numpy(), "alpha": (vh @ d).cpu().numpy(),
                          "delta_norm": float(d.norm())})
 
 
 def skip_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
               alpha: float, image: int, method: str, k: int | None) -> pd.DataFrame:
     """Spectrum of ``unit`` with its shortcut scaled by α (paper 000, Fig. 5 left)."""
+    run = current()
     u = next(u for u in model.units(input_shape) if u.name == unit)
-    x_in = capture(model.load(), x[None], [u]).inputs[unit][0]
-    res = singular_values(unit_jacobian(u, x_in, alpha=alpha), k=k, method=method)
+    x_in = capture(model.load(), run.put(x[None]), [u]).inputs[unit][0]
+    res = singular_values(unit_jacobian(u, x_in, alpha=alpha, dtype=run.dtype), k=k,
+                          method=method)
     v = np.asarray(res.values, dtype=np.float64)
     pos, share = plateau(v)
     return pd.DataFrame([{"image": image, "unit": unit, "alpha": alpha, "values": v.tolist(),
@@ -188,10 +194,11 @@ def skip_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch
 def interpolation_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
                        t: float, image: int, seed: int, method: str, k: int | None) -> pd.DataFrame:
     """Spectrum of one unit after θ̂(t) = tθ + (1 − t)η (paper 000, eq. 3 and Fig. 5 right)."""
+    run = current()
     mixed = interpolate_weights(model.load(), [unit], t, seed=seed)
     u = next(u for u in units(mixed, input_shape) if u.name == unit)
-    x_in = capture(mixed, x[None], [u]).inputs[unit][0]
-    res = singular_values(unit_jacobian(u, x_in), k=k, method=method)
+    x_in = capture(mixed, run.put(x[None]), [u]).inputs[unit][0]
+    res = singular_values(unit_jacobian(u, x_in, dtype=run.dtype), k=k, method=method)
     v = np.asarray(res.values, dtype=np.float64)
     pos, share = plateau(v)
     return pd.DataFrame([{"image": image, "unit": unit, "t": t, "values": v.tolist(),
@@ -212,8 +219,7 @@ def _plan(ctx: Context) -> Plan:
     names = [u.name for u in unit_list] + ([stage_name(g) for g in groups] if cfg.stage_spectra
                                            else [])
     eps, bounds = data.pixel_budget(cfg.eps), data.bounds
-    tasks = spectrum_tasks(ref, data, ctx.model_name, images, names, cfg.method, cfg.k,
-                           precision=cfg.precision)
+    tasks = spectrum_tasks(ref, data, ctx.model_name, images, names, cfg.method, cfg.k)
     for i in images:
         one = dict(model=ref, input_shape=shape, x=data.x[i].clone(), label=int(data.y[i]), image=i)
         tasks.append(Task("propagation", f"img{i}", propagation_task,

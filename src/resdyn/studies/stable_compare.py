@@ -22,7 +22,7 @@ from ..data import load_data
 from ..metrics import share_below
 from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
-from ..runs import ModelRef, Task
+from ..runs import ModelRef, Task, current
 from .base import Claim, Context, Figure, Plan, Study, Table
 from .spectra import spectrum_tasks
 from .stability import propagation_task
@@ -81,7 +81,8 @@ def train_task(data: str, spec: str, path: str, epochs: int, lr: float, batch_si
     """Train one network of the comparison and save it to ``path``; one row of results."""
     from ..train import train_and_save
 
-    r = train_and_save(spec, data, epochs, path, seed=seed, batch_size=batch_size, lr=lr)
+    r = train_and_save(spec, data, epochs, path, seed=seed, batch_size=batch_size, lr=lr,
+                       device=current().device)
     return pd.DataFrame([{"spec": spec, "test_accuracy": r.test_accuracy,
                           "test_loss": r.test_loss, "train_loss": r.train_loss,
                           "seconds": r.seconds}])
@@ -95,7 +96,8 @@ def boundary_task(model: ModelRef, data: str, resolution: int) -> pd.DataFrame:
     gx, gy = np.meshgrid(g, g)
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     with torch.no_grad():
-        pred = model.load()(ds.from_pixels(pts.reshape(-1, 2, 1, 1))).argmax(1).numpy()
+        grid = current().put(ds.from_pixels(pts.reshape(-1, 2, 1, 1)))
+        pred = model.load()(grid).argmax(1).cpu().numpy()
     raw = ds.to_pixels(ds.x).reshape(-1, 2).numpy()
     return pd.concat([pd.DataFrame({"kind": "grid", "x": gx.ravel(), "y": gy.ravel(),
                                     "cls": pred}),
@@ -259,7 +261,9 @@ def notes(tables, ctx) -> str:
 
 COMPARE = Study(
     name="stable-compare", title="Stable architectures compared", config=CompareConfig,
-    plan=_plan, revision=2,
+    plan=_plan, revision=2, precisions=("float64",),
+    precision_note="the share of Re(λ−1) < 0 counts eigenvalues against float64 error bounds, "
+                   "which float32 products would exceed",
     changes="the eigen table records each eigenvalue's error bound (values_err), and the share "
             "of Re(λ−1) < 0 counts a value as zero only within its own bound",
     tables={

@@ -29,7 +29,7 @@ from ..models import units
 from ..operators import unit_jacobian
 from ..operators.base import LinearOperator
 from ..plots import stiffness as figs
-from ..runs import ModelRef, Task
+from ..runs import ModelRef, Task, current
 from ..spectra import eigenvalues
 from . import stiffness_stats as stats
 from .base import Context, Figure, Plan, Study, Table
@@ -112,10 +112,11 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
     (``values_err``; 0 for the exact zeros of rows the output ReLU kills; empty on the Arnoldi
     path).
     """
+    run = current()
     net, unit_list = model.load(), model.units(input_shape)
-    acts = capture(net, x[None], unit_list)
+    acts = capture(net, run.put(x[None]), unit_list)
     logits = acts.logits.double()
-    loss = float(F.cross_entropy(logits, torch.tensor([label])))
+    loss = float(F.cross_entropy(logits, run.put(torch.tensor([label]))))
     correct = bool(int(logits.argmax(1)) == label)
     rows = []
     for index, u in enumerate(unit_list):
@@ -133,7 +134,7 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
             continue
         if u.name not in blocks:
             continue
-        op = unit_jacobian(u, acts.inputs[u.name][0])
+        op = unit_jacobian(u, acts.inputs[u.name][0], dtype=run.dtype)
         err = np.zeros(0)
         if u.n_in <= dense_max:
             if error_bounds:

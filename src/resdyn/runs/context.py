@@ -1,0 +1,84 @@
+"""Where and how a run computes: one :class:`RunContext` (device, precision, threads) per run.
+
+The runner declares it once; the executor makes it current around every task, in this process
+or on a worker, so a task reads it (:func:`current`) instead of taking it as a parameter, and a
+new study gets it for free. :meth:`resdyn.runs.ModelRef.load` gives the model on the context's
+device; :meth:`RunContext.put` moves a task's inputs there; Jacobian operators are built in
+:attr:`RunContext.dtype`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import torch
+
+from .._torch import resolve_device
+from ..spectra.api import precision_dtype
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how tasks compute.
+
+    Attributes:
+        device: a torch device name as :func:`resdyn._torch.resolve_device` gives it ("cpu",
+            "cuda:0"); :meth:`on` checks and resolves one ("auto" included).
+        precision: of the Jacobian products, "float64" or "float32" (part of a run's identity:
+            results depend on it; the device is recorded per row instead, see the README).
+        threads: torch threads per process (None: leave torch's setting).
+    """
+
+    device: str = "cpu"
+    precision: str = "float64"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        precision_dtype(self.precision)  # raises for an unknown one, naming the valid
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1; got {self.threads}")
+
+    @classmethod
+    def on(cls, device: str = "cpu", precision: str = "float64", threads: int | None = None,
+           ) -> RunContext:
+        """A context on ``device`` checked against this machine ("auto": a GPU where there is
+        one, else the CPU).
+
+        Raises:
+            ValueError: an unknown or absent device, an unknown precision.
+        """
+        return cls(str(resolve_device(device)), precision, threads)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the Jacobian products."""
+        return precision_dtype(self.precision)
+
+    def put(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on this context's device (no copy when it is there already)."""
+        return t.to(self.device)
+
+
+#: The context outside any run: the CPU, float64 products, torch's threads.
+DEFAULT = RunContext()
+_CURRENT: ContextVar[RunContext] = ContextVar("resdyn_run_context", default=DEFAULT)  # noqa: B039 - frozen
+
+
+def current() -> RunContext:
+    """The context of the task being run (CPU, float64 outside any run)."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def using(context: RunContext) -> Iterator[RunContext]:
+    """Make ``context`` current while the block runs (and set its threads)."""
+    if context.threads is not None and torch.get_num_threads() != context.threads:
+        torch.set_num_threads(context.threads)
+    token = _CURRENT.set(context)
+    try:
+        yield context
+    finally:
+        _CURRENT.reset(token)

@@ -1,0 +1,147 @@
+"""One run context (device, precision, threads) reaches every task: each Jacobian-building task
+builds its operators in the run's precision, results stay within that precision's reach of
+float64, rows record their device, and bad devices are one line."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import says
+from typer.testing import CliRunner
+
+from resdyn import load_model
+from resdyn.cli import app
+from resdyn.data import load_data
+from resdyn.runs import RunContext, current, local_ref
+from resdyn.runs.context import using
+from resdyn.studies import STIFFNESS, StiffnessConfig, run_study
+from resdyn.studies import spectra as spectra_module
+from resdyn.studies import stability as stability_module
+from resdyn.studies import stiffness as stiffness_module
+
+MODEL = "digits-resnet20"
+UNIT = "stages.0.1"
+
+
+@pytest.fixture(scope="module")
+def setup(single_thread):
+    model, data = load_model(MODEL), load_data("digits")
+    return local_ref(model), data
+
+
+def _spy(monkeypatch, module) -> list[torch.dtype]:
+    """Record the dtype of every Jacobian operator ``module`` builds."""
+    seen = []
+    for name in ("unit_jacobian", "stage_jacobian"):
+        original = getattr(module, name, None)
+        if original is None:
+            continue
+
+        def spy(*args, _original=original, **kwargs):
+            op = _original(*args, **kwargs)
+            seen.append(op.dtype)
+            return op
+
+        monkeypatch.setattr(module, name, spy)
+    return seen
+
+
+def _tasks(ref, data):
+    """Every task kind that builds a Jacobian: (module it builds it in, call, numeric columns
+    compared with float64, and how far float32 products may move them, relative to each
+    column's scale)."""
+    x, y = data.x[0].clone(), int(data.y[0])
+    shape = data.input_shape
+    eps, bounds = data.pixel_budget(0.1), data.bounds
+    return {
+        "spectra": (spectra_module, lambda: spectra_module.spectrum_task(
+            ref, shape, x, UNIT, model_name=MODEL, image=0, label=y), ["values"], 1e-5),
+        "propagation": (stability_module, lambda: stability_module.propagation_task(
+            ref, shape, x, y, 0, eps, bounds, 2, 0), ["predicted_growth"], 1e-5),
+        "projections": (stability_module, lambda: stability_module.projection_task(
+            ref, shape, UNIT, x, y, 0, eps, bounds), ["sigma"], 1e-5),
+        "skip": (stability_module, lambda: stability_module.skip_task(
+            ref, shape, UNIT, x, 0.5, 0, "auto", None), ["values"], 1e-5),
+        "interpolation": (stability_module, lambda: stability_module.interpolation_task(
+            ref, shape, UNIT, x, 0.5, 0, 0, "auto", None), ["values"], 1e-5),
+        "stiffness": (stiffness_module, lambda: stiffness_module.stiffness_task(
+            ref, shape, x, y, 0, (UNIT,), 4096, 6, 0, True), ["spectral_radius"], 1e-5),
+    }
+
+
+@pytest.mark.parametrize("kind", ["spectra", "propagation", "projections", "skip",
+                                  "interpolation", "stiffness"])
+def test_every_jacobian_task_builds_in_the_runs_precision(setup, monkeypatch, kind):
+    ref, data = setup
+    module, call, columns, tol = _tasks(ref, data)[kind]
+    seen = _spy(monkeypatch, module)
+    with using(RunContext(precision="float64")):
+        rows64 = call()
+    assert seen and set(seen) == {torch.float64}
+    seen.clear()
+    with using(RunContext(precision="float32")):
+        rows32 = call()
+    assert seen and set(seen) == {torch.float32}
+    for col in columns:
+        a, b = (np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in r[col]])
+                for r in (rows64, rows32))
+        scale = np.abs(a[np.isfinite(a)]).max()
+        assert np.nanmax(np.abs(a - b)) <= tol * scale, col
+        assert not np.array_equal(a, b), f"{col}: float32 products changed nothing"
+
+
+def test_outside_a_run_the_context_is_the_cpu_in_float64():
+    assert current() == RunContext("cpu", "float64", None)
+    with using(RunContext(precision="float32", threads=1)):
+        assert current().dtype == torch.float32 and torch.get_num_threads() == 1
+    assert current().precision == "float64"
+
+
+def test_stiffness_in_float32_keeps_its_metrics(setup, tmp_path):
+    """The rule for float32 products in the stiffness study (measured on the shipped digits
+    models: eigenvalues move by up to 9.4e-7·ρ, every metric by < 1.1e-7 relative): the share
+    of Re λ < 0 is identical and every index within 1e-6 of float64."""
+    model, data = load_model(MODEL), load_data("digits")
+    config = StiffnessConfig(images=2)
+    a = run_study(STIFFNESS, model, data, config, tmp_path / "64").tables["stiffness"]
+    b = run_study(STIFFNESS, model, data, config, tmp_path / "32",
+                  precision="float32").tables["stiffness"]
+    assert a["share_negative"].equals(b["share_negative"])
+    for col in ("stiffness_signed", "stiffness_ratio", "spectral_radius"):
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        assert np.array_equal(np.isnan(x), np.isnan(y)), col
+        ok = ~np.isnan(x)
+        assert np.all(np.abs(x[ok] - y[ok]) <= 1e-6 * np.abs(x[ok])), col
+    assert set(b["device"]) == {"cpu"}
+
+
+def test_rows_record_their_device_and_cpu_given_explicitly_changes_nothing(tmp_path):
+    model, data = load_model(MODEL), load_data("digits")
+    config = StiffnessConfig(images=2, blocks=(UNIT,))
+    a = run_study(STIFFNESS, model, data, config, tmp_path / "a")
+    b = run_study(STIFFNESS, model, data, config, tmp_path / "b", device="cpu")
+    for name in a.tables:
+        assert set(a.tables[name].get("device", pd.Series(["cpu"]))) == {"cpu"}
+        from resdyn.runs.compare import table_differences
+        assert table_differences(a.tables[name], b.tables[name]) == []
+
+
+def test_a_study_that_refuses_float32_says_why(tmp_path):
+    from resdyn.studies import COMPARE, CompareConfig
+
+    with pytest.raises(ValueError, match="computes in float64 only: the share of Re"):
+        run_study(COMPARE, None, None, CompareConfig(datasets=("swissroll",)), tmp_path / "r",
+                  precision="float32")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
+@pytest.mark.parametrize("args", [
+    ["spectra", "--model", MODEL], ["stiffness", "--model", MODEL], ["stable", "ode"],
+    ["identity-sweep"], ["demo", "--quick"],
+])
+def test_an_absent_gpu_is_one_line_with_status_2(tmp_path, args):
+    r = CliRunner().invoke(app, args + ["--device", "cuda", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert says(r.output, "device 'cuda' requested but CUDA is not available")
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
