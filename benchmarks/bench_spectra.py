@@ -211,7 +211,7 @@ def part_d(model, precisions: list[str], device: torch.device, floors: bool = Tr
     acts = capture(model, x, us)
     targets = (list(us) + stages(us))[:only]
     for p in precisions:  # untimed: first-call set-up of each precision's products and solvers
-        singular_values(target_jacobian(us[-1], acts.inputs[us[-1].name][0], p)[0], method="dense")
+        singular_values(target_jacobian(us[-1], acts.inputs[us[-1].name][0], p).op, method="dense")
     rows = []
     for i, target in enumerate(targets):
         first = target if not isinstance(target, list) else target[0]
@@ -220,7 +220,8 @@ def part_d(model, precisions: list[str], device: torch.device, floors: bool = Tr
         values = {}
         for p in precisions:
             t0 = _synced(device)
-            op, row["name"], row["kind"], _ = target_jacobian(target, xin, p)
+            t = target_jacobian(target, xin, p)
+            op, row["name"], row["kind"] = t.op, t.name, t.kind
             res = singular_values(op, method="dense")
             row[f"{p}_s"] = _synced(device) - t0
             row.update({f"{p}_{k}": v for k, v in res.phases.items()})

@@ -42,6 +42,30 @@ def says(output: str, phrase: str) -> bool:
     return phrase.translate(_LAYOUT) in output.translate(_LAYOUT)
 
 
+#: Tables of another machine (or device) differ in the last bits of their numbers: each column
+#: is compared within its precision (resdyn.runs.compare.table_differences).
+GRAM = 1e-7  # float64 spectra from a Gram matrix resolve σ to √ε·σ_max ≈ 1.5e-8·σ_max
+FLOAT32 = 1e-5  # the network's forward pass is float32 (ε ≈ 6e-8), differences amplify it
+ACROSS_MACHINES = {
+    **dict.fromkeys(["values", "sigma_max", "inverse_condition", "max_abs", "mean_abs",
+                     "relative", "sigma", "plateau_position", "plateau_window_share",
+                     "share_near_alpha", "plateau_share", "resolution", "max_real", "min_real",
+                     "stiffness_ratio", "stiffness_signed", "spectral_radius", "values_re",
+                     "values_im"], GRAM),
+    **dict.fromkeys(["in_norm", "out_norm", "growth", "predicted_growth", "delta_norm",
+                     "delta_l2", "alpha", "abs", "scaled", "loss"], FLOAT32),
+}
+
+
+def across_machines(table):
+    """σ_min/σ_max instead of the condition number: its error is ε-sized, while the condition
+    number's grows as ε·cond² where the block is ill-conditioned."""
+    if "condition" not in table:
+        return table
+    return table.assign(condition=1 / table["condition"]).rename(
+        columns={"condition": "inverse_condition"})
+
+
 def pytest_collection_modifyitems(config, items):
     """``RESDYN_TEST_ORDER=reverse`` runs the tests last to first (CI does), so a test that
     passes only after another has run fails there instead of on a user's machine."""

@@ -145,3 +145,48 @@ def test_an_absent_gpu_is_one_line_with_status_2(tmp_path, args):
     assert r.exit_code == 2, r.output
     assert says(r.output, "device 'cuda' requested but CUDA is not available")
     assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device here (benchmarks/gpu_check.sh runs it "
+                                          "on a GPU machine)"))]
+
+
+@pytest.fixture(scope="module")
+def on_cpu(tmp_path_factory, single_thread):
+    """The quick demo's stability, identity and stiffness runs on the CPU, the reference."""
+    return {part.folder: _run_part(part, tmp_path_factory.mktemp("cpu"), "cpu")
+            for part in _parts()}
+
+
+def _parts():
+    from resdyn.studies.demo import parts
+
+    return [p for p in parts(quick=True) if p.model is not None]
+
+
+def _run_part(part, root, device):
+    return run_study(part.study, load_model(part.model), load_data(part.data), part.config,
+                     root / part.folder, model_name=part.model, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_studies_on_each_device_agree_with_the_cpu(on_cpu, tmp_path, device):
+    """Every study of one model run with ``device`` given explicitly: its tables equal the
+    CPU's within each column's precision, and every row says where it was computed."""
+    from conftest import ACROSS_MACHINES, across_machines
+
+    from resdyn.runs.compare import table_differences
+
+    for part in _parts():
+        r = _run_part(part, tmp_path, device)
+        assert r.failed == 0, r.errors["message"].tolist()
+        for name, table in r.tables.items():
+            if "device" in table:
+                assert set(table["device"]) == {"cuda:0" if device == "cuda" else "cpu"}, name
+            a = across_machines(table.drop(columns=["device"], errors="ignore"))
+            b = across_machines(on_cpu[part.folder].tables[name].drop(columns=["device"],
+                                                                     errors="ignore"))
+            assert table_differences(a, b, ACROSS_MACHINES) == [], (part.folder, name)
+        assert {c: x.held for c, x in r.claims.items()} == {
+            c: x.held for c, x in on_cpu[part.folder].claims.items()}

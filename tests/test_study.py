@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import ACROSS_MACHINES, across_machines
 from torch import nn
 
 from resdyn import load_model
@@ -175,35 +176,13 @@ def serial(tmp_path_factory, single_thread):
     return run_study(STABILITY, load_model("digits-resnet20"), load_data("digits"), CONFIG, out)
 
 
-#: The tables of tests/data/stability_before were written on another machine, whose BLAS
-#: kernels differ in the last bits: each column is compared within its precision.
-GRAM = 1e-7  # float64 spectra from a Gram matrix resolve σ to √ε·σ_max ≈ 1.5e-8·σ_max
-FLOAT32 = 1e-5  # the network's forward pass is float32 (ε ≈ 6e-8), differences amplify it
-ACROSS_MACHINES = {
-    **dict.fromkeys(["values", "sigma_max", "inverse_condition", "max_abs", "mean_abs",
-                     "relative", "sigma", "plateau_position", "plateau_window_share",
-                     "share_near_alpha", "plateau_share"], GRAM),
-    **dict.fromkeys(["in_norm", "out_norm", "growth", "predicted_growth", "delta_norm",
-                     "delta_l2", "alpha"], FLOAT32),
-}
-
-
-def _across_machines(table: pd.DataFrame) -> pd.DataFrame:
-    """σ_min/σ_max instead of the condition number: its error is ε-sized, while the condition
-    number's grows as ε·cond² where the block is ill-conditioned."""
-    if "condition" not in table:
-        return table
-    return table.assign(condition=1 / table["condition"]).rename(
-        columns={"condition": "inverse_condition"})
-
-
 @pytest.mark.slow
 def test_stability_tables_agree_with_those_from_before_the_move(serial):
     """The rows the study wrote before it moved onto the runner, on another machine: counts,
     names and labels exactly, numbers within each column's precision."""
     for name in TABLES:  # columns added since are left out
-        before = _across_machines(pd.read_parquet(BEFORE / f"{name}.parquet"))
-        now = _across_machines(serial.tables[name])
+        before = across_machines(pd.read_parquet(BEFORE / f"{name}.parquet"))
+        now = across_machines(serial.tables[name])
         assert table_differences(now[list(before.columns)], before, ACROSS_MACHINES) == []
     assert serial.failed == 0 and len(serial.claims) == 7 and len(serial.figures) == 5
 
@@ -246,10 +225,23 @@ def test_stability_killed_at_a_random_task_resumes_to_the_same_tables(serial, tm
 
 
 @pytest.mark.slow
-def test_stability_on_a_local_dask_cluster_gives_the_serial_tables(serial, tmp_path):
+def test_stability_on_dask_workers_that_cannot_see_the_run_folder(serial, tmp_path,
+                                                                  monkeypatch):
+    """The workers get the model with the run, not through the file system: the references
+    the tasks carry point at a file no process can read, and the tables are the serial ones."""
+    from dataclasses import replace
+
+    from resdyn.studies import runner
+
+    real = runner.save_model
+
+    def elsewhere(model, sha256, folder):
+        return replace(real(model, sha256, folder), path=str(tmp_path / "unseen" / "model.pth"))
+
+    monkeypatch.setattr(runner, "save_model", elsewhere)
     r = run_study(STABILITY, load_model("digits-resnet20"), load_data("digits"), CONFIG,
                   tmp_path / "run", executor=Executor("dask", workers=2, threads=1))
-    assert r.failed == 0
+    assert r.failed == 0, r.errors["message"].tolist()
     for name in TABLES:
         _same(r.tables[name], serial.tables[name])
 

@@ -206,3 +206,14 @@ def test_card_options_rebuild_the_architecture_from_a_state_dict(tmp_path, spec,
     x = torch.randn(2, *card.input_shape)
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
+
+
+def test_load_model_of_a_module_never_changes_it(tmp_path):
+    mine = cifar_resnet(20, in_channels=1).train()
+    other = cifar_resnet(20, in_channels=1)
+    torch.save(other.state_dict(), tmp_path / "w.pth")
+    before = {k: v.clone() for k, v in mine.state_dict().items()}
+    loaded = load_model(mine, tmp_path / "w.pth")
+    assert mine.training and not loaded.training and loaded is not mine
+    assert all(torch.equal(before[k], v) for k, v in mine.state_dict().items())
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in loaded.state_dict().items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,8 @@ def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
 
     Args:
         spec: a zoo name (see ``resdyn models``), a ``.safetensors`` checkpoint of resdyn's, or an
-            nn.Module (returned as is, in eval mode).
+            nn.Module (a copy of it is returned, in eval mode, with ``weights`` loaded; the
+            module passed in is never changed).
         weights: a local state dict (``.pth`` read with ``weights_only=True``, or ``.safetensors``)
             loaded strictly into the built model instead of any pretrained download.
         in_channels, num_classes: for resdyn's own architectures (defaults 3 and 10).
@@ -103,10 +105,11 @@ def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
         >>> card.input_shape, card.trained_shape, card.options
         ((3, 32, 32), None, {'in_channels': 3, 'num_classes': 10})
     """
-    if isinstance(spec, nn.Module):
+    if isinstance(spec, nn.Module):  # a copy: the caller's module keeps its mode and weights
+        model = copy.deepcopy(spec)
         if weights is not None:
-            load_state(spec, read_state(weights), weights)
-        return spec.eval()
+            load_state(model, read_state(weights), weights)
+        return model.eval()
     model, card = _build(spec.strip(), weights, in_channels, num_classes)
     model.resdyn_card = card
     return model.eval()

@@ -57,8 +57,10 @@ def _close(u: np.ndarray, v: np.ndarray, tol: float) -> bool:
     """Equal (NaN to NaN) within tol times the largest finite magnitude in either."""
     if u.shape != v.shape:
         return False
-    if tol == 0.0 or u.dtype.kind not in "fc" or not u.size:
-        return bool(np.array_equal(u, v, equal_nan=True))
+    if not u.size:
+        return True
+    if tol == 0.0 or u.dtype.kind not in "fc":
+        return bool(np.array_equal(u, v, equal_nan=u.dtype.kind in "fc"))
     both = np.isfinite(u) & np.isfinite(v)
     if not np.array_equal(u[~both], v[~both], equal_nan=True):
         return False

@@ -167,13 +167,18 @@ def execute(task: Task, context: RunContext = DEFAULT) -> Outcome:
 Runner = Callable[[Sequence[Task]], Iterable[tuple[Task, Outcome]]]
 
 
+#: model cache key -> the model: what tasks' ModelRefs load; the serial executor's process has
+#: them already, a Dask cluster gets them once per worker (no shared file system needed).
+Models = Mapping[str, Any]
+
+
 @contextmanager
-def _serial(executor: Executor, context: RunContext) -> Iterator[Runner]:
+def _serial(executor: Executor, context: RunContext, models: Models) -> Iterator[Runner]:
     yield lambda tasks: ((task, execute(task, context)) for task in tasks)
 
 
 @contextmanager
-def _dask(executor: Executor, context: RunContext) -> Iterator[Runner]:
+def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[Runner]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -189,6 +194,11 @@ def _dask(executor: Executor, context: RunContext) -> Iterator[Runner]:
         cluster = LocalCluster(n_workers=executor.workers or 2, threads_per_worker=1,
                                processes=True, host="127.0.0.1", dashboard_address=None)
         client = Client(cluster)
+
+    if models:  # every worker, also one that joins later, holds the models before any task
+        from .dask_models import ModelCache
+
+        client.register_plugin(ModelCache(dict(models)), name="resdyn-models")
 
     def run(tasks: Sequence[Task]) -> Iterator[tuple[Task, Outcome]]:
         on_worker = context if context.threads is not None else replace(
@@ -207,7 +217,8 @@ def _dask(executor: Executor, context: RunContext) -> Iterator[Runner]:
             cluster.close()
 
 
-EXECUTORS: dict[str, Callable[[Executor, RunContext], AbstractContextManager[Runner]]] = {
+EXECUTORS: dict[str, Callable[[Executor, RunContext, Models],
+                               AbstractContextManager[Runner]]] = {
     "serial": _serial,
     "dask": _dask,
 }
@@ -239,9 +250,13 @@ def waves(tasks: Sequence[Task]) -> list[list[Task]]:
 
 
 def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str = "serial",
-              progress: Progress | None = None, context: RunContext = DEFAULT) -> RunStats:
+              progress: Progress | None = None, context: RunContext = DEFAULT,
+              models: Models | None = None) -> RunStats:
     """Run the tasks not yet in ``store`` in ``context`` and store each result (or its error)
     as it arrives.
+
+    ``models``: the models the tasks' references name (cache key -> model), sent once to every
+    Dask worker, so that workers need not see the run folder.
 
     Tasks run in waves (see :func:`waves`); a task whose dependency failed is recorded as
     failed without running.
@@ -288,7 +303,8 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
                 record(task, "error", ("NotRun", f"needs {', '.join(need)}, which failed", ""))
             runnable = [t for t in group if t not in blocked]
             if runnable:
-                run = run or stack.enter_context(EXECUTORS[executor.name](executor, context))
+                run = run or stack.enter_context(
+                    EXECUTORS[executor.name](executor, context, models or {}))
                 for task, (status, payload) in run(runnable):
                     record(task, status, payload)
     return RunStats(len(tasks), resumed, ran, failed)

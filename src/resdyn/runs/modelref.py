@@ -69,10 +69,10 @@ class ModelRef:
             model = _MODELS.get(self.key)
             if model is None:
                 model = self._read()
-                _remember(self.key, model)
+                remember(self.key, model)
             if _device_of(model) != torch.device(device):
                 model = copy.deepcopy(model).to(device)
-                _remember(self._on(device), model)
+                remember(self._on(device), model)
         return model
 
     def units(self, input_shape: tuple[int, ...]) -> list:
@@ -121,7 +121,7 @@ def local_ref(model: nn.Module) -> ModelRef:
     from .identity import model_digest
 
     sha256 = model_digest(model)
-    _remember(sha256, model)
+    remember(sha256, model)
     return ModelRef(sha256, "")
 
 
@@ -146,7 +146,7 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
         if not path.is_file():
             atomic_write(path, lambda tmp: _torch_save(model, tmp))
         ref = ModelRef(sha256, str(path.resolve()), None, {}, _file_digest(path))
-    _remember(sha256, model)
+    remember(sha256, model)
     return ref
 
 
@@ -159,7 +159,7 @@ def _torch_save(obj: object, path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _remember(key: str, model: nn.Module) -> None:
+def remember(key: str, model: nn.Module) -> None:
     """Keep ``model`` as the one loaded for ``key`` (the newest KEEP models stay)."""
     _MODELS.pop(key, None)
     _MODELS[key] = model

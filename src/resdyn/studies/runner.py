@@ -146,7 +146,8 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
     ids = [t.id for t in plan.tasks]
     start = time.perf_counter()
     store = TaskStore(out / "tasks")
-    stats = run_tasks(plan.tasks, store, executor, progress, ctx.run)
+    models = {ctx.model_ref.key: model} if model is not None else {}
+    stats = run_tasks(plan.tasks, store, executor, progress, ctx.run, models)
     errors = store.errors(ids)
     strays = store.strays(ids)
     complete = len(errors) == 0

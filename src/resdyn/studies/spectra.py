@@ -63,9 +63,19 @@ def resolve(config: SpectraConfig, model: nn.Module, data: Dataset) -> SpectraCo
     return config
 
 
+@dataclass(frozen=True)
+class Target:
+    """The Jacobian of one unit or stage with what names it in a table."""
+
+    op: JacobianOperator
+    name: str
+    kind: str  # "regular", "downsampling" or "stage"
+    stage: int
+
+
 def target_jacobian(target: Unit | Sequence[Unit], x: Tensor, precision: str = "float64",
-                    ) -> tuple[JacobianOperator, str, str, int]:
-    """(operator, name, kind, stage) of a unit ("regular"/"downsampling") or a stage ("stage").
+                    ) -> Target:
+    """The :class:`Target` of a unit or of a stage (the composition of its units).
 
     Args:
         target: a unit, or the units of a stage in forward order.
@@ -74,8 +84,10 @@ def target_jacobian(target: Unit | Sequence[Unit], x: Tensor, precision: str = "
     """
     dtype = precision_dtype(precision)
     if isinstance(target, Unit):
-        return unit_jacobian(target, x, dtype=dtype), target.name, target.kind, target.stage
-    return stage_jacobian(target, x, dtype=dtype), stage_name(target), "stage", target[0].stage
+        return Target(unit_jacobian(target, x, dtype=dtype), target.name, target.kind,
+                      target.stage)
+    return Target(stage_jacobian(target, x, dtype=dtype), stage_name(target), "stage",
+                  target[0].stage)
 
 
 def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "auto",
@@ -98,12 +110,13 @@ def spectrum_row(target: Unit | Sequence[Unit], x: Tensor, *, method: str = "aut
         and solve), solve_seconds.
     """
     t0 = time.perf_counter()
-    op, name, kind, stage = target_jacobian(target, x, precision)
-    res = singular_values(op, k=k, method=method, seed=seed)
+    t = target_jacobian(target, x, precision)
+    res = singular_values(t.op, k=k, method=method, seed=seed)
     summary = density_summary(res.density) if res.density is not None else singular_summary(
         res.values)
     return {
-        "name": name, "stage": stage, "kind": kind, "n_in": op.shape[1], "n_out": op.shape[0],
+        "name": t.name, "stage": t.stage, "kind": t.kind, "n_in": t.op.shape[1],
+        "n_out": t.op.shape[0],
         "method": res.method, "reason": res.reason,
         "values": [float(v) for v in np.asarray(res.values, dtype=np.float64)],
         "n_above": summary.n_above, "n_plateau": summary.n_plateau,
