@@ -36,8 +36,9 @@ def test_quick_demo_runs_every_study(demo):
         assert not (folder / "errors.parquet").exists()
         for fig in p.study.figures:
             assert (folder / f"{fig}.png").stat().st_size > 1000, (p.folder, fig)
-        claims = json.loads((folder / "claims.json").read_text())["claims"]
-        assert [c["claim"] for c in claims] == list(p.study.claims)
+        summary = json.loads((folder / "summary.json").read_text())
+        assert [c["claim"] for c in summary["claims"]] == list(p.study.claims)
+        assert list(summary["figures"]) == list(p.study.figures)
     assert "report:" in output and "claims held" in output
 
 

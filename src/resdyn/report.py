@@ -13,15 +13,12 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .runs.folder import IDENTITY_FILE
-
-if TYPE_CHECKING:
-    from .studies.base import Study
+from .summary import Summary
 
 #: Rows of a table shown in the page; longer tables show this many and say where the rest is.
 ROWS_SHOWN = 40
@@ -104,12 +101,10 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def render(root: str | Path, study: Study | None = None) -> str:
-    """The HTML page of every run folder under ``root``.
-
-    Figures' captions and the tables' order come from the study's declaration: ``study``, or
-    else resdyn's study of that name; a folder of a study neither knows shows every PNG and
-    Parquet file it holds.
+def render(root: str | Path) -> str:
+    """The HTML page of every run folder under ``root``, from the files each run wrote: its
+    ``summary.json`` (claims, notes, figure captions, table order; a run without one, unfinished
+    or of an older version, shows its ``summary.md`` and every PNG and Parquet file it holds).
 
     Raises:
         ValueError: ``root`` holds no study run.
@@ -120,18 +115,17 @@ def render(root: str | Path, study: Study | None = None) -> str:
         raise ValueError(f"{root} holds no resdyn study run (no {IDENTITY_FILE} naming a study "
                          "in it or below it)")
     if len(folders) == 1:
-        title, body = run_title(folders[0]), [_section(folders[0], root, 0, study)]
+        title, body = run_title(folders[0]), [_section(folders[0], root, 0)]
     else:
         title = f"resdyn report: {root.resolve().name}"
         body = [f"<h1>{html.escape(title)}</h1>", _contents(folders, root)]
-        body += [_section(f, root, 1, study) for f in folders]
+        body += [_section(f, root, 1) for f in folders]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body>{''.join(body)}"
             f"<script>{SORT_SCRIPT}</script></body></html>")
 
 
-def write_report(root: str | Path, path: str | Path | None = None,
-                 study: Study | None = None) -> Path:
+def write_report(root: str | Path, path: str | Path | None = None) -> Path:
     """Write the page of :func:`render` to ``path`` (default ``root/report.html``).
 
     Raises:
@@ -143,15 +137,19 @@ def write_report(root: str | Path, path: str | Path | None = None,
                          f"e.g. --out {path / 'report.html'}")
     from .runs.store import atomic_write
 
-    page = render(root, study)
+    page = render(root)
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
 
 
 def run_title(folder: Path) -> str:
-    """A run's heading (the first line of its summary.md), or the folder's name."""
-    summary = folder / "summary.md"
-    first = summary.read_text(encoding="utf-8").splitlines()[0] if summary.is_file() else ""
+    """A run's heading (its summary's title, or the first line of an older summary.md), or the
+    folder's name."""
+    summary = Summary.read(folder)
+    if summary is not None:
+        return summary.title
+    md = folder / "summary.md"
+    first = md.read_text(encoding="utf-8").splitlines()[0] if md.is_file() else ""
     return first.lstrip("# ").strip() or folder.name
 
 
@@ -163,7 +161,8 @@ def _anchor(folder: Path, root: Path) -> str:
 def _contents(folders: list[Path], root: Path) -> str:
     rows = []
     for f in folders:
-        claims = _read_json(f / "claims.json").get("claims", [])
+        summary = Summary.read(f)
+        claims = summary.claims if summary is not None else []
         counts = {"yes": 0, "no": 0, "not judged": 0}
         for c in claims:
             counts[c["verdict"]] += 1
@@ -177,30 +176,19 @@ def _contents(folders: list[Path], root: Path) -> str:
             "<th>not judged</th><th>last run (s)</th></tr>" + "".join(rows) + "</table>")
 
 
-def _declared(name: str, study: Study | None) -> tuple[str, dict[str, str], list[str]] | None:
-    """(title, figure captions, table names) of the study called ``name``, if known."""
-    from .studies import STUDIES
-
-    spec = study if study is not None and study.name == name else STUDIES.get(name)
-    if spec is None:
-        return None
-    return spec.title, {n: f.caption for n, f in spec.figures.items()}, list(spec.tables)
-
-
-def _section(folder: Path, root: Path, shift: int, study: Study | None) -> str:
-    ident = _read_json(folder / IDENTITY_FILE)
-    declared = _declared(ident["study"], study)
-    if declared is None:  # a study of the user's own: every figure and table it wrote
-        title = ident["study"]
+def _section(folder: Path, root: Path, shift: int) -> str:
+    summary = Summary.read(folder)
+    if summary is not None:
+        captions, tables = summary.figures, summary.tables
+        intro = _summary_html(summary, shift)
+    else:  # unfinished, or of an older version: what the folder holds
         captions = {p.stem: "" for p in sorted(folder.glob("*.png"))}
         tables = [p.stem for p in sorted(folder.glob("*.parquet")) if p.stem != "errors"]
-    else:
-        title, captions, tables = declared
-    summary = folder / "summary.md"
-    parts = [f"<section id='{_anchor(folder, root)}'>"]
-    parts.append(markdown_to_html(summary.read_text(encoding="utf-8"), shift) if summary.is_file()
-                 else f"<h{1 + shift}>{html.escape(title)}</h{1 + shift}><p>This run has "
-                 "not finished: no summary yet.</p>")
+        md = folder / "summary.md"
+        intro = (markdown_to_html(md.read_text(encoding="utf-8"), shift) if md.is_file() else
+                 f"<h{1 + shift}>{html.escape(folder.name)}</h{1 + shift}><p>This run has not "
+                 "finished: no summary yet.</p>")
+    parts = [f"<section id='{_anchor(folder, root)}'>", intro]
     h = f"h{2 + shift}"
     figures = [(n, c) for n, c in captions.items() if (folder / f"{n}.png").is_file()]
     if figures:
@@ -216,9 +204,33 @@ def _section(folder: Path, root: Path, shift: int, study: Study | None) -> str:
     for name in tables:
         parts.append(_table(folder / f"{name}.parquet", open_=name == "errors" or len(tables) < 3))
     parts.append(f"<{h}>Configuration</{h}>")
-    parts.append(_configuration(ident, _read_json(folder / "config.json"), folder))
+    parts.append(_configuration(_read_json(folder / IDENTITY_FILE),
+                                _read_json(folder / "config.json"), folder))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _summary_html(s: Summary, shift: int) -> str:
+    """A run's summary as HTML, from its data (the study's notes are its own markdown)."""
+    h1, h2 = f"h{1 + shift}", f"h{2 + shift}"
+    out = [f"<{h1}>{_inline(s.title)}</{h1}>", f"<p>{_inline(s.run)}</p>"]
+    if s.strays:
+        out.append(f"<p>{_inline(s.stray_line())}</p>")
+    if s.failure:
+        out.append(f"<p>{_inline(s.failure)}</p>")
+        if s.errors:
+            out.append("<table><tr><th>task</th><th>error</th></tr>" + "".join(
+                f"<tr><td>{_inline(t)}</td><td>{_inline(e)}</td></tr>" for t, e in s.errors)
+                + "</table>")
+        return "\n".join(out)
+    if s.claims:
+        out.append(f"<{h2}>Claims</{h2}>")
+        out.append("<table><tr><th>claim</th><th>holds here</th><th>evidence</th></tr>" + "".join(
+            f"<tr><td>{_inline(c['claim'])}</td><td>{_cell(c['verdict'])}</td>"
+            f"<td>{_inline(c['evidence'])}</td></tr>" for c in s.claims) + "</table>")
+    if s.notes:
+        out.append(markdown_to_html(s.notes, shift))
+    return "\n".join(out)
 
 
 def _table(path: Path, open_: bool) -> str:

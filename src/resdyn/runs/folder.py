@@ -29,10 +29,11 @@ from .store import atomic_write, writing
 
 IDENTITY_FILE = "run.json"
 LOCK_FILE = "run.lock"
-#: What every run folder may hold besides its study's tables and figures.
-RESDYN_FILES = frozenset({IDENTITY_FILE, LOCK_FILE, "config.json", "summary.md", "claims.json",
-                          "report.html", "options.toml", "errors.parquet", "tasks",
-                          "checkpoints", "model.pth", "model.pt"})
+#: What every run folder may hold besides its study's tables and figures (claims.json: what
+#: versions before summary.json wrote).
+RESDYN_FILES = frozenset({IDENTITY_FILE, LOCK_FILE, "config.json", "summary.md", "summary.json",
+                          "claims.json", "report.html", "options.toml", "errors.parquet",
+                          "tasks", "checkpoints", "model.pth", "model.pt"})
 
 #: fn(identity found in a folder) -> the further names resdyn writes into such a folder.
 Owned = Callable[[dict[str, Any]], Iterable[str]]

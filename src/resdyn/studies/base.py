@@ -88,7 +88,7 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        """"yes", "no" or "not judged": the words of summaries, reports and claims.json."""
+        """"yes", "no" or "not judged": the words of summaries and reports."""
         return {True: "yes", False: "no", None: "not judged"}[self.held]
 
 

@@ -189,7 +189,8 @@ def _plan(ctx: Context) -> Plan:
     return Plan(perturbation_tasks(ctx.model_ref, ctx.data, images), {"images": images})
 
 
-def _order(blocks: pd.DataFrame, ctx=None) -> pd.DataFrame:
+def block_order(blocks: pd.DataFrame, ctx=None) -> pd.DataFrame:
+    """The blocks table in (depth, section, position, image) order (the sweep's too)."""
     keys = _by(blocks, ["blocks", "section_index", "position", "image"])
     return blocks.sort_values(keys, ignore_index=True)
 
@@ -243,7 +244,7 @@ def notes(tables, ctx) -> str:
 IDENTITY = Study(
     name="identity", title="Identity study", config=IdentityConfig, plan=_plan,
     tables={
-        "blocks": Table(order=_order),
+        "blocks": Table(order=block_order),
         "per_block": Table(derive=lambda t, ctx: per_block(t["blocks"])),
         "distances": Table(derive=lambda t, ctx: distances(t["blocks"])),
         "stopping": Table(derive=lambda t, ctx: stopping(t["distances"], ctx.config.eps)),

@@ -21,7 +21,7 @@ from ..metrics import power_law, stopping_rule
 from ..plots import identity as figs
 from ..runs import ModelRef, Task, current
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .identity import _order, check_eps, distances, per_block, perturbation_tasks, stopping
+from .identity import block_order, check_eps, distances, per_block, perturbation_tasks, stopping
 
 SENSIBLE_ACCURACY = 0.9  # a depth that trains to less is named in the summary
 SATURATED = 0.25  # d_scaled grows less than this over the last doubling of depth: saturated
@@ -232,7 +232,7 @@ SWEEP = Study(
     name="identity-sweep", title="Identity depth sweep", config=SweepConfig, plan=_plan,
     tables={
         "training": Table(order=lambda t, ctx: t.sort_values("blocks", ignore_index=True)),
-        "blocks": Table(order=_order),
+        "blocks": Table(order=block_order),
         "per_block": Table(derive=lambda t, ctx: per_block(t["blocks"])),
         "distances": Table(derive=lambda t, ctx: distances(t["blocks"])),
         "stopping": Table(derive=lambda t, ctx: stopping(t["distances"], ctx.config.eps)),

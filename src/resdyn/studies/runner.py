@@ -23,11 +23,13 @@ import pandas as pd
 from torch import nn
 
 from ..data import Dataset
+from ..report import write_report
 from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_tasks, write_parquet
 from ..runs.folder import check_out, claim, locked, release
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
 from ..runs.store import atomic_write, writing
+from ..summary import Summary
 from .base import Claim, Context, Plan, Study, check_numbers, upgrade_safe
 
 
@@ -167,17 +169,11 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
                 fig.draw(tables, ctx, figures[fig_name])
         claims = {text: fn(tables, ctx) for text, fn in study.claims.items()}
     seconds = time.perf_counter() - start
-    summary = out / "summary.md"
-    atomic_write(summary, lambda tmp: tmp.write_text(
-        _summary(study, ctx, tables, claims, stats, errors, strays, seconds), encoding="utf-8"))
-    _write_json(out / "claims.json", {"claims": [
-        {"claim": text, "held": c.held, "verdict": c.verdict, "evidence": c.evidence}
-        for text, c in claims.items()]})
+    _summary(study, ctx, tables, claims, stats, errors, strays, seconds).write(out, _write_text)
     _write_config(out, identity, executor, stats, seconds, ctx.run)
-    from ..report import write_report
-
-    report = write_report(out, study=study)
-    return StudyResult(out, tables, figures, claims, summary, report, stats, errors, strays)
+    report = write_report(out)
+    return StudyResult(out, tables, figures, claims, out / "summary.md", report, stats, errors,
+                       strays)
 
 
 def owned_names(identity: dict[str, Any], running: Study | None = None) -> list[str]:
@@ -222,35 +218,27 @@ def heading(study: Study, ctx: Context) -> str:
 
 
 def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats: RunStats,
-             errors: pd.DataFrame, strays: list[str], seconds: float) -> str:
-    lines = [f"# {heading(study, ctx)}", "",
-             f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
-             + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."), ""]
-    if strays:
-        lines += [f"{len(strays)} file(s) in tasks/ belong to no task of this run and were left "
-                  f"out of every table: {', '.join(strays[:10])}"
-                  + (" ..." if len(strays) > 10 else ""), ""]
+             errors: pd.DataFrame, strays: list[str], seconds: float) -> Summary:
+    run = (f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
+           + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."))
+    declared = dict(figures={n: f.caption for n, f in study.figures.items()},
+                    tables=list(study.tables))
     if len(errors):
-        lines += [f"**{len(errors)} of {stats.total} tasks failed**, so the claims are not judged, "
-                  "no figure is drawn and only the tasks' own tables are written. "]
+        failure = (f"**{len(errors)} of {stats.total} tasks failed**, so the claims are not "
+                   "judged, no figure is drawn and only the tasks' own tables are written. ")
         same = one_error(errors)
         if same is not None:
-            lines[-1] += (f"Every failed task raised the same error, {same}: fix its cause, "
-                          "then the same command reruns them (all in `errors.parquet`).")
-            return "\n".join(lines) + "\n"
-        lines[-1] += "The same command retries them. Errors (all in `errors.parquet`):"
-        lines += ["", "| task | error |", "|---|---|"]
-        lines += [f"| {r.analysis} {r.key} | {r.error}: {_cell(r.message)} |"
-                  for r in errors.itertuples()]
-        return "\n".join(lines) + "\n"
-    if claims:
-        lines += ["## Claims", "", "| claim | holds here | evidence |", "|---|---|---|"]
-        for text, c in claims.items():
-            lines.append(f"| {text} | {c.verdict} | {_cell(c.evidence)} |")
-        lines.append("")
-    if study.notes is not None:
-        lines.append(study.notes(tables, ctx))
-    return "\n".join(lines) + "\n"
+            failure += (f"Every failed task raised the same error, {same}: fix its cause, then "
+                        "the same command reruns them (all in `errors.parquet`).")
+            return Summary(heading(study, ctx), run, strays, failure, **declared)
+        failure += "The same command retries them. Errors (all in `errors.parquet`):"
+        rows = [(f"{r.analysis} {r.key}", f"{r.error}: {r.message}") for r in errors.itertuples()]
+        return Summary(heading(study, ctx), run, strays, failure, rows, **declared)
+    return Summary(heading(study, ctx), run, strays,
+                   claims=[{"claim": text, "held": c.held, "verdict": c.verdict,
+                            "evidence": c.evidence} for text, c in claims.items()],
+                   notes=study.notes(tables, ctx) if study.notes is not None else "",
+                   **declared)
 
 
 def one_error(errors: pd.DataFrame) -> str | None:
@@ -260,10 +248,6 @@ def one_error(errors: pd.DataFrame) -> str | None:
         return None
     error, message = kinds.pop()
     return f"{error}: {message}"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")  # a pipe table's cell
 
 
 def _write_config(out: Path, identity: dict, executor: Executor | str, stats: RunStats,
@@ -286,4 +270,8 @@ def _write_config(out: Path, identity: dict, executor: Executor | str, stats: Ru
 
 
 def _write_json(path: Path, value: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2), encoding="utf-8"))
+    _write_text(path, json.dumps(value, indent=2))
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

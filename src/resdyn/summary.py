@@ -1,0 +1,88 @@
+"""What a study run found, as data: written once by the runner (``summary.json``) and rendered
+from that data both as ``summary.md`` and as the run's section of the HTML report, so neither
+parses the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One run's findings.
+
+    Attributes:
+        title: "<study title>: <model> on <data>".
+        run: what this run computed, one sentence.
+        strays: files in ``tasks/`` of no planned task (left out of every table).
+        failure: why the claims are not judged when tasks failed (empty when none did).
+        errors: (task, "Type: message") of each failed task; empty when ``failure`` already
+            names the one error every task raised.
+        claims: each claim with ``claim``, ``held`` (True/False/None), ``verdict`` and
+            ``evidence``, in the study's order.
+        notes: the study's own markdown (numbers behind the claims).
+        figures: figure name -> caption, in the study's order.
+        tables: table names, in the study's order.
+    """
+
+    title: str
+    run: str = ""
+    strays: list[str] = field(default_factory=list)
+    failure: str = ""
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    notes: str = ""
+    figures: dict[str, str] = field(default_factory=dict)
+    tables: list[str] = field(default_factory=list)
+
+    def stray_line(self) -> str:
+        if not self.strays:
+            return ""
+        shown = ", ".join(self.strays[:10]) + (" ..." if len(self.strays) > 10 else "")
+        return (f"{len(self.strays)} file(s) in tasks/ belong to no task of this run and were "
+                f"left out of every table: {shown}")
+
+    def markdown(self) -> str:
+        """The run's ``summary.md``."""
+        lines = [f"# {self.title}", "", self.run, ""]
+        if self.strays:
+            lines += [self.stray_line(), ""]
+        if self.failure:
+            lines.append(self.failure)
+            if self.errors:
+                lines += ["", "| task | error |", "|---|---|"]
+                lines += [f"| {task} | {_cell(error)} |" for task, error in self.errors]
+            return "\n".join(lines) + "\n"
+        if self.claims:
+            lines += ["## Claims", "", "| claim | holds here | evidence |", "|---|---|---|"]
+            lines += [f"| {c['claim']} | {c['verdict']} | {_cell(c['evidence'])} |"
+                      for c in self.claims]
+            lines.append("")
+        if self.notes:
+            lines.append(self.notes)
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path, write_text) -> None:
+        """Write ``summary.json`` and ``summary.md`` through ``write_text(path, text)``."""
+        write_text(folder / SUMMARY_FILE, json.dumps(asdict(self), indent=2))
+        write_text(folder / "summary.md", self.markdown())
+
+    @classmethod
+    def read(cls, folder: Path) -> Summary | None:
+        """The summary a run wrote in ``folder`` (None: none, or an unreadable one)."""
+        try:
+            raw = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+            raw["errors"] = [tuple(e) for e in raw.get("errors", [])]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")  # a pipe table's cell
