@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -69,9 +70,11 @@ def metrics_along_depth(table: pd.DataFrame, path: Path, model: str) -> Path:
         g = sq.groupby("index")[metric]
         med, lo, hi = g.median(), g.quantile(0.1), g.quantile(0.9)
         if med.isna().all():
-            reasons = sorted(nan_reasons(sq["nan_reason"], metric))
+            # one line per kind of reason: the same reason with other numbers is said once
+            kinds = sorted({re.sub(r"-?\d+\.\d+(e[+-]?\d+)?", "x", r)
+                            for r in nan_reasons(sq["nan_reason"], metric)})
             ax.text(0.5, 0.5, "undefined for every block:\n" + "\n".join(
-                        textwrap.shorten(r, 70) for r in reasons[:3]), ha="center",
+                        textwrap.fill(r, 60) for r in kinds[:2]), ha="center",
                     va="center", transform=ax.transAxes, fontsize=8, color="#555")
             ax.set_title(label, fontsize=10)
             ax.set_yticks([])
