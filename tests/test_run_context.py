@@ -92,9 +92,10 @@ def test_every_jacobian_task_builds_in_the_runs_precision(setup, monkeypatch, ki
 
 def test_outside_a_run_the_context_is_the_cpu_in_float64():
     assert current() == RunContext("cpu", "float64", None)
+    before = torch.get_num_threads()
     with using(RunContext(precision="float32", threads=1)):
         assert current().dtype == torch.float32 and torch.get_num_threads() == 1
-    assert current().precision == "float64"
+    assert current().precision == "float64" and torch.get_num_threads() == before
 
 
 def test_stiffness_in_float32_keeps_its_metrics(setup, tmp_path):

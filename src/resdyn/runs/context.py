@@ -74,11 +74,15 @@ def current() -> RunContext:
 
 @contextmanager
 def using(context: RunContext) -> Iterator[RunContext]:
-    """Make ``context`` current while the block runs (and set its threads)."""
-    if context.threads is not None and torch.get_num_threads() != context.threads:
+    """Make ``context`` current while the block runs, with its threads (the caller's thread
+    count is restored after)."""
+    before = torch.get_num_threads()
+    if context.threads is not None and before != context.threads:
         torch.set_num_threads(context.threads)
     token = _CURRENT.set(context)
     try:
         yield context
     finally:
         _CURRENT.reset(token)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
