@@ -1,9 +1,11 @@
 """`resdyn demo --quick` runs every study end to end; `resdyn report` renders any output folder."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 from typer.testing import CliRunner
@@ -97,12 +99,17 @@ def test_report_renders_in_chromium_with_every_figure_loaded(demo, tmp_path):
              "document.body.setAttribute('data-loaded',n+'/'+i.length);});</script>")
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", probe + "</body>"))
-    dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-         "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120).stdout
+    # chromium keeps its singleton socket under TMPDIR and the profile: a unix socket's path
+    # has at most 107 bytes, so a deep temporary folder (as CI's) would silently end the
+    # browser with an empty page; give it a short one of its own
+    with tempfile.TemporaryDirectory(dir="/tmp" if os.path.isdir("/tmp") else None) as short:
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={short}/profile", "--virtual-time-budget=5000",
+             "--dump-dom", probed.as_uri()],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": short}
+        ).stdout
     loaded = re.search(r'data-loaded="(\d+)/(\d+)"', dom)
     assert loaded, dom[:500]
     n, total = map(int, loaded.groups())

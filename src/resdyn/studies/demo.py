@@ -66,6 +66,13 @@ def parts(quick: bool = False) -> list[Part]:
     ]
 
 
+def _owned(identity: dict[str, Any]) -> list[str]:
+    """What resdyn writes into the demo's folder (its parts' folders) and into each part's."""
+    if "demo" in identity:
+        return [p.folder for p in parts(bool(identity["demo"].get("quick")))]
+    return owned_names(identity)
+
+
 def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
              executor: Executor | str = "serial",
              progress: Callable[[Part], Progress | None] | None = None,
@@ -91,7 +98,7 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     out = check_out(out)
     RunContext.on(device, precision)  # an absent device is refused before the folder is claimed
     with locked(out):
-        claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=owned_names)
+        claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned)
         results = []
         for part in parts(quick):
             model = load_model(part.model) if part.model else None

@@ -178,16 +178,13 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
 
 def owned_names(identity: dict[str, Any], running: Study | None = None) -> list[str]:
     """What resdyn writes into a run folder of ``identity`` beyond the files of every run: the
-    study's tables and figures (a demo folder: its parts' folders).
+    study's tables and figures.
 
     The study is ``running`` (the one about to run) when the names match, else resdyn's own of
     that name; a folder of another user-defined study owns only the files of every run.
     """
     from . import STUDIES
-    from .demo import parts
 
-    if "demo" in identity:
-        return [p.folder for p in parts(bool(identity["demo"].get("quick")))]
     name = identity.get("study", "")
     study = running if running is not None and running.name == name else STUDIES.get(name)
     if study is None:
