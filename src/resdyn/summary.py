@@ -68,10 +68,14 @@ class Summary:
             lines.append(self.notes)
         return "\n".join(lines) + "\n"
 
-    def write(self, folder: Path, write_text) -> None:
-        """Write ``summary.json`` and ``summary.md`` through ``write_text(path, text)``."""
-        write_text(folder / SUMMARY_FILE, json.dumps(asdict(self), indent=2))
-        write_text(folder / "summary.md", self.markdown())
+    def write(self, folder: Path) -> None:
+        """Write ``summary.json`` and ``summary.md`` into ``folder`` (atomically, each)."""
+        from .runs.store import atomic_write
+
+        for name, text in ((SUMMARY_FILE, json.dumps(asdict(self), indent=2)),
+                           ("summary.md", self.markdown())):
+            atomic_write(folder / name, lambda tmp, text=text: tmp.write_text(text,
+                                                                               encoding="utf-8"))
 
     @classmethod
     def read(cls, folder: Path) -> Summary | None:

@@ -4,7 +4,7 @@ The identity is written to ``run.json`` when the folder is first used. The same 
 another one is refused with the fields that differ, unless the caller asks for a fresh start,
 which removes what resdyn wrote there (and refuses, naming them, when other files are there).
 
-One writer at a time: :func:`open_run` holds an OS lock on ``run.lock`` for the whole run. The
+One writer at a time: :func:`locked` holds an OS lock on ``run.lock`` for the whole run. The
 lock dies with its process (a SIGKILL leaves no stale lock); a second writer is refused at once
 with the process that holds the folder.
 """

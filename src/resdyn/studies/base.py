@@ -128,20 +128,11 @@ class Study:
     precision_note: str = ""
 
 
-#: ``field(metadata=UPGRADE_SAFE)`` on a config field added in a later version whose default
-#: computes what the versions before it did: their run folders (whose ``run.json`` lacks the
-#: field) resume instead of being refused.
-UPGRADE_SAFE = {"upgrade_safe": True}
-
-
 def upgrade_safe(study: Study, ctx: Context) -> set[str]:
-    """Identity paths an older run folder may lack: the UPGRADE_SAFE config fields left at their
-    default, the products' precision when float64 (what every version before it computed in),
-    and the study's revision while it is the first."""
-    config = ctx.config
-    return {f"config.{f.name}" for f in dataclasses.fields(config)
-            if f.metadata.get("upgrade_safe") and getattr(config, f.name) == f.default} | (
-        {"config.precision"} if ctx.run.precision == "float64" else set()) | (
+    """Identity paths an older run folder may lack: the products' precision when float64 (what
+    every version before the run context computed in), and the study's revision while it is
+    the first."""
+    return ({"config.precision"} if ctx.run.precision == "float64" else set()) | (
         {"revision"} if study.revision == 1 else set())
 
 

@@ -169,7 +169,7 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
                 fig.draw(tables, ctx, figures[fig_name])
         claims = {text: fn(tables, ctx) for text, fn in study.claims.items()}
     seconds = time.perf_counter() - start
-    _summary(study, ctx, tables, claims, stats, errors, strays, seconds).write(out, _write_text)
+    _summary(study, ctx, tables, claims, stats, errors, strays, seconds).write(out)
     _write_config(out, identity, executor, stats, seconds, ctx.run)
     report = write_report(out)
     return StudyResult(out, tables, figures, claims, out / "summary.md", report, stats, errors,
@@ -263,12 +263,5 @@ def _write_config(out: Path, identity: dict, executor: Executor | str, stats: Ru
                          "failed": stats.failed, "seconds": round(seconds, 3)},
             "versions": {"resdyn": __version__, "torch": torch.__version__,
                          "python": platform.python_version()}}
-    _write_json(out / "config.json", info)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    _write_text(path, json.dumps(value, indent=2))
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    text = json.dumps(info, indent=2)
+    atomic_write(out / "config.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
