@@ -24,8 +24,9 @@ from resdyn.models import NoUnitsFound
 from resdyn.models.blocks import ResidualUnit
 from resdyn.runs import local_ref
 from resdyn.studies import IDENTITY, SWEEP, IdentityConfig, SweepConfig, run_study
-from resdyn.studies.identity import distances, per_block, perturbation_task, stopping
+from resdyn.studies.identity import distances, per_block, stopping
 from resdyn.studies.identity_sweep import crossing_depth, fits
+from resdyn.tasks.perturbation import perturbation_task
 
 
 class AddVector(nn.Module):

@@ -16,7 +16,7 @@ from resdyn.metrics import singular_summary
 from resdyn.models import calibrate_batchnorm, stages
 from resdyn.operators import function_jacobian, stage_jacobian, unit_jacobian
 from resdyn.spectra import PRECISIONS, precision_dtype, singular_values
-from resdyn.studies.spectra import spectrum_row
+from resdyn.tasks.spectrum import spectrum_row
 
 TOLERANCE = 1e-5
 

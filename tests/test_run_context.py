@@ -15,9 +15,10 @@ from resdyn.data import load_data
 from resdyn.runs import RunContext, current, local_ref
 from resdyn.runs.context import using
 from resdyn.studies import STIFFNESS, StiffnessConfig, run_study
-from resdyn.studies import spectra as spectra_module
 from resdyn.studies import stability as stability_module
-from resdyn.studies import stiffness as stiffness_module
+from resdyn.tasks import eigen as eigen_module
+from resdyn.tasks import propagation as propagation_module
+from resdyn.tasks import spectrum as spectrum_module
 
 MODEL = "digits-resnet20"
 UNIT = "stages.0.1"
@@ -54,9 +55,9 @@ def _tasks(ref, data):
     shape = data.input_shape
     eps, bounds = data.pixel_budget(0.1), data.bounds
     return {
-        "spectra": (spectra_module, lambda: spectra_module.spectrum_task(
+        "spectra": (spectrum_module, lambda: spectrum_module.spectrum_task(
             ref, shape, x, UNIT, model_name=MODEL, image=0, label=y), ["values"], 1e-5),
-        "propagation": (stability_module, lambda: stability_module.propagation_task(
+        "propagation": (propagation_module, lambda: propagation_module.propagation_task(
             ref, shape, x, y, 0, eps, bounds, 2, 0), ["predicted_growth"], 1e-5),
         "projections": (stability_module, lambda: stability_module.projection_task(
             ref, shape, UNIT, x, y, 0, eps, bounds), ["sigma"], 1e-5),
@@ -64,7 +65,7 @@ def _tasks(ref, data):
             ref, shape, UNIT, x, 0.5, 0, "auto", None), ["values"], 1e-5),
         "interpolation": (stability_module, lambda: stability_module.interpolation_task(
             ref, shape, UNIT, x, 0.5, 0, 0, "auto", None), ["values"], 1e-5),
-        "stiffness": (stiffness_module, lambda: stiffness_module.stiffness_task(
+        "stiffness": (eigen_module, lambda: eigen_module.stiffness_task(
             ref, shape, x, y, 0, (UNIT,), 4096, 6, 0, True), ["spectral_radius"], 1e-5),
     }
 

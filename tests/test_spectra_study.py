@@ -11,7 +11,7 @@ from resdyn.runs import RunFolderError, local_ref
 from resdyn.runs.folder import locked
 from resdyn.spectra import singular_values
 from resdyn.studies import SPECTRA, SpectraConfig, run_study
-from resdyn.studies.spectra import spectrum_row, spectrum_task
+from resdyn.tasks.spectrum import spectrum_row, spectrum_task
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 COLUMNS = ["model", "image", "label", "name", "stage", "kind", "n_in", "n_out", "method",

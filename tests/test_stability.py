@@ -15,12 +15,12 @@ from resdyn.studies.stability import (
     STABILITY,
     StabilityConfig,
     interpolation_task,
-    propagation_task,
     resolve,
     run_stability,
     skip_task,
 )
 from resdyn.studies.stability_claims import image_variation, partial
+from resdyn.tasks.propagation import propagation_task
 
 
 def _conv_matrix(conv: nn.Conv2d, shape) -> torch.Tensor:

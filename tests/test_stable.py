@@ -313,7 +313,7 @@ def test_branch_share_counts_real_parts_beyond_their_own_error():
     when well conditioned, as 0 when ill conditioned; Re λ_b = 0 blurred by round-off as 0."""
     from resdyn.runs import local_ref
     from resdyn.studies.stable_compare import branch_share_negative
-    from resdyn.studies.stiffness import stiffness_task
+    from resdyn.tasks.eigen import stiffness_task
 
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
     mixed = np.zeros((4, 4))

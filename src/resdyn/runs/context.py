@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -67,6 +67,34 @@ DEFAULT = RunContext()
 _CURRENT: ContextVar[RunContext] = ContextVar("resdyn_run_context", default=DEFAULT)  # noqa: B039 - frozen
 
 
+#: This process's GPU when a local cluster spreads its workers over the GPUs (see :func:`pin`).
+_PINNED: str | None = None
+
+
+def pin(device: str | None) -> None:
+    """Make ``device`` this process's GPU: a run context on "cuda:0" (what "cuda" and "auto"
+    resolve to) computes there instead; other devices are kept. None undoes it. A local Dask
+    cluster pins worker i to GPU i mod G (:func:`spread`), so ``--workers N --device cuda`` uses
+    every GPU the run can see."""
+    global _PINNED
+    _PINNED = device
+
+
+def spread(worker: object, count: int) -> str:
+    """The GPU of a local cluster's worker: its number (LocalCluster names workers 0, 1, ...)
+    modulo the ``count`` GPUs.
+
+    Example:
+        >>> [spread(i, 2) for i in range(3)]
+        ['cuda:0', 'cuda:1', 'cuda:0']
+    """
+    try:
+        index = int(str(worker))
+    except ValueError:
+        raise ValueError(f"worker {worker!r} has no number to pick a GPU by") from None
+    return f"cuda:{index % count}"
+
+
 def current() -> RunContext:
     """The context of the task being run (CPU, float64 outside any run)."""
     return _CURRENT.get()
@@ -75,7 +103,9 @@ def current() -> RunContext:
 @contextmanager
 def using(context: RunContext) -> Iterator[RunContext]:
     """Make ``context`` current while the block runs, with its threads (the caller's thread
-    count is restored after)."""
+    count is restored after) and on this process's GPU where one is pinned (:func:`pin`)."""
+    if _PINNED is not None and context.device == "cuda:0":
+        context = replace(context, device=_PINNED)
     before = torch.get_num_threads()
     if context.threads is not None and before != context.threads:
         torch.set_num_threads(context.threads)

@@ -1,6 +1,10 @@
-"""Models travel with a Dask run, not through a file system: a worker plugin that puts the
-run's models into each worker's model cache (:mod:`resdyn.runs.modelref`) when the worker
-starts, or at once on the workers already running."""
+"""Worker plugins of a Dask run.
+
+Models travel with the run, not through a file system: :class:`ModelCache` puts the run's models
+into each worker's model cache (:mod:`resdyn.runs.modelref`) when the worker starts, or at once
+on the workers already running. :class:`SpreadGpus` gives each worker of a local cluster its own
+GPU.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +25,16 @@ class ModelCache(WorkerPlugin):
 
         for key, model in self.models.items():
             remember(key, model)
+
+
+class SpreadGpus(WorkerPlugin):
+    """Pins worker i of a local cluster to GPU i mod ``count`` (:func:`resdyn.runs.context.pin`),
+    so a run on "cuda" uses all ``count`` GPUs, one worker process each."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def setup(self, worker: Any) -> None:
+        from .context import pin, spread
+
+        pin(spread(worker.name, self.count))  # tasks put every tensor on it explicitly

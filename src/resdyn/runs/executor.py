@@ -2,8 +2,9 @@
 
 Executors, picked by name: ``serial`` (this process, the default) and ``dask`` (a local Dask
 cluster of ``workers`` processes, or an existing scheduler at ``scheduler``). Either way the
-results come back to this process, which alone writes the task store, so the tables are the
-same whichever ran them.
+results come back to this process, which alone writes the run folder (rows, and the files a task
+returns, such as a trained checkpoint), and the models travel to the workers with the run, so the
+tables are the same whichever ran them and workers never need the run folder.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .context import DEFAULT, RunContext, using
-from .store import TaskStore
+from .modelref import ModelRef
+from .store import TaskStore, atomic_write
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,9 @@ class Task:
     """One unit of work: ``fn(**kwargs)`` returns the rows of ``analysis`` for ``key``.
 
     ``after``: ids (``"analysis/key"``) of tasks whose results (e.g. a trained checkpoint in the
-    run folder) this one needs; it runs in a later wave than all of them. ``tags``: constant
-    columns put in front of the rows (which network, which data set), so one task function
-    serves several networks of a study.
+    run folder, see :class:`Output`) this one needs; it runs in a later wave than all of them.
+    ``tags``: constant columns put in front of the rows (which network, which data set), so one
+    task function serves several networks of a study.
     """
 
     analysis: str
@@ -42,6 +45,17 @@ class Task:
     @property
     def id(self) -> str:
         return f"{self.analysis}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a task returns when it also makes files: its rows, and ``files`` (a path in the run
+    folder -> the file's bytes). The process that writes the run folder writes the files
+    (atomically) before it stores the rows, so a stored task always has its files and a worker
+    never writes into the run folder (it need not even see it)."""
+
+    rows: pd.DataFrame
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,9 @@ class Executor:
     Attributes:
         name: "serial" or "dask".
         workers: dask only: start a local cluster of this many worker processes (one thread
-            each) on loopback; default 2.
+            each) on loopback; default 2. On "cuda" (or "auto" on a GPU machine), worker i
+            computes on GPU i mod G of the G GPUs the run sees (CUDA_VISIBLE_DEVICES selects
+            them); an explicit "cuda:N" keeps every worker on GPU N.
         scheduler: dask only: address of a running scheduler ("tcp://host:8786") instead.
         timeout: seconds to wait for the scheduler to answer.
         threads: torch threads per worker process where the run context sets none (default
@@ -144,7 +160,7 @@ class RunStats:
     failed: int
 
 
-Outcome = tuple[str, Any]  # ("ok", rows) or ("error", (type, message, traceback))
+Outcome = tuple[str, Any]  # ("ok", Output) or ("error", (type, message, traceback))
 
 
 def execute(task: Task, context: RunContext = DEFAULT) -> Outcome:
@@ -154,27 +170,29 @@ def execute(task: Task, context: RunContext = DEFAULT) -> Outcome:
     another device; the last bits may differ between devices).
     """
     try:
-        with using(context):
-            rows = task.fn(**task.kwargs)
+        with using(context) as run:
+            out = task.fn(**task.kwargs)
+        if not isinstance(out, Output):
+            out = Output(out)
         for i, (name, value) in enumerate(task.tags.items()):
-            rows.insert(i, name, value)
-        rows["device"] = context.device
-        return "ok", rows
+            out.rows.insert(i, name, value)
+        out.rows["device"] = run.device
+        return "ok", out
     except Exception as e:  # a failing task is recorded; the others go on
         return "error", (type(e).__name__, str(e), traceback.format_exc())
-
-
-Runner = Callable[[Sequence[Task]], Iterable[tuple[Task, Outcome]]]
 
 
 #: model cache key -> the model: what tasks' ModelRefs load; the serial executor's process has
 #: them already, a Dask cluster gets them once per worker (no shared file system needed).
 Models = Mapping[str, Any]
 
+#: Runs a wave of tasks, given the models (cache key -> model) that wave's tasks load.
+Runner = Callable[[Sequence[Task], Models], Iterable[tuple[Task, Outcome]]]
+
 
 @contextmanager
 def _serial(executor: Executor, context: RunContext, models: Models) -> Iterator[Runner]:
-    yield lambda tasks: ((task, execute(task, context)) for task in tasks)
+    yield lambda tasks, more: ((task, execute(task, context)) for task in tasks)
 
 
 @contextmanager
@@ -194,13 +212,23 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         cluster = LocalCluster(n_workers=executor.workers or 2, threads_per_worker=1,
                                processes=True, host="127.0.0.1", dashboard_address=None)
         client = Client(cluster)
+        gpus = _gpus(context)
+        if gpus > 1:
+            from .dask_models import SpreadGpus
 
-    if models:  # every worker, also one that joins later, holds the models before any task
-        from .dask_models import ModelCache
+            client.register_plugin(SpreadGpus(gpus), name="resdyn-gpus")
 
-        client.register_plugin(ModelCache(dict(models)), name="resdyn-models")
+    from .dask_models import ModelCache
 
-    def run(tasks: Sequence[Task]) -> Iterator[tuple[Task, Outcome]]:
+    sent = dict(models)
+    if sent:  # every worker, also one that joins later, holds the models before any task
+        client.register_plugin(ModelCache(sent), name="resdyn-models")
+
+    def run(tasks: Sequence[Task], more: Models) -> Iterator[tuple[Task, Outcome]]:
+        new = {k: m for k, m in more.items() if k not in sent}
+        if new:  # checkpoints trained by an earlier wave: the plugin is replaced, all models
+            sent.update(new)
+            client.register_plugin(ModelCache(dict(sent)), name="resdyn-models")
         on_worker = context if context.threads is not None else replace(
             context, threads=executor.threads)
         futures = {client.submit(execute, t, on_worker, pure=False,
@@ -222,6 +250,16 @@ EXECUTORS: dict[str, Callable[[Executor, RunContext, Models],
     "serial": _serial,
     "dask": _dask,
 }
+
+
+def _gpus(context: RunContext) -> int:
+    """GPUs a local cluster spreads its workers over: all visible ones for a run on "cuda:0"
+    (what "cuda" and "auto" resolve to), none for the CPU or an explicitly numbered GPU."""
+    if context.device != "cuda:0":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def waves(tasks: Sequence[Task]) -> list[list[Task]]:
@@ -284,7 +322,9 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
         nonlocal ran, failed
         pending[task.analysis] -= 1
         if status == "ok":
-            store.save(task.analysis, task.key, payload)
+            for path, data in payload.files.items():
+                atomic_write(Path(path), lambda tmp, data=data: tmp.write_bytes(data))
+            store.save(task.analysis, task.key, payload.rows)
             ran += 1
         else:
             store.fail(task.analysis, task.key, *payload)
@@ -305,6 +345,26 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
             if runnable:
                 run = run or stack.enter_context(
                     EXECUTORS[executor.name](executor, context, models or {}))
-                for task, (status, payload) in run(runnable):
+                runnable, trained = _with_checkpoints(runnable)
+                for task, (status, payload) in run(runnable, trained):
                     record(task, status, payload)
     return RunStats(len(tasks), resumed, ran, failed)
+
+
+def _with_checkpoints(tasks: Sequence[Task]) -> tuple[list[Task], dict[str, Any]]:
+    """The tasks with every reference to a checkpoint of this run (:meth:`ModelRef.checkpoint`,
+    written by an earlier wave) replaced by one that names the model by its digest, and those
+    models (digest -> model): loaded here, where the run folder is, and sent to the workers."""
+    models: dict[str, Any] = {}
+    refs: dict[str, ModelRef] = {}
+
+    def fixed(value: Any) -> Any:
+        if isinstance(value, ModelRef) and value.is_checkpoint:
+            if value.path not in refs:
+                refs[value.path], model = value.pinned()
+                models[refs[value.path].key] = model
+            return refs[value.path]
+        return value
+
+    out = [replace(t, kwargs={k: fixed(v) for k, v in t.kwargs.items()}) for t in tasks]
+    return out, models

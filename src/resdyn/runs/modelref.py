@@ -52,6 +52,21 @@ class ModelRef:
         return cls("", path, spec=path)
 
     @property
+    def is_checkpoint(self) -> bool:
+        """A checkpoint a task of the run writes, not yet named by its digest."""
+        return not self.sha256 and self.spec == self.path
+
+    def pinned(self) -> tuple[ModelRef, nn.Module]:
+        """This checkpoint loaded (here, where the run folder is) and the reference that names
+        it by its digest, which a worker finds in its model cache without the file."""
+        from .identity import model_digest
+
+        model = self._read()
+        ref = ModelRef(model_digest(model), self.path, spec=self.path)
+        remember(ref.key, model)
+        return ref, model
+
+    @property
     def key(self) -> str:
         """What identifies the loaded model in this process: its hash, or its file's state."""
         if self.sha256:
@@ -99,8 +114,9 @@ class ModelRef:
                              "process that made it; run the study through run_study to use workers")
         path = Path(self.path)
         if not path.is_file():
-            raise FileNotFoundError(f"model file {path} is not visible from this process: on a "
-                                    "cluster the run folder must be on a shared file system")
+            raise FileNotFoundError(f"model file {path} is not visible from this process and the "
+                                    "model was not sent here: run tasks through run_tasks or "
+                                    "run_study, which send a run's models to its workers")
         if self.spec == self.path:
             return load_model(self.spec)  # a checkpoint of this run: nothing to verify against
         if self.spec is not None:

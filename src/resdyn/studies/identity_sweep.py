@@ -1,8 +1,8 @@
 """Depth sweep of paper 002: train pre-activation ResNets with L blocks per section for several L,
 then measure each one's perturbation from identity (:mod:`.identity`).
 
-Each training is a task whose result is a checkpoint in the run folder
-(``checkpoints/preresnet<L>.safetensors``), so a rerun skips finished depths and a Dask cluster
+Each training is a task (:mod:`resdyn.tasks.training`) whose result is a checkpoint in the
+run folder (``checkpoints/preresnet<L>.safetensors``), so a rerun skips finished depths and a Dask cluster
 trains depths in parallel; each network's measurement tasks run after its training. One recipe
 for every depth: the network is built under ``seed``, trained with SGD (Nesterov, cosine decay,
 one warm-up epoch, 1-pixel shifts) for ``epochs`` at batch size ``batch_size`` and peak rate
@@ -12,16 +12,17 @@ one warm-up epoch, 1-pixel shifts) for ``epochs`` at batch size ``batch_size`` a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..metrics import power_law, stopping_rule
 from ..plots import identity as figs
-from ..runs import ModelRef, Task, current
+from ..runs import ModelRef, Task
+from ..tasks.perturbation import perturbation_tasks
+from ..tasks.training import train_task
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .identity import block_order, check_eps, distances, per_block, perturbation_tasks, stopping
+from .identity import block_order, check_eps, distances, per_block, stopping
 
 SENSIBLE_ACCURACY = 0.9  # a depth that trains to less is named in the summary
 SATURATED = 0.25  # d_scaled grows less than this over the last doubling of depth: saturated
@@ -65,19 +66,6 @@ class SweepConfig:
             raise ValueError(f"lr must be positive; got {self.lr}")
 
 
-def train_task(data: str, blocks: int, path: str, epochs: int, lr: float, batch_size: int,
-               seed: int) -> pd.DataFrame:
-    """Train ``preresnet(blocks)`` on ``data`` and save it to ``path``; one row of results."""
-    from ..train import train_and_save
-
-    result = train_and_save(f"preresnet({blocks})", data, epochs, path, seed=seed,
-                            batch_size=batch_size, lr=lr, device=current().device)
-    return pd.DataFrame([{"blocks": blocks, "depth": 6 * blocks + 2, "epochs": epochs,
-                          "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                          "train_loss": result.train_loss, "seconds": result.seconds,
-                          "checkpoint": Path(path).name}])
-
-
 def _plan(ctx: Context) -> Plan:
     cfg: SweepConfig = ctx.config
     images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
@@ -86,9 +74,9 @@ def _plan(ctx: Context) -> Plan:
     for blocks in sorted(cfg.depths):
         path = ctx.out / "checkpoints" / f"preresnet{blocks}.safetensors"
         tasks.append(Task("training", f"L{blocks}", train_task,
-                          dict(data=ctx.data.name, blocks=blocks, path=str(path),
+                          dict(data=ctx.data.name, spec=f"preresnet({blocks})", path=str(path),
                                epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                               seed=cfg.seed)))
+                               seed=cfg.seed), tags={"blocks": blocks, "depth": 6 * blocks + 2}))
         tasks += perturbation_tasks(ModelRef.checkpoint(path), ctx.data, images,
                                     key=f"L{blocks}-", blocks=blocks,
                                     after=(f"training/L{blocks}",))

@@ -1,11 +1,11 @@
 """Paper 004's comparison: a standard (Euler) ResNet, an antisymmetric and a Hamiltonian network of
 matched depth, width and training budget on each data set, then the same analyses for all:
-eigenvalues of every block Jacobian (:mod:`.stiffness`'s task), singular-value bins
-(:mod:`.spectra`'s task), random vs FGSM perturbation growth (:mod:`.stability`'s propagation
-task) and, for 2-D points, decision boundaries.
+eigenvalues of every block Jacobian (:mod:`resdyn.tasks.eigen`), singular-value bins
+(:mod:`resdyn.tasks.spectrum`), random vs FGSM perturbation growth
+(:mod:`resdyn.tasks.propagation`) and, for 2-D points, decision boundaries.
 
-Each training is a task whose checkpoint is kept in the run folder; the analyses of a network run
-after it. A unit is x + R(x) with no output activation, so the residual branch's eigenvalues are
+Each training is a task (:mod:`resdyn.tasks.training`) whose checkpoint is kept in the run
+folder; the analyses of a network run after it. A unit is x + R(x) with no output activation, so the residual branch's eigenvalues are
 those of the unit Jacobian minus 1: "Re λ" below is of the branch, the ODE's right-hand side.
 """
 
@@ -23,10 +23,11 @@ from ..metrics import share_below
 from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
 from ..runs import ModelRef, Task, current
+from ..tasks.eigen import stiffness_task
+from ..tasks.propagation import propagation_task
+from ..tasks.spectrum import spectrum_tasks
+from ..tasks.training import train_task
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .spectra import spectrum_tasks
-from .stability import propagation_task
-from .stiffness import stiffness_task
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,6 @@ def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:
     gamma = cfg.gamma if family == "antisymmetric" else 0.0
     return (f"{family}-resnet(blocks={cfg.blocks},width={cfg.width},kernel={kernel},h={cfg.h},"
             f"gamma={gamma},size={shape[1]})")
-
-
-def train_task(data: str, spec: str, path: str, epochs: int, lr: float, batch_size: int,
-               seed: int) -> pd.DataFrame:
-    """Train one network of the comparison and save it to ``path``; one row of results."""
-    from ..train import train_and_save
-
-    r = train_and_save(spec, data, epochs, path, seed=seed, batch_size=batch_size, lr=lr,
-                       device=current().device)
-    return pd.DataFrame([{"spec": spec, "test_accuracy": r.test_accuracy,
-                          "test_loss": r.test_loss, "train_loss": r.train_loss,
-                          "seconds": r.seconds}])
 
 
 def boundary_task(model: ModelRef, data: str, resolution: int) -> pd.DataFrame:
