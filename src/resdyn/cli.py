@@ -41,10 +41,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 @app.callback()
 def _options(threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="CPU threads for torch (default: torch's choice, one per core); "
-        "1 is often fastest when other work shares the CPU")] = None) -> None:
+        "--threads", min=1, help="CPU threads for torch in every phase (default: one thread, "
+        "and the cores other processes leave free for the products and dense solves of blocks "
+        "4096 wide or more)")] = None) -> None:
     """Residual networks as nonlinear dynamical systems."""
-    if threads is not None:
+    from . import cli_run
+
+    cli_run.THREADS[0] = threads
+    if threads is not None:  # for the commands outside a run (train, evaluate, check)
         import torch
 
         torch.set_num_threads(threads)
@@ -347,7 +351,8 @@ def demo(ctx: typer.Context,
             return stack.enter_context(study_progress(f"{part.folder}"))
 
         results = run_demo(run.out, quick=quick, executor=run.executor_spec(), progress=progress,
-                           fresh=run.fresh, device=run.device, precision=run.precision)
+                           fresh=run.fresh, device=run.device, precision=run.precision,
+                           threads=run.threads)
     write_options(run.out / "options.toml", ctx)
     table = Table("study", "folder", "tasks run", "resumed", "claims held", "not held",
                   "not judged", title=f"resdyn demo ({time.monotonic() - start:.0f} s)")

@@ -151,6 +151,10 @@ def report_failures(failed: int, total: int, errors, where: str) -> None:
 
 # ---------------------------------------------------------------- the run options, once
 
+#: ``resdyn --threads N`` (set by the command line's callback before any command runs).
+THREADS: list[int | None] = [None]
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The options every study command takes (see :data:`RUN_OPTIONS`)."""
@@ -162,6 +166,11 @@ class RunOptions:
     scheduler: str | None = None
     device: str = "cpu"
     precision: str = "float64"
+
+    @property
+    def threads(self) -> int | None:
+        """``resdyn --threads N``, or None: the automatic policy (see :mod:`resdyn._threads`)."""
+        return THREADS[0]
 
     def executor_spec(self):
         """The executor: Dask when --workers or --scheduler is given."""
@@ -299,7 +308,7 @@ def run_command(ctx: typer.Context, study, config, run: RunOptions, *, model: st
         with study_progress(study.name) as show, interrupted(lambda: _kept(show, run.out)):
             result = run_study(study, m, ds, config, run.out, model_name=model, executor=ex,
                                progress=show, fresh=run.fresh, device=run.device,
-                               precision=run.precision)
+                               precision=run.precision, threads=run.threads)
     write_options(result.out / "options.toml", ctx)
     console.print(f"{result.tasks_run} tasks run, {result.stats.resumed} resumed; tables, figures "
                   f"and summary in {result.out}/")

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 from torch.func import jvp as _torch_jvp
 
+from .._threads import threads_for
 from ..models.adapters import recognise
 from ..models.units import Unit
 from .base import LinearOperator
@@ -94,23 +95,27 @@ class JacobianOperator(AtPoint):
 
     def matvec(self, v: Tensor) -> Tensor:
         """J v by one JVP: (n,) -> (m,)."""
-        return jvp(self.fn, (self.x,), (v.to(self.x),))[1]
+        with threads_for(max(self.shape)):
+            return jvp(self.fn, (self.x,), (v.to(self.x),))[1]
 
     def rmatvec(self, w: Tensor) -> Tensor:
         """Jᵀ w by one VJP: (m,) -> (n,)."""
-        return vjp(self.fn, self.x)[1](w.to(self.x))[0]
+        with threads_for(max(self.shape)):
+            return vjp(self.fn, self.x)[1](w.to(self.x))[0]
 
     def matmat(self, v: Tensor) -> Tensor:
         """J V by vmapped JVPs in chunks: (n, k) -> (m, k)."""
         def one(col: Tensor) -> Tensor:
             return jvp(self.fn, (self.x,), (col,))[1]
 
-        return _blocked(self, one, v.to(self.x), self.out_size)
+        with threads_for(max(self.shape)):
+            return _blocked(self, one, v.to(self.x), self.out_size)
 
     def rmatmat(self, w: Tensor) -> Tensor:
         """Jᵀ W by vmapped VJPs (one forward pass per call): (m, k) -> (n, k)."""
-        _, pull = vjp(self.fn, self.x)
-        return _blocked(self, lambda col: pull(col)[0], w.to(self.x), self.x.numel())
+        with threads_for(max(self.shape)):
+            _, pull = vjp(self.fn, self.x)
+            return _blocked(self, lambda col: pull(col)[0], w.to(self.x), self.x.numel())
 
 
 @dataclass(frozen=True, eq=False)

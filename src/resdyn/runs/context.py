@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .._threads import automatic
 from .._torch import resolve_device
 from ..spectra.api import precision_dtype
 
@@ -29,7 +30,9 @@ class RunContext:
             "cuda:0"); :meth:`on` checks and resolves one ("auto" included).
         precision: of the Jacobian products, "float64" or "float32" (part of a run's identity:
             results depend on it; the device is recorded per row instead, see the README).
-        threads: torch threads per process (None: leave torch's setting).
+        threads: torch threads per process; None (the default): the automatic policy of
+            :mod:`resdyn._threads`, one thread except for the wide blocks' products and dense
+            solves, which get the cores other processes leave free.
     """
 
     device: str = "cpu"
@@ -62,7 +65,8 @@ class RunContext:
         return t.to(self.device)
 
 
-#: The context outside any run: the CPU, float64 products, torch's threads.
+#: The context outside any run: the CPU, float64 products (torch's threads: the automatic
+#: policy applies only inside :func:`using`).
 DEFAULT = RunContext()
 _CURRENT: ContextVar[RunContext] = ContextVar("resdyn_run_context", default=DEFAULT)  # noqa: B039 - frozen
 
@@ -102,16 +106,21 @@ def current() -> RunContext:
 
 @contextmanager
 def using(context: RunContext) -> Iterator[RunContext]:
-    """Make ``context`` current while the block runs, with its threads (the caller's thread
-    count is restored after) and on this process's GPU where one is pinned (:func:`pin`)."""
+    """Make ``context`` current while the block runs, on this process's GPU where one is
+    pinned (:func:`pin`), with its threads, or without them under the automatic policy of
+    :mod:`resdyn._threads` (one thread, the free cores for wide blocks); the caller's thread
+    count is restored after."""
     if _PINNED is not None and context.device == "cuda:0":
         context = replace(context, device=_PINNED)
     before = torch.get_num_threads()
-    if context.threads is not None and before != context.threads:
-        torch.set_num_threads(context.threads)
     token = _CURRENT.set(context)
     try:
-        yield context
+        if context.threads is None:
+            with automatic():
+                yield context
+        else:
+            torch.set_num_threads(context.threads)
+            yield context
     finally:
         _CURRENT.reset(token)
         if torch.get_num_threads() != before:

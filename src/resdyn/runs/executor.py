@@ -128,15 +128,16 @@ class Executor:
             them); an explicit "cuda:N" keeps every worker on GPU N.
         scheduler: dask only: address of a running scheduler ("tcp://host:8786") instead.
         timeout: seconds to wait for the scheduler to answer.
-        threads: torch threads per worker process where the run context sets none (default
-            1: the workers share the cores).
+        threads: torch threads per worker process where the run context sets none (None,
+            the default: the automatic policy of :mod:`resdyn._threads`, under which workers
+            that share the cores take one thread each).
     """
 
     name: str = "serial"
     workers: int | None = None
     scheduler: str | None = None
     timeout: float = 20.0
-    threads: int = 1
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
@@ -229,8 +230,8 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         if new:  # checkpoints trained by an earlier wave: the plugin is replaced, all models
             sent.update(new)
             client.register_plugin(ModelCache(dict(sent)), name="resdyn-models")
-        on_worker = context if context.threads is not None else replace(
-            context, threads=executor.threads)
+        on_worker = context if executor.threads is None else replace(
+            context, threads=context.threads or executor.threads)
         futures = {client.submit(execute, t, on_worker, pure=False,
                                  key=f"{t.analysis}-{t.key}-{time.monotonic_ns()}"): t
                    for t in tasks}

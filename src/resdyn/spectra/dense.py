@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._threads import threads_for
 from ..operators.base import LinearOperator
 from ._util import Counted, as_numpy, drop_zero_rows, select_singular
 from .results import Eigenvalues, SingularValues, sort_complex
@@ -122,12 +123,13 @@ def dense_singular_values(op: LinearOperator, k: int | None = None, which: str =
     # rank(M) <= its non-zero columns too (zero rows of J when M = Jᵀ): those zeros are exact
     a, rank = block.shape[0], min(block.shape[0], nonzero_columns(block))
     t1 = _synced(op)
-    g = gram(block) if a else torch.zeros(0, 0, dtype=torch.float64)
-    del block  # peak memory: the block and G, then G and the eigensolver's copy
-    t2 = _synced(op)
-    lam = gram_eigvalsh(g) if a else torch.zeros(0, dtype=torch.float64)
-    del g
-    t3 = _synced(op)
+    with threads_for(max(op.shape)):
+        g = gram(block) if a else torch.zeros(0, 0, dtype=torch.float64)
+        del block  # peak memory: the block and G, then G and the eigensolver's copy
+        t2 = _synced(op)
+        lam = gram_eigvalsh(g) if a else torch.zeros(0, dtype=torch.float64)
+        del g
+        t3 = _synced(op)
     lam = lam.to("cpu", torch.float64).flip(0)[:rank]
     sigma = lam.clamp(min=0).sqrt()
     sigma_max = float(sigma[0]) if rank else 0.0
@@ -228,7 +230,9 @@ def dense_eigenvalues(op: LinearOperator, k: int | None = None, which: str = "LM
         keep = torch.nonzero((full != 0).any(dim=1)).reshape(-1)
         block = (full if len(keep) == n else full[keep][:, keep]).to(torch.float64)
         del full
-    lam = torch.linalg.eigvals(block) if len(keep) else torch.zeros(0, dtype=torch.complex128)
+    with threads_for(len(keep)):
+        lam = (torch.linalg.eigvals(block) if len(keep)
+               else torch.zeros(0, dtype=torch.complex128))
     del block
     values = np.concatenate([as_numpy(lam).astype(np.complex128), np.zeros(n - len(keep))])
     values = select_eigen(values, k, which)

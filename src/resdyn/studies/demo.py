@@ -77,15 +77,15 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
              executor: Executor | str = "serial",
              progress: Callable[[Part], Progress | None] | None = None,
              fresh: bool = False, device: str = "cpu", precision: str = "float64",
-             ) -> list[StudyResult]:
+             threads: int | None = None) -> list[StudyResult]:
     """Run every part into ``out/<part>`` and write ``out/report.html`` (resumable).
 
     Args:
         out: the demo folder; a folder of another demo size is refused (``fresh`` empties it).
         quick: the smallest sizes (every study still runs end to end).
         executor: for every part.
-        device, precision: the run context of every part (a part whose study computes in
-            float64 only, the stable comparison, runs in float64; its config.json says so).
+        device, precision, threads: the run context of every part (a part whose study computes
+            in float64 only, the stable comparison, runs in float64; its config.json says so).
         progress: fn(part) -> the progress callback of that part's run (or None).
 
     Returns:
@@ -96,7 +96,7 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     from ..report import write_report
 
     out = check_out(out)
-    RunContext.on(device, precision)  # an absent device is refused before the folder is claimed
+    RunContext.on(device, precision, threads)  # an absent device is refused before the folder is claimed
     with locked(out):
         claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned)
         results = []
@@ -108,7 +108,7 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
             results.append(run_study(
                 part.study, model, data, part.config, out / part.folder, model_name=part.model,
                 executor=executor, progress=progress(part) if progress else None,
-                device=device,
+                device=device, threads=threads,
                 precision=precision if precision in part.study.precisions else "float64"))
         write_report(out)
     return results

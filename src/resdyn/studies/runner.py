@@ -258,7 +258,7 @@ def _write_config(out: Path, identity: dict, executor: Executor | str, stats: Ru
     info = {**identity, "executor": plain(ex),
             "device": {"torch": run.device, "gpu": gpu, "precision": run.precision,
                        "machine": platform.machine(), "cpus": os.cpu_count(),
-                       "torch_threads": run.threads or torch.get_num_threads()},
+                       "torch_threads": run.threads or "automatic"},
             "last_run": {"tasks": stats.total, "resumed": stats.resumed, "ran": stats.ran,
                          "failed": stats.failed, "seconds": round(seconds, 3)},
             "versions": {"resdyn": __version__, "torch": torch.__version__,

@@ -5,8 +5,9 @@ eigenvalues of every block Jacobian (:mod:`resdyn.tasks.eigen`), singular-value 
 (:mod:`resdyn.tasks.propagation`) and, for 2-D points, decision boundaries.
 
 Each training is a task (:mod:`resdyn.tasks.training`) whose checkpoint is kept in the run
-folder; the analyses of a network run after it. A unit is x + R(x) with no output activation, so the residual branch's eigenvalues are
-those of the unit Jacobian minus 1: "Re λ" below is of the branch, the ODE's right-hand side.
+folder; the analyses of a network run after it. A unit is x + R(x) with no output activation,
+so the residual branch's eigenvalues are those of the unit Jacobian minus 1: "Re λ" below is of
+the branch, the ODE's right-hand side.
 """
 
 from __future__ import annotations
