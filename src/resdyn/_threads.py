@@ -8,8 +8,9 @@ solves do gain from more threads, as long as the cores are free. So under the au
 
 - every phase runs on one thread, except
 - the products and dense solves of a block at least :data:`PARALLEL_FROM` wide, which use the
-  cores other processes left free during the previous task (measured from ``/proc/stat`` less
-  this process's own CPU time; on a system without ``/proc/stat``, one thread).
+  cores other processes left free over the last second (measured from ``/proc/stat`` less this
+  process's own CPU time, read at the start of each such phase; on a system without
+  ``/proc/stat``, one thread).
 
 This module imports nothing from resdyn; :func:`resdyn.runs.context.using` turns the policy on
 around every task of a run without ``threads``, and :func:`threads_for` marks the wide phases.
@@ -18,7 +19,9 @@ around every task of a run without ``threads``, and :func:`threads_for` marks th
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,10 +32,13 @@ import torch
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 #: Blocks at least this wide (the Jacobian's wider side) get more than one thread.
 PARALLEL_FROM = 4096
-#: The shortest window over which the other processes' load is measured.
+#: The shortest window over which the other processes' load is measured, seconds.
 WINDOW = 0.05
+#: The load is that of the last RECENT seconds, read every EVERY seconds.
+RECENT = 1.0
+EVERY = 0.1
 
-_FREE: ContextVar[int | None] = ContextVar("resdyn_free_cores", default=None)  # noqa: B039
+_AUTO: ContextVar[bool] = ContextVar("resdyn_automatic_threads", default=False)
 
 
 def _sample() -> tuple[float, float, float] | None:
@@ -49,30 +55,56 @@ def _sample() -> tuple[float, float, float] | None:
 
 
 class _Meter:
-    """Cores the other processes left free since the previous reading."""
+    """Cores the other processes left free over the last :data:`RECENT` seconds.
+
+    A daemon thread reads the counters every :data:`EVERY` seconds (a few microseconds each), so
+    a competing job that starts or stops is seen within about a second, not one task later.
+    """
 
     def __init__(self) -> None:
-        self._last = _sample()
-        self._free = 1  # until a window long enough has been measured
+        self._samples: deque[tuple[float, float, float]] = deque(maxlen=int(RECENT / EVERY) + 2)
+        self._lock = threading.Lock()
+        self._owner = -1  # the process whose thread samples (a forked child starts its own)
+
+    def _run(self) -> None:
+        while True:
+            now = _sample()
+            if now is None:
+                return
+            with self._lock:
+                self._samples.append(now)
+            time.sleep(EVERY)
+
+    def start(self) -> None:
+        """Start sampling in this process (once)."""
+        if self._owner != os.getpid():
+            self._owner = os.getpid()
+            self._samples.clear()
+            first = _sample()
+            if first is None:
+                return
+            self._samples.append(first)
+            threading.Thread(target=self._run, name="resdyn-core-meter", daemon=True).start()
 
     def free(self) -> int:
+        self.start()
         now = _sample()
-        if self._last is None or now is None:
-            return 1
-        busy, own, wall = (b - a for a, b in zip(self._last, now, strict=True))
-        if wall >= WINDOW:  # a shorter window keeps the last answer (and goes on growing)
-            others = max(0.0, busy - own) / wall
-            self._free = max(1, min(CORES, int(CORES - others + 0.5)))
-            self._last = now
-        return self._free
+        with self._lock:
+            old = next((s for s in self._samples if now is not None and now[2] - s[2] <= RECENT),
+                       None)
+        if now is None or old is None or now[2] - old[2] < WINDOW:
+            return 1  # nothing to measure by yet: the safe choice
+        busy, own, wall = (b - a for a, b in zip(old, now, strict=True))
+        others = max(0.0, busy - own) / wall
+        return max(1, min(CORES, int(CORES - others + 0.5)))
 
 
 _METER = _Meter()
 
 
 def free_cores() -> int:
-    """The cores the other processes on this machine left free since the last call (at least
-    one); one where that cannot be measured."""
+    """The cores the other processes on this machine left free over the last second or so (at
+    least one); one where that cannot be measured (yet)."""
     return _METER.free()
 
 
@@ -89,25 +121,25 @@ def _threads(n: int) -> Iterator[None]:
 
 
 @contextmanager
-def automatic() -> Iterator[int]:
-    """The automatic policy inside the ``with`` (one task): one thread, wide phases on the free
-    cores (measured now); yields that number. The caller's threads are restored after."""
-    free = free_cores()
-    token = _FREE.set(free)
+def automatic() -> Iterator[None]:
+    """The automatic policy inside the ``with`` (one task): one thread, and the free cores for
+    the wide phases (:func:`threads_for`). The caller's threads are restored after."""
+    _METER.start()
+    token = _AUTO.set(True)
     try:
         with _threads(1):
-            yield free
+            yield
     finally:
-        _FREE.reset(token)
+        _AUTO.reset(token)
 
 
 @contextmanager
 def threads_for(width: int) -> Iterator[None]:
-    """A phase on a block ``width`` wide: under :func:`automatic`, the free cores for a block at
-    least :data:`PARALLEL_FROM` wide and one thread otherwise; elsewhere torch's setting."""
-    free = _FREE.get()
-    if free is None:
+    """A phase on a block ``width`` wide: under :func:`automatic`, the cores free now
+    (:func:`free_cores`) for a block at least :data:`PARALLEL_FROM` wide and one thread
+    otherwise; elsewhere torch's setting."""
+    if not _AUTO.get():
         yield
         return
-    with _threads(free if width >= PARALLEL_FROM else 1):
+    with _threads(free_cores() if width >= PARALLEL_FROM else 1):
         yield
