@@ -12,13 +12,21 @@
     width) plus eigvalsh of that Gram, in the same run;
 (e) products per image on the shipped digits models: one image at a time against 8 images in one
     batched pass (one forward pass, then VJPs with the unit vector in every image at once);
-(f) float32 throughout (products, Gram, eigvalsh) against float32 products only, per width.
+(f) float32 throughout (products, Gram, eigvalsh) against float32 products only, per width;
+(g) the block solver (``method="block"``: its basis stays on the device) against ARPACK, side by
+    side: the top 20 singular values and the 6 eigenvalues of largest and of smallest real part
+    of a digits unit (1024 wide) and a CIFAR-shaped unit (the largest of --widths), seconds,
+    products and the largest difference (and against LAPACK where the unit is at most 4096
+    wide); with ``--imagenet`` also torchvision ResNet-18 (random weights) layer1.0 at 224x224
+    (200704 wide: for a GPU, ARPACK takes over 15 minutes on a CPU).
 
 Usage:
     python benchmarks/bench_spectra.py                  # everything (about 2 hours on 2 cores)
     python benchmarks/bench_spectra.py --parts a,b --widths 4096,8192 --naive-max 8192
     python benchmarks/bench_spectra.py --parts d --json whole.json    # about 50 min on 2 cores
     python benchmarks/bench_spectra.py --parts d,e --device cuda      # the GPU path
+    python benchmarks/bench_spectra.py --parts g --widths 16384       # block vs ARPACK (~6 min)
+    python benchmarks/bench_spectra.py --parts g --device cuda --imagenet
     python benchmarks/bench_spectra.py --json results.json
 
 The weights are random (``load_model("cifar-resnet56")``); BatchNorm gets realistic running
@@ -39,15 +47,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from resdyn import capture, load_data, load_model, units
 from resdyn.metrics import singular_summary
 from resdyn.models import calibrate_batchnorm, stages
 from resdyn.operators import unit_jacobian
-from resdyn.spectra import precision_dtype, singular_values
+from resdyn.spectra import eigenvalues, precision_dtype, singular_values
 from resdyn.spectra.dense import gram, gram_eigvalsh
-from resdyn.studies.spectra import target_jacobian
+from resdyn.tasks.spectrum import target_jacobian
 
 WIDTHS = (4096, 8192, 16384)
 TOP_K = 20
@@ -59,11 +68,11 @@ def calibrated_resnet56(seed: int = 0) -> nn.Module:
     return calibrate_batchnorm(load_model("cifar-resnet56"), (3, 32, 32), seed=seed)
 
 
-def unit_of_width(model: nn.Module, width: int):
-    """The first regular unit ``width`` wide, and its input."""
+def unit_of_width(model: nn.Module, width: int, device: str | torch.device = "cpu"):
+    """The first regular unit ``width`` wide, and its input (``model`` on ``device``)."""
     us = units(model, (3, 32, 32))
     u = next(u for u in us if u.kind == "regular" and u.n_in == width)
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
     return u, capture(model, x, [u]).inputs[u.name][0]
 
 
@@ -324,6 +333,99 @@ def part_e(names: list[str], device: torch.device, images: int = 8, repeat: int 
     return rows
 
 
+#: Part (g)'s problems: (name, solve(op, method)).
+G_PROBLEMS = (
+    (f"sigma top-{TOP_K}", lambda op, m: singular_values(op, k=TOP_K, method=m)),
+    ("lambda LR k=6", lambda op, m: eigenvalues(op, k=6, which="LR", method=m)),
+    ("lambda SR k=6", lambda op, m: eigenvalues(op, k=6, which="SR", method=m)),
+)
+
+
+def g_units(model: nn.Module, width: int, device: torch.device, imagenet: bool) -> list:
+    """(name, unit, input) of part (g): a digits unit, a CIFAR-shaped one, ResNet-18's layer1.0."""
+    digits, data = load_model("digits-resnet56").to(device), load_data("digits")
+    u = next(u for u in units(digits, data.input_shape) if u.name == "stages.0.1")
+    out = [("digits-resnet56 stages.0.1", u,
+            capture(digits, data.x[:1].to(device), [u]).inputs[u.name][0])]
+    cifar = copy.deepcopy(model).to(device)
+    u, x = unit_of_width(cifar, width, device)
+    out.append((f"cifar-resnet56 {u.name}", u, x))
+    if imagenet:
+        import torchvision
+
+        torch.manual_seed(0)
+        net = torchvision.models.resnet18(weights=None).eval().to(device)
+        u = next(u for u in units(net, (3, 224, 224)) if u.name == "layer1.0")
+        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
+        out.append(("resnet18 layer1.0 224x224", u, capture(net, x, [u]).inputs[u.name][0]))
+    return out
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |Δ| between the values of two solves relative to the largest |value| (0 where
+    both are all exact zeros): σ in order; eigenvalues matched, a value matching its conjugate
+    too (k may cut a pair)."""
+    scale = max(np.abs(a).max(), np.abs(b).max())
+    if not np.iscomplexobj(a):
+        return float(np.abs(a - b).max() / scale) if scale else 0.0
+    cost = np.minimum(np.abs(a[:, None] - b[None, :]), np.abs(a[:, None] - b[None, :].conj()))
+    i, j = linear_sum_assignment(cost)
+    return float(cost[i, j].max() / scale) if scale else 0.0
+
+
+def _reference(op, problem: str) -> np.ndarray:
+    """LAPACK's answer to one of G_PROBLEMS from the dense matrix (float64, CPU)."""
+    dense = op.dense().cpu().double().numpy()
+    if problem.startswith("sigma"):
+        return np.linalg.svd(dense, compute_uv=False)[:TOP_K]
+    lam = np.linalg.eigvals(dense)
+    key = -lam.real if "LR" in problem else lam.real
+    return lam[np.argsort(key, kind="stable")[:6]]
+
+
+def part_g(model: nn.Module, width: int, device: torch.device, imagenet: bool, repeat: int,
+           dense_max: int = 4096) -> list[dict]:
+    """Block against ARPACK on each unit of :func:`g_units`, the least seconds of ``repeat``
+    solves each, after one untimed solve of each method (first-call set-up)."""
+    rows = []
+    for i, (name, u, x) in enumerate(g_units(model, width, device, imagenet)):
+        op = unit_jacobian(u, x)
+        if i == 0:
+            for method in ("block", "arpack"):
+                singular_values(op, k=2, method=method)
+        for problem, solve in G_PROBLEMS:
+            row: dict = {"unit": name, "n": op.shape[1], "problem": problem}
+            values = {}
+            for method in ("block", "arpack"):
+                res, row[f"{method}_s"] = timed(lambda op=op, m=method, s=solve: s(op, m), repeat)
+                row[f"{method}_matvecs"], row[f"{method}_converged"] = res.matvecs, res.converged
+                values[method] = res.values
+            row["max_rel_diff"] = _difference(values["block"], values["arpack"])
+            if op.shape[1] <= dense_max:
+                ref = _reference(op, problem)
+                for method in ("block", "arpack"):
+                    row[f"{method}_vs_lapack"] = _difference(values[method], ref)
+            rows.append(row)
+            print(f"[g] {name} {problem}: block {row['block_s']:.2f}s "
+                  f"({row['block_matvecs']} products), arpack {row['arpack_s']:.2f}s "
+                  f"({row['arpack_matvecs']}), max rel diff {row['max_rel_diff']:.1e}", flush=True)
+    return rows
+
+
+def print_g(g: list[dict], device: str) -> None:
+    print(f"\n(g) block solver against ARPACK on {device}: seconds, products, max |Δ|/max|value|")
+    print(f"{'unit':>30} {'n':>7} {'problem':>14} {'block s':>8} {'products':>8} {'arpack s':>9} "
+          f"{'products':>8} {'arpack/block':>12} {'max rel diff':>12} {'vs LAPACK (b, a)':>18}")
+    for r in g:
+        lapack = (f"{r['block_vs_lapack']:.1e}, {r['arpack_vs_lapack']:.1e}"
+                  if "block_vs_lapack" in r else "-")
+        ok = "" if r["block_converged"] and r["arpack_converged"] else " (not converged)"
+        print(f"{r['unit']:>30} {r['n']:>7} {r['problem']:>14} {r['block_s']:>8.2f} "
+              f"{r['block_matvecs']:>8} {r['arpack_s']:>9.2f} {r['arpack_matvecs']:>8} "
+              f"{r['arpack_s'] / r['block_s']:>11.2f}x {r['max_rel_diff']:>12.1e} "
+              f"{lapack:>18}{ok}")
+
+
 def print_tables(ab: list[dict], c: list[dict], d: dict | None, e: list[dict], f: list[dict],
                  ) -> None:
     if ab and "floor_s" in ab[0]:
@@ -396,7 +498,8 @@ def print_whole(d: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--parts", default="a,b,c,d,e,f", help="comma-separated subset of a,b,c,d,e,f")
+    p.add_argument("--parts", default="a,b,c,d,e,f,g",
+                   help="comma-separated subset of a,b,c,d,e,f,g")
     p.add_argument("--widths", default=",".join(map(str, WIDTHS)))
     p.add_argument("--naive-max", type=int, default=16384,
                    help="skip the naive baseline above this width (it is slow)")
@@ -406,7 +509,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--precision", default="float64,float32",
                    help="(c), (d): the products' precisions; in (d) the first is the reference")
-    p.add_argument("--device", default="cpu", help="(d) and (e) run here, e.g. cuda")
+    p.add_argument("--device", default="cpu", help="(d), (e) and (g) run here, e.g. cuda")
+    p.add_argument("--imagenet", action="store_true",
+                   help="(g): also ResNet-18 layer1.0 at 224x224 (200704 wide; for a GPU)")
     p.add_argument("--no-floor", action="store_true", help="(d) without the floors")
     p.add_argument("--only", type=int, default=None, help="(d): the first N parts only")
     p.add_argument("--models", default="digits-resnet56,digits-resnet110",
@@ -424,7 +529,7 @@ def main() -> None:
           f"{os.getloadavg()}", flush=True)
     device = torch.device(args.device)
     if device.type != "cpu" and parts & {"a", "b", "c", "f"}:
-        p.error("parts a, b, c and f run on the CPU only; use --parts d,e with --device")
+        p.error("parts a, b, c and f run on the CPU only; use --parts d,e,g with --device")
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}", flush=True)
     model = calibrated_resnet56()
@@ -434,11 +539,14 @@ def main() -> None:
          if "d" in parts else None)
     e = part_e(args.models.split(","), device) if "e" in parts else []
     f = part_f(model, widths) if "f" in parts else []
+    g = part_g(model, max(widths), device, args.imagenet, args.repeat) if "g" in parts else []
     print_tables(ab, c, d, e, f)
+    if g:
+        print_g(g, str(device))
     print(f"\nload average at the end {os.getloadavg()} (the CPU is shared with other work)")
     if args.json:
-        args.json.write_text(json.dumps({"a_b": ab, "c": c, "d": d, "e": e, "f": f}, indent=2,
-                                        default=str))
+        args.json.write_text(json.dumps({"a_b": ab, "c": c, "d": d, "e": e, "f": f, "g": g},
+                                        indent=2, default=str))
 
 
 if __name__ == "__main__":

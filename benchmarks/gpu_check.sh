@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The GPU path in one command, a few minutes on one GPU:
 #   1. the device tests on CUDA: tests/test_device.py (dense, SVD, ARPACK and factored-eigenvalue
-#      answers against CPU LAPACK references, float64 and float32 products) and
+#      answers against CPU LAPACK references, float64 and float32 products),
+#      tests/test_block_solver.py (the block solver against LAPACK and ARPACK) and
 #      tests/test_run_context.py (every study of one model with --device cuda: tables equal to
 #      the CPU's within each column's precision, the same verdicts);
 #   2. the whole-network benchmark (bench_spectra.py part d: all 27 units and 3 stages of a
 #      CIFAR-shaped ResNet-56, one image, all values, float64 and float32 products, each part next
-#      to its floor) and the image-batching part (e) with --device cuda;
+#      to its floor), the image-batching part (e) and the block solver against ARPACK (g: a digits,
+#      a CIFAR-shaped and the 200704-wide ResNet-18 layer1.0 unit, --imagenet) with --device cuda;
 #   3. `resdyn demo --quick --device cuda`, timed.
 # Usage: benchmarks/gpu_check.sh [OUT_DIR]   (default out/gpu; logs and JSON land there)
 # Needs a Python with torch (CUDA), scipy, pandas, pyarrow, scikit-learn, matplotlib, typer, rich,
@@ -19,9 +21,11 @@ DIR=${1:-out/gpu}
 mkdir -p "$DIR"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: this script is for a GPU machine'; print(torch.__version__, torch.cuda.get_device_name())" | tee "$DIR/device.txt"
-"$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_run_context.py -rs 2>&1 \
+"$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_block_solver.py \
+    tests/test_run_context.py -rs 2>&1 \
     | tee "$DIR/tests.log"
-"$PY" benchmarks/bench_spectra.py --parts d,e --device cuda --json "$DIR/bench.json" 2>&1 \
+"$PY" benchmarks/bench_spectra.py --parts d,e,g --device cuda --imagenet --repeat 1 \
+    --json "$DIR/bench.json" 2>&1 \
     | tee "$DIR/bench.log"
 TIMEFORMAT="demo --quick --device cuda: %R s"
 { time "$PY" -m resdyn demo --quick --device cuda --out "$DIR/demo" --fresh > "$DIR/demo.log" 2>&1 ; } \

@@ -67,3 +67,8 @@ def test_free_cores_are_the_cores_less_what_the_others_used_over_the_last_second
     assert meter.free() == 1
     monkeypatch.setattr(_threads, "_sample", lambda: (101.0, 11.0, 10.5))  # others idle
     assert meter.free() == 4
+    # a window too short to tell: the threads running right now (/proc/loadavg's 4th field)
+    meter._samples.clear()
+    meter._samples.append((101.0, 11.0, 10.49))
+    monkeypatch.setattr(_threads, "_running_now", lambda: 3)
+    assert meter.free() == 3

@@ -54,6 +54,17 @@ def _sample() -> tuple[float, float, float] | None:
     return busy, own.user + own.system, time.monotonic()
 
 
+def _running_now() -> int:
+    """Free cores by the threads the kernel has running at this instant, less the one asking
+    (``/proc/loadavg``); one where it cannot be read."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 1
+    return max(1, min(CORES, CORES - (running - 1)))
+
+
 class _Meter:
     """Cores the other processes left free over the last :data:`RECENT` seconds.
 
@@ -92,8 +103,10 @@ class _Meter:
         with self._lock:
             old = next((s for s in self._samples if now is not None and now[2] - s[2] <= RECENT),
                        None)
-        if now is None or old is None or now[2] - old[2] < WINDOW:
-            return 1  # nothing to measure by yet: the safe choice
+        if now is None or old is None:
+            return 1
+        if now[2] - old[2] < WINDOW:  # just started: the threads running elsewhere right now
+            return _running_now()
         busy, own, wall = (b - a for a, b in zip(old, now, strict=True))
         others = max(0.0, busy - own) / wall
         return max(1, min(CORES, int(CORES - others + 0.5)))

@@ -16,6 +16,8 @@ import torch
 
 from ..operators.base import LinearOperator, MatrixOperator
 from ._util import check_which
+from .block import EIGEN_WHICH as BLOCK_WHICH
+from .block import block_eigenvalues, block_singular_values
 from .dense import dense_eigenvalues, dense_singular_values, svd_singular_values
 from .krylov import arpack_eigenvalues, arpack_singular_values
 from .lobpcg import lobpcg_singular_values
@@ -29,10 +31,12 @@ SINGULAR_METHODS: dict[str, Callable[..., SingularValues]] = {
     "arpack": arpack_singular_values,
     "lobpcg": lobpcg_singular_values,
     "slq": slq_singular_values,
+    "block": block_singular_values,
 }
 EIGEN_METHODS: dict[str, Callable[..., Eigenvalues]] = {
     "dense": dense_eigenvalues,
     "arpack": arpack_eigenvalues,
+    "block": block_eigenvalues,
 }
 #: Every ``method=`` :func:`singular_values` accepts, "auto" first (for command-line help).
 SINGULAR_METHOD_NAMES: tuple[str, ...] = ("auto", *SINGULAR_METHODS)
@@ -138,13 +142,30 @@ def _gib(b: float) -> str:
     return f"{b / 2**30:.2f} GiB"
 
 
+def _on_device(op: LinearOperator, method: str, reason: str, which: str,
+               supported: tuple[str, ...]) -> tuple[str, str]:
+    """ARPACK's choice, or "block" for an operator off the CPU (where block supports ``which``):
+    ARPACK would carry every vector to the CPU and back, one product at a time."""
+    if method != "arpack" or op.device.type == "cpu" or which not in supported:
+        return method, reason
+    return "block", (f"{reason}; block Krylov on {op.device}: the basis and batched products "
+                     "stay on the device (ARPACK would move every vector to the CPU and back)")
+
+
 def choose_singular(op: LinearOperator, k: int | None, which: str = "largest",
                     ) -> tuple[str, str]:
-    """(method, reason) for ``method="auto"`` from the size, the free memory and ``which``.
+    """(method, reason) for ``method="auto"`` from the size, the free memory, ``which`` and
+    the device.
 
     The smallest values go to the dense path whenever it fits: ARPACK without shift-invert
-    converges slowly on them (see :data:`resdyn.spectra.krylov.SLOW_SMALLEST`).
+    converges slowly on them (see :data:`resdyn.spectra.krylov.SLOW_SMALLEST`). Where ARPACK
+    would run on an operator off the CPU, the largest values go to "block" instead (on the CPU
+    ARPACK stays: fewer products, measured faster; benchmarks/README.md, part (g)).
     """
+    return _on_device(op, *_choose_singular(op, k, which), which, ("largest",))
+
+
+def _choose_singular(op: LinearOperator, k: int | None, which: str) -> tuple[str, str]:
     r, n = _kept_rows(op), op.shape[1]
     a, b = min(r, n), max(r, n)
     need = 8 * (a * b + a * a)  # the float64 block and its Gram
@@ -176,10 +197,10 @@ def singular_values(op: LinearOperator | torch.Tensor | np.ndarray, k: int | Non
             eigensolver, all values), "svd" (plain SVD, all values, slower, accurate tiny
             values), "arpack" (top/bottom k, matrix-free), "lobpcg" (top k, matrix-free, block
             products), "slq" (density of σ² with error bars, matrix-free).
-        which: "largest" or "smallest" (lobpcg: largest only).
+        which: "largest" or "smallest" (lobpcg and block: largest only).
         seed: for the random start vectors / probes.
         **options: passed to the method (e.g. tol, maxiter, ncv for arpack; tol, maxiter,
-            block for lobpcg; probes, steps for slq).
+            block for lobpcg; tol, maxiter, block, basis for block; probes, steps for slq).
 
     Returns:
         SingularValues (values descending, method, converged, residuals or error bound,
@@ -228,11 +249,16 @@ def check_singular_request(method: str, k: int | None,
 
 
 def choose_eigen(op: LinearOperator, k: int | None, which: str = "LM") -> tuple[str, str]:
-    """(method, reason) for ``method="auto"`` in :func:`eigenvalues`.
+    """(method, reason) for ``method="auto"`` in :func:`eigenvalues`; "block" instead of ARPACK
+    off the CPU (for which in LM, LR, SR), as in :func:`choose_singular`.
 
     Raises:
         ValueError: all values requested but the dense solve does not fit in memory.
     """
+    return _on_device(op, *_choose_eigen(op, k, which), which, BLOCK_WHICH)
+
+
+def _choose_eigen(op: LinearOperator, k: int | None, which: str) -> tuple[str, str]:
     r = _kept_rows(op)
     need = 8 * 4 * r * r  # block, complex values, LAPACK workspace
     budget = memory_budget(op.device)
@@ -254,11 +280,13 @@ def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = 
     Args:
         op: a square :class:`~resdyn.operators.LinearOperator` or matrix.
         k: how many (None: all, dense only).
-        method: "auto", "dense" (LAPACK geev on the deflated block) or "arpack" (Arnoldi).
+        method: "auto", "dense" (LAPACK geev on the deflated block), "arpack" (Arnoldi) or
+            "block" (block Arnoldi with its basis on the operator's device: the choice of
+            "auto" off the CPU).
         which: with k: "LM", "SM", "LR", "SR", "LI" or "SI" (largest/smallest magnitude,
-            real part, imaginary part), as in scipy.sparse.linalg.eigs.
-        seed: ARPACK start vector seed.
-        **options: tol, maxiter, ncv for arpack.
+            real part, imaginary part), as in scipy.sparse.linalg.eigs (block: LM, LR, SR).
+        seed: ARPACK start vector / block start block seed.
+        **options: tol, maxiter, ncv for arpack; tol, maxiter, block, basis for block.
 
     Returns:
         Eigenvalues (complex128 values, method, converged, residuals, matvecs, seconds). An
