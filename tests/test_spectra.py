@@ -238,8 +238,8 @@ def test_smallest_values_take_the_dense_tail_and_arpack_warns(unit_ops):
 
 
 def test_method_names_are_the_valid_ones():
-    assert SINGULAR_METHOD_NAMES == ("auto", "dense", "svd", "arpack", "lobpcg", "slq")
-    assert EIGEN_METHOD_NAMES == ("auto", "dense", "arpack")
+    assert SINGULAR_METHOD_NAMES == ("auto", "dense", "svd", "arpack", "lobpcg", "slq", "block")
+    assert EIGEN_METHOD_NAMES == ("auto", "dense", "arpack", "block")
     a = torch.diag(torch.arange(1.0, 41.0, dtype=F64))
     for name in SINGULAR_METHOD_NAMES:
         options = {"probes": 2, "steps": 4} if name == "slq" else {}

@@ -122,8 +122,8 @@ class Executor:
 
     Attributes:
         name: "serial" or "dask".
-        workers: dask only: start a local cluster of this many worker processes (one thread
-            each) on loopback; default 2. On "cuda" (or "auto" on a GPU machine), worker i
+        workers: dask only: start a local cluster of this many worker processes (one task at a
+            time each) on loopback; default 2. On "cuda" (or "auto" on a GPU machine), worker i
             computes on GPU i mod G of the G GPUs the run sees (CUDA_VISIBLE_DEVICES selects
             them); an explicit "cuda:N" keeps every worker on GPU N.
         scheduler: dask only: address of a running scheduler ("tcp://host:8786") instead.

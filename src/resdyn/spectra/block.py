@@ -32,7 +32,7 @@ from torch import Tensor
 from ..operators.base import LinearOperator, restrict
 from ..operators.linearize import linearized
 from ._util import Counted, as_numpy, drop_zero_rows, seeded_generator
-from .dense import _WHICH_KEY
+from .dense import _WHICH_KEY, with_known_zeros
 from .results import Eigenvalues, SingularValues
 
 F64 = torch.float64
@@ -319,12 +319,7 @@ def block_eigenvalues(op: LinearOperator, k: int = 6, which: str = "LM", *,
     sizes = _sizes(k, n, want, r, maxiter, block, basis)
     values, resid, converged, message = _iterate(_Arnoldi(j, which, sizes[0] + sizes[1]), r,
                                                  want, sizes, maxiter, tol, seed)
-    values = values.astype(np.complex128)
-    if converged or which == "LM":  # known zeros rank only where the ranking is complete
-        values = np.concatenate([values, np.zeros(n - r, dtype=np.complex128)])
-        resid = np.concatenate([resid, np.zeros(n - r)])
-    order = np.argsort(_WHICH_KEY[which](values), kind="stable")[:k]
-    values, resid = values[order], resid[order]
-    final = np.lexsort((-values.imag, -values.real))
-    return Eigenvalues(values[final], "block", converged, message, resid[final], counted.count,
+    # known zeros rank only where the ranking is complete
+    values, resid = with_known_zeros(values, resid, n - r, k, which, converged or which == "LM")
+    return Eigenvalues(values, "block", converged, message, resid, counted.count,
                        time.perf_counter() - t0, op.shape, n - r)

@@ -188,6 +188,21 @@ _WHICH_KEY = {
 }
 
 
+def with_known_zeros(values: np.ndarray, resid: np.ndarray, zeros: int, k: int, which: str,
+                     complete: bool) -> tuple[np.ndarray, np.ndarray]:
+    """An iterative solver's eigenvalues (and residuals) with the ``zeros`` exact zeros of the
+    rows known to be zero, where ``complete`` (its ranking is whole, so the zeros may rank); the
+    first k by ``which``, sorted by descending real part, then imaginary part."""
+    values = values.astype(np.complex128)
+    if complete:
+        values = np.concatenate([values, np.zeros(zeros, dtype=np.complex128)])
+        resid = np.concatenate([resid, np.zeros(zeros)])
+    order = np.argsort(_WHICH_KEY[which](values), kind="stable")[:k]
+    values, resid = values[order], resid[order]
+    final = np.lexsort((-values.imag, -values.real))
+    return values[final], resid[final]
+
+
 def select_eigen(values: np.ndarray, k: int | None, which: str) -> np.ndarray:
     """The k eigenvalues first by ``which`` (scipy's codes LM, SM, LR, SR, LI, SI), sorted."""
     if k is not None and k < len(values):

@@ -20,7 +20,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs, eigsh
 from ..operators.base import LinearOperator, compose, restrict
 from ..operators.linearize import linearized
 from ._util import Counted, as_numpy, drop_zero_rows, seeded_generator
-from .dense import _WHICH_KEY
+from .dense import with_known_zeros
 from .results import Eigenvalues, SingularValues
 
 #: Width (once the known zeros are set aside) from which ARPACK's smallest values warn.
@@ -150,14 +150,9 @@ def arpack_eigenvalues(op: LinearOperator, k: int = 6, which: str = "LM", *, tol
         lam, vecs = e.eigenvalues, e.eigenvectors
         converged, message = False, _advice("eigs", maxiter, len(lam), k)
     resid = _eigen_residuals(block, lam, vecs)
-    values = lam.astype(np.complex128)
-    if converged or which == "SM":  # known zeros rank only where the ranking is complete
-        values = np.concatenate([values, np.zeros(n - r, dtype=np.complex128)])
-        resid = np.concatenate([resid, np.zeros(n - r)])
-    order = np.argsort(_WHICH_KEY[which](values), kind="stable")[:k]
-    values, resid = values[order], resid[order]
-    final = np.lexsort((-values.imag, -values.real))
-    return Eigenvalues(values[final], "arpack", converged, message, resid[final], counted.count,
+    # known zeros rank only where the ranking is complete
+    values, resid = with_known_zeros(lam, resid, n - r, k, which, converged or which == "SM")
+    return Eigenvalues(values, "arpack", converged, message, resid, counted.count,
                        time.perf_counter() - t0, op.shape, n - r)
 
 
