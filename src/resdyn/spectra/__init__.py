@@ -1,5 +1,5 @@
-"""Singular values and eigenvalues of linear operators: dense exact, ARPACK and LOBPCG top-k,
-SLQ density.
+"""Singular values and eigenvalues of linear operators: dense exact, ARPACK, LOBPCG and block
+Krylov (its basis on the operator's device) top-k, SLQ density.
 
 One entry point each, :func:`singular_values` and :func:`eigenvalues`, with ``method="auto"``.
 """
