@@ -18,15 +18,17 @@
     of a digits unit (1024 wide) and a CIFAR-shaped unit (the largest of --widths), seconds,
     products and the largest difference (and against LAPACK where the unit is at most 4096
     wide); with ``--imagenet`` also torchvision ResNet-18 (random weights) layer1.0 at 224x224
-    (200704 wide: for a GPU, ARPACK takes over 15 minutes on a CPU).
+    (200704 wide: for a GPU, ARPACK takes over 15 minutes on a CPU; ``--imagenet-size 128``:
+    65536 wide).
 
 Usage:
     python benchmarks/bench_spectra.py                  # everything (about 2 hours on 2 cores)
     python benchmarks/bench_spectra.py --parts a,b --widths 4096,8192 --naive-max 8192
     python benchmarks/bench_spectra.py --parts d --json whole.json    # about 50 min on 2 cores
     python benchmarks/bench_spectra.py --parts d,e --device cuda      # the GPU path
-    python benchmarks/bench_spectra.py --parts g --widths 16384       # block vs ARPACK (~6 min)
+    python benchmarks/bench_spectra.py --parts g --widths 16384       # block vs ARPACK (~2 min)
     python benchmarks/bench_spectra.py --parts g --device cuda --imagenet
+    python benchmarks/bench_spectra.py --parts g --imagenet --imagenet-size 128 --repeat 1
     python benchmarks/bench_spectra.py --json results.json
 
 The weights are random (``load_model("cifar-resnet56")``); BatchNorm gets realistic running
@@ -341,8 +343,9 @@ G_PROBLEMS = (
 )
 
 
-def g_units(model: nn.Module, width: int, device: torch.device, imagenet: bool) -> list:
-    """(name, unit, input) of part (g): a digits unit, a CIFAR-shaped one, ResNet-18's layer1.0."""
+def g_units(model: nn.Module, width: int, device: torch.device, imagenet: int | None) -> list:
+    """(name, unit, input) of part (g): a digits unit, a CIFAR-shaped one, and ResNet-18's
+    layer1.0 at an ``imagenet`` x ``imagenet`` input (64·(imagenet/4)² wide) unless None."""
     digits, data = load_model("digits-resnet56").to(device), load_data("digits")
     u = next(u for u in units(digits, data.input_shape) if u.name == "stages.0.1")
     out = [("digits-resnet56 stages.0.1", u,
@@ -355,9 +358,11 @@ def g_units(model: nn.Module, width: int, device: torch.device, imagenet: bool) 
 
         torch.manual_seed(0)
         net = torchvision.models.resnet18(weights=None).eval().to(device)
-        u = next(u for u in units(net, (3, 224, 224)) if u.name == "layer1.0")
-        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
-        out.append(("resnet18 layer1.0 224x224", u, capture(net, x, [u]).inputs[u.name][0]))
+        shape = (3, imagenet, imagenet)
+        u = next(u for u in units(net, shape) if u.name == "layer1.0")
+        x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+        out.append((f"resnet18 layer1.0 {imagenet}x{imagenet}", u,
+                    capture(net, x, [u]).inputs[u.name][0]))
     return out
 
 
@@ -383,7 +388,7 @@ def _reference(op, problem: str) -> np.ndarray:
     return lam[np.argsort(key, kind="stable")[:6]]
 
 
-def part_g(model: nn.Module, width: int, device: torch.device, imagenet: bool, repeat: int,
+def part_g(model: nn.Module, width: int, device: torch.device, imagenet: int | None, repeat: int,
            dense_max: int = 4096) -> list[dict]:
     """Block against ARPACK on each unit of :func:`g_units`, the least seconds of ``repeat``
     solves each (block and ARPACK taking turns), after one untimed solve of each method
@@ -514,6 +519,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="(d), (e) and (g) run here, e.g. cuda")
     p.add_argument("--imagenet", action="store_true",
                    help="(g): also ResNet-18 layer1.0 at 224x224 (200704 wide; for a GPU)")
+    p.add_argument("--imagenet-size", type=int, default=224,
+                   help="(g) with --imagenet: the input size (e.g. 128 on a CPU: 65536 wide)")
     p.add_argument("--no-floor", action="store_true", help="(d) without the floors")
     p.add_argument("--only", type=int, default=None, help="(d): the first N parts only")
     p.add_argument("--models", default="digits-resnet56,digits-resnet110",
@@ -541,7 +548,8 @@ def main() -> None:
          if "d" in parts else None)
     e = part_e(args.models.split(","), device) if "e" in parts else []
     f = part_f(model, widths) if "f" in parts else []
-    g = part_g(model, max(widths), device, args.imagenet, args.repeat) if "g" in parts else []
+    g = (part_g(model, max(widths), device, args.imagenet_size if args.imagenet else None,
+                args.repeat) if "g" in parts else [])
     print_tables(ab, c, d, e, f)
     if g:
         print_g(g, str(device))

@@ -250,9 +250,10 @@ def check_singular_request(method: str, k: int | None,
 def choose_eigen(op: LinearOperator, k: int | None, which: str = "LM") -> tuple[str, str]:
     """(method, reason) for ``method="auto"`` in :func:`eigenvalues`: dense or ARPACK, on
     every device. Not "block" (yet): on a 16384-wide CIFAR unit its 6 eigenvalues of largest
-    real part and ARPACK's differed by 9.9e-2 relative while both reported convergence
-    (benchmarks/README.md, part (g)); which one missed the extreme ones is not settled. Ask for
-    ``method="block"`` by name.
+    real part and ARPACK's differed by 9.9e-2 relative while both reported convergence; ARPACK's
+    default basis (ncv = 20) was the one that missed an extreme eigenvalue (with ncv = 40 it
+    agrees with block to 1e-13; benchmarks/README.md, part (g)). Ask for ``method="block"`` by
+    name.
 
     Raises:
         ValueError: all values requested but the dense solve does not fit in memory.
