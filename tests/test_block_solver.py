@@ -194,14 +194,14 @@ def test_bad_requests_raise_with_the_way_out():
         singular_values(a, k=10, method="block", block=4, basis=12)
 
 
-def test_auto_picks_block_off_the_cpu_for_singular_values_only(monkeypatch):
+def test_auto_picks_block_off_the_cpu(monkeypatch):
     monkeypatch.setattr(api, "memory_budget", lambda device: 2**40)
     on = {d: SimpleNamespace(shape=(4096, 4096), zero_rows=None, device=torch.device(d))
           for d in ("cpu", "cuda")}
     assert api.choose_singular(on["cpu"], 20)[0] == "arpack"
     method, reason = api.choose_singular(on["cuda"], 20)
     assert method == "block" and "stay on the device" in reason
-    # eigenvalues: ARPACK everywhere until block and ARPACK agree on wide units (see choose_eigen)
-    assert api.choose_eigen(on["cuda"], 6, "LR")[0] == "arpack"
+    assert api.choose_eigen(on["cuda"], 6, "LR")[0] == "block"
     assert api.choose_eigen(on["cpu"], 6, "LR")[0] == "arpack"
+    assert api.choose_eigen(on["cuda"], 6, "SM")[0] == "arpack"  # block has no SM
     assert api.choose_singular(on["cuda"], None)[0] == "dense"  # all values: unchanged

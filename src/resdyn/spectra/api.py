@@ -16,6 +16,7 @@ import torch
 
 from ..operators.base import LinearOperator, MatrixOperator
 from ._util import check_which
+from .block import EIGEN_WHICH as BLOCK_EIGEN_WHICH
 from .block import block_eigenvalues, block_singular_values
 from .dense import dense_eigenvalues, dense_singular_values, svd_singular_values
 from .krylov import arpack_eigenvalues, arpack_singular_values
@@ -248,17 +249,20 @@ def check_singular_request(method: str, k: int | None,
 
 
 def choose_eigen(op: LinearOperator, k: int | None, which: str = "LM") -> tuple[str, str]:
-    """(method, reason) for ``method="auto"`` in :func:`eigenvalues`: dense or ARPACK, on
-    every device. Not "block" (yet): on a 16384-wide CIFAR unit its 6 eigenvalues of largest
-    real part and ARPACK's differed by 9.9e-2 relative while both reported convergence; ARPACK's
-    default basis (ncv = 20) was the one that missed an extreme eigenvalue (with ncv = 40 it
-    agrees with block to 1e-13; benchmarks/README.md, part (g)). Ask for ``method="block"`` by
-    name.
+    """(method, reason) for ``method="auto"`` in :func:`eigenvalues`: dense where all values
+    are asked for or the block is small, otherwise ARPACK on the CPU and "block" off it (for
+    LM, LR and SR).
+
+    ARPACK runs with a basis of at least 40 vectors (:data:`resdyn.spectra.krylov.EIGEN_NCV`):
+    with scipy's default (20 for k = 6) it missed the real eigenvalue 2.7112956 among the 6 of
+    largest real part of a 16384-wide CIFAR unit while reporting convergence; with 40 it finds
+    it in as many products and agrees with the block solver to 1e-13 (benchmarks/README.md,
+    part (g)).
 
     Raises:
         ValueError: all values requested but the dense solve does not fit in memory.
     """
-    return _choose_eigen(op, k, which)
+    return _on_device(op, *_choose_eigen(op, k, which), which, BLOCK_EIGEN_WHICH)
 
 
 def _choose_eigen(op: LinearOperator, k: int | None, which: str) -> tuple[str, str]:
@@ -284,8 +288,8 @@ def eigenvalues(op: LinearOperator | torch.Tensor | np.ndarray, k: int | None = 
         op: a square :class:`~resdyn.operators.LinearOperator` or matrix.
         k: how many (None: all, dense only).
         method: "auto", "dense" (LAPACK geev on the deflated block), "arpack" (Arnoldi) or
-            "block" (block Arnoldi with its basis on the operator's device; by name only, see
-            :func:`choose_eigen`).
+            "block" (block Arnoldi with its basis on the operator's device; what "auto" picks
+            off the CPU where it would pick ARPACK on it, see :func:`choose_eigen`).
         which: with k: "LM", "SM", "LR", "SR", "LI" or "SI" (largest/smallest magnitude,
             real part, imaginary part), as in scipy.sparse.linalg.eigs (block: LM, LR, SR).
         seed: ARPACK start vector / block start block seed.

@@ -24,6 +24,12 @@ from .dense import with_known_zeros
 from .results import Eigenvalues, SingularValues
 
 #: Width (once the known zeros are set aside) from which ARPACK's smallest values warn.
+#: The least Arnoldi basis of :func:`arpack_eigenvalues` (scipy's default is max(2k + 1, 20)):
+#: with 20 vectors ARPACK missed one of the 6 eigenvalues of largest real part of a 16384-wide
+#: CIFAR unit while reporting convergence; with 40 it found it in as many products
+#: (benchmarks/README.md, part (g)).
+EIGEN_NCV = 40
+
 SLOW_FROM = 512
 #: The advice given when ARPACK must find the smallest singular values of a large operator
 #: (wider than SLOW_FROM once the known zeros are set aside).
@@ -125,7 +131,8 @@ def arpack_eigenvalues(op: LinearOperator, k: int = 6, which: str = "LM", *, tol
         op: (n, n) operator.
         k: number of values; 1 ≤ k < r − 1 where r = n minus the rows known to be zero.
         which: scipy's codes: "LM", "SM", "LR", "SR", "LI", "SI".
-        tol, maxiter, ncv, seed: as in :func:`arpack_singular_values`.
+        tol, maxiter, seed: as in :func:`arpack_singular_values`.
+        ncv: Arnoldi basis size (None: max(2k + 1, :data:`EIGEN_NCV`), at most r).
 
     Returns:
         Eigenvalues with residuals ‖J x − λ x‖ (unit x); converged=False on a short stop.
@@ -142,6 +149,7 @@ def arpack_eigenvalues(op: LinearOperator, k: int = 6, which: str = "LM", *, tol
         raise ValueError(f"ARPACK eigs needs 1 <= k < {r - 1} for this operator ({n - r} rows "
                          f"known zero); got k={k}. Use method='dense' for all values")
     v0 = seeded_generator(seed).standard_normal(r)
+    ncv = min(r, max(2 * k + 1, EIGEN_NCV)) if ncv is None else ncv
     converged, message = True, f"ARPACK converged: {k} values"
     try:
         lam, vecs = eigs(block.aslinearoperator(), k, which=which, tol=tol, maxiter=maxiter,

@@ -85,7 +85,7 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
             kept = lam if keep_values else np.zeros(0, complex)
             err = err if keep_values else np.zeros(0)
         else:
-            # "auto" picks the iterative solver (ARPACK)
+            # "auto" picks the iterative solver (ARPACK on the CPU, block off it)
             top = eigenvalues(op, k=k, which="LR", seed=seed)
             bottom = eigenvalues(op, k=k, which="SR", seed=seed)
             hi, lo = float(top.values.real.max()), float(bottom.values.real.min())
