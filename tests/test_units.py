@@ -224,6 +224,9 @@ def test_input_shape_required_when_the_model_states_none():
     with pytest.raises(ValueError, match=r"needs the input shape of ResNet.*units\(model, \(3, "):
         units(net)
     assert len(units(net, (3, 64, 64))) == 8
-    for bad in ((8, 8), (1, 0, 8), (1, 8, 8, 1), "1x8x8", (1.0, 8, 8)):
-        with pytest.raises(ValueError, match=r"input_shape must be \(C, H, W\)"):
+    for bad in ((8, 8), (1, 8, 8, 1)):  # shapes of another length: the forward refuses them
+        with pytest.raises(ValueError, match=r"does not take inputs of shape .*4D"):
+            units(cifar_resnet(20, in_channels=1), bad)
+    for bad in ((), (1, 0, 8), "1x8x8", (1.0, 8, 8)):
+        with pytest.raises(ValueError, match=r"input_shape must be the shape of one input"):
             units(cifar_resnet(20, in_channels=1), bad)

@@ -12,7 +12,9 @@ from .models import (
     CheckpointError,
     NoUnitsFound,
     Unit,
+    UnitParts,
     UnknownModel,
+    declare_unit,
     load_model,
     model_card,
     stages,
@@ -26,8 +28,8 @@ from .train import evaluate, train, train_and_save
 __version__ = "0.1.0"
 
 __all__ = ["Activations", "CheckpointError", "Dataset", "JacobianCheck", "LinearOperator",
-           "NoUnitsFound", "Unit", "UnknownModel", "capture", "check_compatible", "check_jacobian",
-           "check_model", "data_names", "eigen_summary", "eigenvalues", "evaluate", "load_data",
-           "load_model", "model_card", "module_jacobian", "singular_summary", "singular_values",
-           "stage_jacobian", "stages", "train", "train_and_save", "unit_jacobian", "units",
-           "zoo_names"]
+           "NoUnitsFound", "Unit", "UnitParts", "UnknownModel", "capture", "check_compatible",
+           "check_jacobian", "check_model", "data_names", "declare_unit", "eigen_summary",
+           "eigenvalues", "evaluate", "load_data", "load_model", "model_card", "module_jacobian",
+           "singular_summary", "singular_values", "stage_jacobian", "stages", "train",
+           "train_and_save", "unit_jacobian", "units", "zoo_names"]

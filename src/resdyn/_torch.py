@@ -1,5 +1,6 @@
 """Small torch helpers shared by every layer: an eval-mode context, a one-thread context,
-seeded generators and the one check of a device name.
+attention that forward-mode AD can differentiate, seeded generators and the one check of a
+device name.
 
 This module imports nothing from resdyn, so models, data, operators, perturb, capture, train and
 studies may all use it without creating a cycle.
@@ -43,6 +44,29 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextmanager
+def differentiable_attention() -> Iterator[None]:
+    """Attention that forward-mode AD can differentiate, inside the ``with``.
+
+    torch's fused attention kernels have no forward-mode derivative (on the CPU in torch 2.14:
+    ``_scaled_dot_product_flash_attention_for_cpu``, and MultiheadAttention's fast path
+    ``_native_multi_head_attention``; see PyTorch issues 117629, 128971, 154226), so a JVP through
+    a transformer block fails. Inside this context ``scaled_dot_product_attention`` takes its
+    math kernel (the reference: softmax(QKᵀ/√d)V in plain operations, any dtype, every AD mode)
+    and MultiheadAttention its composite path. Values equal the fused kernels' up to rounding.
+    Both switches are process-wide and restored on exit.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ._torch import eval_mode
+from .models.adapters import recognise
 from .models.units import Unit
 
 
@@ -19,7 +20,9 @@ class Activations:
 
     Attributes:
         inputs: unit name -> (B, *unit.in_shape) tensor entering the unit.
-        outputs: unit name -> (B, *unit.out_shape) tensor leaving the unit.
+        outputs: unit name -> (B, *unit.out_shape) tensor leaving the unit. A unit that is a
+            step inside its module's forward (a transformer's attention or MLP) is replayed
+            from the module's input through its parts.
         logits: (B, num_classes) network output.
     """
 
@@ -31,14 +34,29 @@ class Activations:
 @contextmanager
 def _hooks(units: Sequence[Unit], inputs: dict[str, Tensor], outputs: dict[str, Tensor],
            ) -> Iterator[None]:
-    def make(name: str):
+    by_module: dict[int, list[Unit]] = {}
+    for u in units:
+        by_module.setdefault(id(u.module), []).append(u)
+
+    def make(group: list[Unit]):
         def hook(m: nn.Module, args: tuple, out: Tensor) -> None:
             # clone: a later in-place op (ReLU(inplace=True)) must not rewrite what we recorded
-            inputs[name] = args[0].detach().clone()
-            outputs[name] = out.detach().clone()
+            if all(u.step == 0 and not (u.parts and u.parts.step) for u in group):
+                for u in group:
+                    inputs[u.name] = args[0].detach().clone()
+                    outputs[u.name] = out.detach().clone()
+                return
+            # steps of one module: replay them from the module's input
+            x, want = args[0].detach(), {u.step: u.name for u in group}
+            for step, parts in enumerate(recognise(m) or ()):
+                y = parts(x)
+                if step in want:
+                    inputs[want[step]], outputs[want[step]] = x.clone(), y.detach().clone()
+                x = y
         return hook
 
-    handles = [u.module.register_forward_hook(make(u.name)) for u in units]
+    handles = [group[0].module.register_forward_hook(make(group))
+               for group in by_module.values()]
     try:
         yield
     finally:
@@ -47,7 +65,8 @@ def _hooks(units: Sequence[Unit], inputs: dict[str, Tensor], outputs: dict[str, 
 
 
 def capture(model: nn.Module, x: Tensor, units: Sequence[Unit]) -> Activations:
-    """Run ``model`` on ``x`` (B, C, H, W) in eval mode and record every unit's input and output.
+    """Run ``model`` on a batch ``x`` (B, ...), e.g. images (B, C, H, W), in eval mode and record
+    every unit's input and output.
 
     The model's train/eval state is restored afterwards; no hook outlives the call.
 
@@ -59,8 +78,9 @@ def capture(model: nn.Module, x: Tensor, units: Sequence[Unit]) -> Activations:
         >>> acts.inputs[us[0].name].shape
         torch.Size([2, 16, 32, 32])
     """
-    if x.dim() != 4:
-        raise ValueError(f"capture expects a batch (B, C, H, W); got shape {tuple(x.shape)}")
+    if x.dim() < 2:
+        raise ValueError(f"capture expects a batch (B, ...) such as images (B, C, H, W); got shape "
+                         f"{tuple(x.shape)}")
     inputs: dict[str, Tensor] = {}
     outputs: dict[str, Tensor] = {}
     with eval_mode(model), _hooks(units, inputs, outputs), torch.no_grad():

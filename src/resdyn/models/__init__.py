@@ -1,6 +1,6 @@
 """Models: the zoo, resdyn's own ResNets, checkpoints and residual-unit discovery."""
 
-from .adapters import UnitParts
+from .adapters import UnitParts, declare_unit
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .interventions import calibrate_batchnorm
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
@@ -9,7 +9,7 @@ from .units import NoUnitsFound, Unit, natural_input_shape, stage_name, stages, 
 from .zoo import ModelCard, UnknownModel, load_model, model_card, zoo_names
 
 __all__ = ["Arch", "CheckpointError", "ModelCard", "NoUnitsFound", "ResNet", "STABLE_FAMILIES",
-           "StableNet", "Unit", "UnitParts", "calibrate_batchnorm",
+           "StableNet", "Unit", "UnitParts", "calibrate_batchnorm", "declare_unit",
            "UnknownModel", "cifar_resnet", "load_checkpoint", "load_model", "model_card",
            "natural_input_shape", "preresnet", "save_checkpoint", "stage_name", "stages", "units",
            "zoo_names"]

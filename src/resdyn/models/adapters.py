@@ -1,7 +1,9 @@
 """Recognise residual units of known families and split them into shortcut, branch, activation.
 
-Each adapter takes a module and returns :class:`UnitParts` if it recognises it, else None.
-Adding a family is one function and one line in ``ADAPTERS``.
+Each adapter takes a module and returns its :class:`UnitParts` if it recognises it, else None:
+one for a module that is one unit, or a tuple for a module whose forward is several residual
+steps in turn (a transformer block: attention, then MLP). Adding a family is one function and one
+line in ``ADAPTERS``; a user's own block is declared with :func:`declare_unit`.
 """
 
 from __future__ import annotations
@@ -22,20 +24,87 @@ def _identity(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class UnitParts:
-    """A unit written as activation(shortcut(x) + residual(x)).
+    """A residual step written as activation(shortcut(x) + residual(x)).
 
-    projection: True when the shortcut is a learned map (1x1 conv + BN), False for the identity.
-    split: (inner, outer) with residual(x) = outer(inner(x)) and inner ending in a ReLU, or None.
-        The branch Jacobian then factors as J_outer·J_inner, of rank at most the number of that
-        ReLU's active outputs; eigenvalue solvers use this (see ``resdyn.spectra.dense``).
+    Attributes:
+        shortcut: S, the identity (default) or a learned map.
+        residual: R, the residual branch.
+        activation: σ applied after the sum: a ReLU, the identity (default; pre-activation and
+            pre-LN units) or a LayerNorm (post-LN transformer blocks).
+        projection: True when the shortcut is a learned map (1x1 conv + BN), False for the
+            identity.
+        split: (inner, outer) with residual(x) = outer(inner(x)) and inner ending in a ReLU, or
+            None. The branch Jacobian then factors as J_outer·J_inner, of rank at most the
+            number of that ReLU's active outputs; eigenvalue solvers use this (see
+            ``resdyn.spectra.dense``).
+        family: a short name for tables and messages.
+        step: the step's name inside its module when the module's forward is several steps
+            (e.g. "self_attention", "mlp"), "" when the module is one unit. The unit is then
+            called ``"<module path>.<step>"``; naming the step after the submodule at the core
+            of its branch makes that name a module path too (weight interpolation uses it).
     """
 
-    family: str
-    shortcut: Fn
-    residual: Fn
-    activation: Fn
-    projection: bool
+    shortcut: Fn = _identity
+    residual: Fn = _identity
+    activation: Fn = _identity
+    projection: bool = False
     split: tuple[Fn, Fn] | None = None
+    family: str = "declared"
+    step: str = ""
+
+    def __call__(self, x: Tensor, alpha: float = 1.0) -> Tensor:
+        """activation(alpha·shortcut(x) + residual(x))."""
+        return self.activation(alpha * self.shortcut(x) + self.residual(x))
+
+
+Adapter = Callable[[nn.Module], "UnitParts | tuple[UnitParts, ...] | None"]
+
+#: Blocks declared by the user: class -> adapter (see :func:`declare_unit`).
+DECLARED: dict[type, Adapter] = {}
+
+
+def declare_unit(cls: type, parts: Adapter) -> None:
+    """Declare a block class of your own as a residual unit, by its parts.
+
+    ``parts(module)`` returns the :class:`UnitParts` of one instance, or a tuple of them when
+    its forward is several residual steps in turn (each step's input is the previous step's
+    output; every step must have a distinct ``step`` name). :func:`resdyn.units` then finds
+    every instance of ``cls`` (subclasses too) and checks once, on a random input, that the
+    parts reproduce the module's own forward. Declare at import time of the module that
+    defines the class, so that worker processes (Dask) see the declaration too.
+
+    Args:
+        cls: the block's class.
+        parts: module -> UnitParts | tuple[UnitParts, ...]. It is called again on every
+            analysis copy of the module, so it must read the module it is given.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from resdyn import declare_unit, units
+        >>> from resdyn.models import UnitParts
+        >>> class PostLN(nn.Module):  # x -> LN(x + W x)
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.lin, self.ln = nn.Linear(8, 8), nn.LayerNorm(8)
+        ...     def forward(self, x):
+        ...         return self.ln(x + self.lin(x))
+        >>> declare_unit(PostLN, lambda m: UnitParts(residual=m.lin, activation=m.ln))
+        >>> net = nn.Sequential(PostLN(), PostLN())
+        >>> [u.name for u in units(net, (4, 8))]
+        ['0', '1']
+    """
+    if not isinstance(cls, type) or not callable(parts):
+        raise TypeError(f"declare_unit(cls, parts) takes a class and a function module -> "
+                        f"UnitParts; got {cls!r}, {parts!r}")
+    DECLARED[cls] = parts
+
+
+def declared_unit(m: nn.Module) -> UnitParts | tuple[UnitParts, ...] | None:
+    for cls in type(m).__mro__:
+        if cls in DECLARED:
+            return DECLARED[cls](m)
+    return None
 
 
 def resdyn_unit(m: nn.Module) -> UnitParts | None:
@@ -43,7 +112,7 @@ def resdyn_unit(m: nn.Module) -> UnitParts | None:
         return None
     proj = not isinstance(m.shortcut, nn.Identity)
     act = _identity if isinstance(m.activation, nn.Identity) else m.activation
-    return UnitParts("resdyn", m.shortcut, m.residual, act, proj, _sequential_split(m.residual))
+    return UnitParts(m.shortcut, m.residual, act, proj, _sequential_split(m.residual), "resdyn")
 
 
 def _sequential_split(branch: nn.Module) -> tuple[Fn, Fn] | None:
@@ -65,7 +134,7 @@ def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
     proj = bool(m.resize_identity)
     if cls.__name__ == "ResUnit":
         shortcut = m.identity_conv if proj else _identity
-        return UnitParts("pytorchcv", shortcut, m.body, m.activ, proj, _pytorchcv_split(m.body))
+        return UnitParts(shortcut, m.body, m.activ, proj, _pytorchcv_split(m.body), "pytorchcv")
     if cls.__name__ == "PreResUnit":
         body = m.body
 
@@ -76,8 +145,8 @@ def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
             # pytorchcv feeds BN+ReLU of x (the body's first pre-activation) to the projection.
             return m.identity_conv(body.conv1(x)[1])
 
-        return UnitParts("pytorchcv-preact", preact_shortcut if proj else _identity,
-                         residual, _identity, proj)
+        return UnitParts(preact_shortcut if proj else _identity, residual, _identity, proj,
+                         family="pytorchcv-preact")
     return None
 
 
@@ -114,22 +183,74 @@ def torchvision_style_unit(m: nn.Module) -> UnitParts | None:
         return m.bn3(m.conv3(z)) if bottleneck else m.bn2(m.conv2(z))
 
     ds = getattr(m, "downsample", None)
-    return UnitParts("torchvision" if bottleneck else "basicblock",
-                     ds if ds is not None else _identity, residual, m.relu, ds is not None,
-                     (inner, outer) if isinstance(m.relu, nn.ReLU) else None)
+    return UnitParts(ds if ds is not None else _identity, residual, m.relu, ds is not None,
+                     (inner, outer) if isinstance(m.relu, nn.ReLU) else None,
+                     "torchvision" if bottleneck else "basicblock")
 
 
-ADAPTERS: tuple[Callable[[nn.Module], UnitParts | None], ...] = (
+def torchvision_encoder_block(m: nn.Module) -> tuple[UnitParts, ...] | None:
+    """torchvision's ViT ``EncoderBlock`` (pre-LN): x + Attn(LN₁ x), then x + MLP(LN₂ x)."""
+    if type(m).__name__ != "EncoderBlock" or not all(
+            hasattr(m, a) for a in ("ln_1", "self_attention", "dropout", "ln_2", "mlp")):
+        return None
+
+    def attention(x: Tensor) -> Tensor:
+        y = m.ln_1(x)
+        return m.dropout(m.self_attention(y, y, y, need_weights=False)[0])
+
+    def mlp(x: Tensor) -> Tensor:
+        return m.mlp(m.ln_2(x))
+
+    return (UnitParts(residual=attention, family="vit-torchvision", step="self_attention"),
+            UnitParts(residual=mlp, family="vit-torchvision", step="mlp"))
+
+
+def timm_block(m: nn.Module) -> tuple[UnitParts, ...] | None:
+    """timm's ViT ``Block`` (pre-LN, optional LayerScale and DropPath, identity in eval):
+    x + ls₁(Attn(norm₁ x)), then x + ls₂(MLP(norm₂ x))."""
+    cls = type(m)
+    if not cls.__module__.startswith("timm") or cls.__name__ != "Block" or not all(
+            hasattr(m, a) for a in ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2",
+                                    "drop_path2")):
+        return None
+
+    def attention(x: Tensor) -> Tensor:
+        return m.drop_path1(m.ls1(m.attn(m.norm1(x))))
+
+    def mlp(x: Tensor) -> Tensor:
+        return m.drop_path2(m.ls2(m.mlp(m.norm2(x))))
+
+    return (UnitParts(residual=attention, family="vit-timm", step="attn"),
+            UnitParts(residual=mlp, family="vit-timm", step="mlp"))
+
+
+ADAPTERS: tuple[Adapter, ...] = (
+    declared_unit,
     resdyn_unit,
     pytorchcv_unit,
     torchvision_style_unit,
+    torchvision_encoder_block,
+    timm_block,
 )
 
 
-def recognise(m: nn.Module) -> UnitParts | None:
-    """The parts of ``m`` if some adapter knows its family, else None."""
+def recognise(m: nn.Module) -> tuple[UnitParts, ...] | None:
+    """The steps of ``m`` (one for a module that is one unit) if some adapter knows its
+    family, else None.
+
+    Raises:
+        ValueError: a declared block whose parts are not UnitParts or whose steps are unnamed
+            or named twice.
+    """
     for adapt in ADAPTERS:
         parts = adapt(m)
-        if parts is not None:
-            return parts
+        if parts is None:
+            continue
+        steps = (parts,) if isinstance(parts, UnitParts) else tuple(parts)
+        names = [p.step for p in steps]
+        if not steps or not all(isinstance(p, UnitParts) for p in steps) or (
+                len(steps) > 1 and (not all(names) or len(set(names)) < len(names))):
+            raise ValueError(f"the parts of {type(m).__name__} must be one UnitParts or a tuple "
+                             f"of UnitParts with distinct step names; got {parts!r}")
+        return steps
     return None

@@ -34,11 +34,18 @@ def _check_present(model: nn.Module, names: list[str]) -> None:
                        "[u.name for u in resdyn.units(model)]")
 
 
-def _weights(module: nn.Module) -> list[nn.Parameter]:
-    """Weight tensors of the conv and linear layers inside ``module``, in registration order."""
+def _weights(module: nn.Module) -> list[Tensor]:
+    """Weight tensors of the conv, linear and attention layers inside ``module``, in
+    registration order (an attention's input projections before its output projection)."""
     kinds = (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear)
-    return [m.weight for m in module.modules()
-            if isinstance(m, kinds) and isinstance(getattr(m, "weight", None), Tensor)]
+    out: list[Tensor] = []
+    for m in module.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            out += [w for w in (m.in_proj_weight, m.q_proj_weight, m.k_proj_weight,
+                                m.v_proj_weight) if isinstance(w, Tensor)]
+        elif isinstance(m, kinds) and isinstance(getattr(m, "weight", None), Tensor):
+            out.append(m.weight)
+    return out
 
 
 def interpolate_weights(model: nn.Module, unit_names: str | Sequence[str], t: float, *,
@@ -46,7 +53,9 @@ def interpolate_weights(model: nn.Module, unit_names: str | Sequence[str], t: fl
     """A deep copy where each named unit's weights are θ̂(t) = tθ + (1 − t)η (paper 000, eq. 3).
 
     What is interpolated: the ``weight`` tensor of every convolution and linear layer inside each
-    named unit (shortcut projections included). Each noise tensor η is drawn N(0, 1) and rescaled
+    named unit (shortcut projections included), and an attention's query/key/value projections.
+    A transformer's sub-layer is named by its step's module (``"...encoder_layer_0.mlp"``): its
+    LayerNorm, like a BatchNorm, is left as it is. Each noise tensor η is drawn N(0, 1) and rescaled
     to the Frobenius norm of its own θ tensor (‖η‖ = ‖θ‖ per tensor, so every layer keeps its
     scale). Biases and BatchNorm affine parameters and running statistics are left as they are:
     the paper varies "the weights of the convolution operators"; BN then still normalises.

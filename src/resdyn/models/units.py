@@ -21,15 +21,22 @@ from .zoo import model_card
 class Unit:
     """One residual unit of a model, in forward order.
 
+    A unit is a module whose forward is one residual map σ(α·S(x) + R(x)) (a ResNet block), or
+    one step of such maps inside a module's forward (a transformer block is two: attention, then
+    MLP). Shapes are any: (C, H, W) for a convolutional unit, (tokens, dim) for a transformer's.
+
     Attributes:
-        name: module path inside the model (``model.get_submodule(name)``).
-        module: the unit itself.
+        name: the unit's name: its module's path inside the model (``model.get_submodule``),
+            with ``.<step>`` appended for a step (``"encoder.layers.encoder_layer_0.mlp"``).
+        module: the module that computes the unit (for a step: the block it is a step of).
         stage: 0-based stage index; a stage is the group of units under one parent container.
         position: 0-based position inside its stage.
         kind: ``"downsampling"`` (projection shortcut or changed shape) or ``"regular"``.
-        in_shape, out_shape: activation shapes (C, H, W) without the batch dimension.
+        in_shape, out_shape: activation shapes without the batch dimension.
         parts: shortcut / residual branch / activation split, or None for units named by the
             user in a family resdyn does not know (then only the whole unit can be analysed).
+        path: the module's path (equal to ``name`` unless the unit is a step).
+        step: the step's index inside its module's forward (0 for a whole-module unit).
     """
 
     name: str
@@ -40,6 +47,8 @@ class Unit:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     parts: UnitParts | None
+    path: str = ""
+    step: int = 0
 
     @property
     def n_in(self) -> int:
@@ -63,8 +72,7 @@ class Unit:
                 raise ValueError(f"unit {self.name!r} ({type(self.module).__name__}) has no known "
                                  "shortcut/residual split, so its skip connection cannot be scaled")
             return self.module(x)
-        p = self.parts
-        return p.activation(alpha * p.shortcut(x) + p.residual(x))
+        return self.parts(x, alpha)
 
     def __repr__(self) -> str:
         return (f"Unit({self.name!r}, stage={self.stage}, position={self.position}, kind={self.kind!r}, "
@@ -80,8 +88,9 @@ def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
 
     Looked up in this order: the card :func:`resdyn.load_model` attached
     (``model_card(model).input_shape``); resdyn's own :class:`~resdyn.models.ResNet`
-    (``arch.in_channels`` at CIFAR's 32 x 32); a pytorchcv-style ``in_size`` attribute (H, W),
-    with the channels from an ``in_channels`` attribute or else from the first convolution.
+    (``arch.in_channels`` at CIFAR's 32 x 32); a pytorchcv-style ``in_size`` attribute (H, W)
+    or a torchvision ViT's ``image_size`` (an int), with the channels from an ``in_channels``
+    attribute or else from the first convolution.
 
     Example:
         >>> from resdyn.models import cifar_resnet
@@ -94,6 +103,8 @@ def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
     if isinstance(model, ResNet):
         return (model.arch.in_channels, 32, 32)
     size = getattr(model, "in_size", None)
+    if _positive_ints([getattr(model, "image_size", None)]):
+        size = (model.image_size, model.image_size)
     if not (isinstance(size, tuple | list) and len(size) == 2 and _positive_ints(size)):
         return None
     channels = getattr(model, "in_channels", None)
@@ -124,9 +135,10 @@ def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[i
         shape = tuple(operator.index(s) for s in input_shape)
     except TypeError:
         shape = ()
-    if len(shape) != 3 or not _positive_ints(shape):
-        raise ValueError(f"input_shape must be (C, H, W), three positive integers, without the "
-                         f"batch dimension; got {input_shape!r}. E.g. units(model, (3, 32, 32))")
+    if not shape or not _positive_ints(shape):
+        raise ValueError(f"input_shape must be the shape of one input without the batch "
+                         f"dimension, positive integers such as (C, H, W); got {input_shape!r}. "
+                         "E.g. units(model, (3, 32, 32))")
     return shape
 
 
@@ -140,10 +152,14 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
 
     Args:
         model: any nn.Module; recognised families are resdyn's own networks, pytorchcv ResUnit /
-            PreResUnit, torchvision BasicBlock / Bottleneck and look-alikes.
-        input_shape: (C, H, W) of one input image; used to record each unit's shapes. None:
-            the shape the model states (see :func:`natural_input_shape`).
-        names: module paths to treat as units, for models whose units resdyn does not recognise.
+            PreResUnit, torchvision BasicBlock / Bottleneck and look-alikes, torchvision's ViT
+            ``EncoderBlock`` and timm's ``Block`` (two units each: attention, MLP), and blocks
+            declared with :func:`resdyn.declare_unit`.
+        input_shape: shape of one input without the batch dimension, e.g. (C, H, W) of an
+            image; used to record each unit's shapes. None: the shape the model states (see
+            :func:`natural_input_shape`).
+        names: module paths to treat as units, for models whose units resdyn does not recognise
+            (a recognised module named here gives all its units).
 
     Returns:
         list of :class:`Unit`; stages are the groups of units sharing a parent module.
@@ -151,8 +167,8 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
     Raises:
         NoUnitsFound: nothing recognisable and no ``names`` given.
         KeyError: a name in ``names`` is not a submodule.
-        ValueError: no ``input_shape`` given and the model states none, or a shape that is not
-            three positive integers.
+        ValueError: no ``input_shape`` given and the model states none, a shape that is not
+            positive integers, or declared parts that do not reproduce their module's forward.
 
     Example:
         >>> from resdyn import load_model, units
@@ -169,8 +185,10 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
         if not found:
             raise NoUnitsFound(
                 f"no residual units recognised in {type(model).__name__}: resdyn knows resdyn, "
-                "pytorchcv (ResUnit, PreResUnit) and torchvision-style (BasicBlock, Bottleneck) units. "
-                "Pass the unit module names explicitly, e.g. units(model, shape, names=['layer1.0', "
+                "pytorchcv (ResUnit, PreResUnit) and torchvision-style (BasicBlock, Bottleneck) "
+                "units and ViT blocks (torchvision EncoderBlock, timm Block). Declare your block "
+                "by its parts with resdyn.declare_unit(BlockClass, lambda m: UnitParts(...)), "
+                "or pass the unit module names, e.g. units(model, shape, names=['layer1.0', "
                 "...]) or --units layer1.0,layer1.1 on the command line; list candidate names with "
                 "[n for n, _ in model.named_modules()].")
     else:
@@ -181,47 +199,91 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
                            f"top-level children are {[n for n, _ in model.named_children()]}")
         found = [(n, modules[n]) for n in names]
 
-    shapes = _shapes(model, shape, [m for _, m in found])
-    order = sorted(range(len(found)), key=lambda i: shapes[i][2])
+    entries = [(n, m, i, steps[i] if steps else None)
+               for n, m in found for steps in [recognise(m)]
+               for i in range(len(steps) if steps else 1)]
+    shapes = _shapes(model, shape, entries)
     result, stage_of, count = [], {}, {}
-    for i in order:
-        name, module = found[i]
+    for i in sorted(range(len(entries)), key=lambda i: shapes[i][2]):
+        path, module, step, parts = entries[i]
         in_shape, out_shape, _ = shapes[i]
-        parent = _parent(name)
+        parent = _parent(path)
         stage = stage_of.setdefault(parent, len(stage_of))
         position = count.get(parent, 0)
         count[parent] = position + 1
-        parts = recognise(module)
         down = in_shape != out_shape or (parts is not None and parts.projection)
+        name = f"{path}.{parts.step}" if parts is not None and parts.step else path
         result.append(Unit(name, module, stage, position, "downsampling" if down else "regular",
-                           in_shape, out_shape, parts))
+                           in_shape, out_shape, parts, path, step))
     return result
 
 
-def _shapes(model: nn.Module, input_shape: Sequence[int], mods: list[nn.Module],
-            ) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
-    """(in_shape, out_shape, call order) of each module for one forward pass."""
-    record: dict[int, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
+def _shapes(model: nn.Module, input_shape: Sequence[int],
+            entries: list[tuple[str, nn.Module, int, UnitParts | None]],
+            ) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, int]]]:
+    """(in_shape, out_shape, call order) of each (path, module, step, parts) for one forward
+    pass on a random input.
+
+    Raises:
+        ValueError: a module never called, or one whose parts (composed over its steps) do
+            not reproduce its own forward.
+    """
+    record: dict[int, tuple[Tensor, Tensor, int]] = {}
 
     def hook(m: nn.Module, args: tuple, out: object) -> None:
         if id(m) not in record and isinstance(out, Tensor) and args and isinstance(args[0], Tensor):
-            record[id(m)] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]), len(record))
+            record[id(m)] = (args[0].detach().clone(), out.detach(), len(record))
 
     p = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
-                    device=p.device if p is not None else "cpu")
-    handles = [m.register_forward_hook(hook) for m in mods]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, *input_shape, generator=g).to(
+        dtype=p.dtype if p is not None else torch.float32,
+        device=p.device if p is not None else "cpu")
+    modules = {id(m): m for _, m, _, _ in entries}
+    handles = [m.register_forward_hook(hook) for m in modules.values()]
     try:
         with eval_mode(model), torch.no_grad():
             model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"{type(model).__name__} does not take inputs of shape "
+                         f"{tuple(input_shape)} (a forward pass on a batch of one failed: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                         "). input_shape is the shape of one input without the batch "
+                         "dimension, e.g. units(model, (3, 32, 32))") from None
     finally:
         for h in handles:
             h.remove()
-    never = [i for i, m in enumerate(mods) if id(m) not in record]
+    never = [path for path, m, step, _ in entries if id(m) not in record and step == 0]
     if never:
         raise ValueError(f"{len(never)} unit(s) were not called in a forward pass of "
-                         f"{type(model).__name__} with input shape {tuple(input_shape)}")
-    return [record[id(m)] for m in mods]
+                         f"{type(model).__name__} with input shape {tuple(input_shape)}: "
+                         f"{never[:3]}")
+    out: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, int]]] = []
+    with eval_mode(model), torch.no_grad():
+        for path, m, step, parts in entries:
+            x_in, y, order = record[id(m)]
+            if parts is None:
+                out.append((tuple(x_in.shape[1:]), tuple(y.shape[1:]), (order, 0)))
+                continue
+            steps = recognise(m) or ()
+            for s in steps[:step]:
+                x_in = s(x_in)
+            x_out = parts(x_in)
+            out.append((tuple(x_in.shape[1:]), tuple(x_out.shape[1:]), (order, step)))
+            if step == len(steps) - 1:
+                _check_parts(path, m, x_out, y)
+    return out
+
+
+def _check_parts(path: str, module: nn.Module, composed: Tensor, own: Tensor) -> None:
+    """Raise if the parts (composed over the steps) do not reproduce the module's forward."""
+    if composed.shape == own.shape and torch.allclose(composed, own, rtol=1e-4, atol=1e-5):
+        return
+    err = ((composed - own).abs().max().item() if composed.shape == own.shape
+           else f"shape {tuple(composed.shape)} vs {tuple(own.shape)}")
+    raise ValueError(f"the parts of unit {path!r} ({type(module).__name__}) do not reproduce its "
+                     f"forward on a random input (largest difference {err}); check its "
+                     "shortcut, residual and activation (declare_unit) against its forward")
 
 
 def stages(unit_list: Sequence[Unit]) -> list[list[Unit]]:
@@ -235,6 +297,6 @@ def stages(unit_list: Sequence[Unit]) -> list[list[Unit]]:
 
 
 def stage_name(stage: Sequence[Unit]) -> str:
-    """A stage's name: its units' parent module path ("stages.0", "layer1"), else "stage<i>"."""
-    parent = stage[0].name.rsplit(".", 1)[0] if "." in stage[0].name else ""
-    return parent or f"stage{stage[0].stage}"
+    """A stage's name: its units' parent module path ("stages.0", "layer1", "encoder.layers"),
+    else "stage<i>"."""
+    return _parent(stage[0].path or stage[0].name) or f"stage{stage[0].stage}"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,6 +24,7 @@ from torch.func import functional_call, vjp, vmap
 from torch.func import jvp as _torch_jvp
 
 from .._threads import threads_for
+from .._torch import differentiable_attention
 from ..models.adapters import recognise
 from ..models.units import Unit
 from .base import LinearOperator
@@ -46,6 +48,15 @@ def jvp(fn: Flat, primals: tuple[Tensor, ...], tangents: tuple[Tensor, ...]):
     """torch.func.jvp (forward-mode product), without torch's internal deprecation warning."""
     _load_jvp_decompositions()
     return _torch_jvp(fn, primals, tangents)
+
+
+@contextmanager
+def computing(width: int) -> Iterator[None]:
+    """The context of every product of an operator ``width`` wide: its threads
+    (:func:`resdyn._threads.threads_for`) and attention that forward-mode AD can differentiate
+    (:func:`resdyn._torch.differentiable_attention`)."""
+    with threads_for(width), differentiable_attention():
+        yield
 
 
 class AtPoint(LinearOperator):
@@ -95,12 +106,12 @@ class JacobianOperator(AtPoint):
 
     def matvec(self, v: Tensor) -> Tensor:
         """J v by one JVP: (n,) -> (m,)."""
-        with threads_for(max(self.shape)):
+        with computing(max(self.shape)):
             return jvp(self.fn, (self.x,), (v.to(self.x),))[1]
 
     def rmatvec(self, w: Tensor) -> Tensor:
         """Jᵀ w by one VJP: (m,) -> (n,)."""
-        with threads_for(max(self.shape)):
+        with computing(max(self.shape)):
             return vjp(self.fn, self.x)[1](w.to(self.x))[0]
 
     def matmat(self, v: Tensor) -> Tensor:
@@ -108,12 +119,12 @@ class JacobianOperator(AtPoint):
         def one(col: Tensor) -> Tensor:
             return jvp(self.fn, (self.x,), (col,))[1]
 
-        with threads_for(max(self.shape)):
+        with computing(max(self.shape)):
             return _blocked(self, one, v.to(self.x), self.out_size)
 
     def rmatmat(self, w: Tensor) -> Tensor:
         """Jᵀ W by vmapped VJPs (one forward pass per call): (m, k) -> (n, k)."""
-        with threads_for(max(self.shape)):
+        with computing(max(self.shape)):
             _, pull = vjp(self.fn, self.x)
             return _blocked(self, lambda col: pull(col)[0], w.to(self.x), self.x.numel())
 
@@ -293,21 +304,24 @@ def copy_unit(unit: Unit, dtype: torch.dtype = torch.float64) -> Unit:
         ValueError: the unit has parts but resdyn cannot re-derive them on a copy.
     """
     clone = analysis_copy(unit.module, dtype)
-    parts = recognise(clone) if unit.parts is not None else None
-    if unit.parts is not None and parts is None:
+    steps = recognise(clone) if unit.parts is not None else None
+    if unit.parts is not None and (steps is None or len(steps) <= unit.step):
         raise ValueError(f"unit {unit.name!r}: its shortcut/residual split was given by hand and "
-                         "cannot be rebuilt on a float64 copy; use function_jacobian instead")
-    return replace(unit, module=clone, parts=parts)
+                         "cannot be rebuilt on a float64 copy; declare its class with "
+                         "resdyn.declare_unit, or use function_jacobian instead")
+    return replace(unit, module=clone, parts=steps[unit.step] if steps else None)
 
 
 def _unit_input(unit: Unit, x: Tensor) -> Tensor:
     """x as a batch of one (1, *unit.in_shape); ValueError for any other shape."""
-    if x.dim() == 3:
+    shape = tuple(unit.in_shape)
+    if x.dim() == len(shape):
         x = x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"unit {unit.name!r}: expected one input (C, H, W) or (1, C, H, W), e.g. "
+    if x.dim() != len(shape) + 1 or x.shape[0] != 1:
+        dims = ", ".join("CHW"[i] if len(shape) == 3 else f"d{i}" for i in range(len(shape)))
+        raise ValueError(f"unit {unit.name!r}: expected one input ({dims}) or (1, {dims}), e.g. "
                          f"capture(...).inputs[name][i]; got shape {tuple(x.shape)}")
-    if tuple(x.shape[1:]) != tuple(unit.in_shape):
+    if tuple(x.shape[1:]) != shape:
         raise ValueError(f"unit {unit.name!r} takes inputs of shape {tuple(unit.in_shape)} (found "
                          f"by units() at the model's input shape); got {tuple(x.shape[1:])}. "
                          "Fix: pass the unit's own input, capture(model, images, "
@@ -360,7 +374,8 @@ def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
 
     Args:
         unit: from :func:`resdyn.units`.
-        x: (C, H, W) or (1, C, H, W) input of shape ``unit.in_shape``, e.g.
+        x: one input of shape ``unit.in_shape`` ((C, H, W) for a convolutional unit, (tokens,
+            dim) for a transformer's), with or without a batch dimension of 1, e.g.
             ``capture(model, xb, us).inputs[unit.name][i]``.
         alpha: shortcut scale; J = diag(σ'(α S(x) + R(x)))(α J_S + J_R).
         dtype: working precision (float64 by default).

@@ -15,7 +15,7 @@ from torch.func import vjp
 
 from .._torch import generator
 from .base import Adjoint, Composed, LinearOperator, Restricted
-from .jacobian import AtPoint, Flat, JacobianOperator, _blocked
+from .jacobian import AtPoint, Flat, JacobianOperator, _blocked, computing
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -58,7 +58,8 @@ def linearize(op: JacobianOperator, *, rtol: float = 1e-10) -> LinearOperator:
     JVP on a random vector; an F whose operations lack double-backward formulas, or a mismatch
     beyond ``rtol``, returns ``op`` unchanged.
     """
-    _, pull = vjp(op.fn, op.x)
+    with computing(max(op.shape)):
+        _, pull = vjp(op.fn, op.x)
 
     def backward(w: Tensor) -> Tensor:
         return pull(w)[0]
