@@ -9,7 +9,9 @@
 #      CIFAR-shaped ResNet-56, one image, all values, float64 and float32 products, each part next
 #      to its floor), the image-batching part (e) and the block solver against ARPACK (g: a digits,
 #      a CIFAR-shaped and the 200704-wide ResNet-18 layer1.0 unit, --imagenet) with --device cuda;
-#   3. `resdyn demo --quick --device cuda`, timed.
+#   3. vit_b_16 at 224x224 (bench_vit.py: top-20 σ by ARPACK and an SLQ density of two
+#      151296-wide sub-layers) with --device cuda;
+#   4. `resdyn demo --quick --device cuda`, timed.
 # Usage: benchmarks/gpu_check.sh [OUT_DIR]   (default out/gpu; logs and JSON land there)
 # Needs a Python with torch (CUDA), scipy, pandas, pyarrow, scikit-learn, matplotlib, typer, rich,
 # safetensors and pytest; resdyn is used from src/ (no install needed). PYTHON picks the
@@ -22,11 +24,13 @@ mkdir -p "$DIR"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: this script is for a GPU machine'; print(torch.__version__, torch.cuda.get_device_name())" | tee "$DIR/device.txt"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_block_solver.py \
-    tests/test_run_context.py -rs 2>&1 \
+    tests/test_run_context.py tests/test_vit_units.py -rs 2>&1 \
     | tee "$DIR/tests.log"
 "$PY" benchmarks/bench_spectra.py --parts d,e,g --device cuda --imagenet --repeat 1 \
     --json "$DIR/bench.json" 2>&1 \
     | tee "$DIR/bench.log"
+"$PY" benchmarks/bench_vit.py --device cuda --probes 16 --steps 80 --json "$DIR/vit.json" 2>&1 \
+    | tee "$DIR/vit.log"
 TIMEFORMAT="demo --quick --device cuda: %R s"
 { time "$PY" -m resdyn demo --quick --device cuda --out "$DIR/demo" --fresh > "$DIR/demo.log" 2>&1 ; } \
     2>&1 | tee -a "$DIR/demo.log"

@@ -4,6 +4,8 @@ by hand, spectra against LAPACK, skip scaling, capture and weight interpolation.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -227,3 +229,17 @@ def test_timm_vit_blocks_are_two_units_each():
         dense = torch.autograd.functional.jacobian(lambda v, f=f: f(v.reshape(1, 17, 16)).reshape(-1),
                                                    x.reshape(-1))
         assert torch.allclose(unit_jacobian(u, x).dense(), dense, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device here (benchmarks/gpu_check.sh runs it on a GPU machine)")
+def test_sub_layer_jacobians_on_cuda_equal_the_cpus():
+    net = tiny_vit()
+    us = units(net)
+    acts = capture(net, image(), us)
+    gpu = copy.deepcopy(net).to("cuda")
+    for u, g in zip(us, units(gpu), strict=True):
+        x = acts.inputs[u.name][0]
+        cpu_j, gpu_j = unit_jacobian(u, x), unit_jacobian(g, x.to("cuda"))
+        assert gpu_j.device.type == "cuda"
+        assert torch.allclose(gpu_j.dense().cpu(), cpu_j.dense(), rtol=0, atol=1e-10)

@@ -118,7 +118,8 @@ def render(root: str | Path) -> str:
         title, body = run_title(folders[0]), [_section(folders[0], root, 0)]
     else:
         title = f"resdyn report: {root.resolve().name}"
-        body = [f"<h1>{html.escape(title)}</h1>", _contents(folders, root)]
+        body = [f"<h1>{html.escape(title)}</h1>", _contents(folders, root),
+                _side_by_side(folders, root)]
         body += [_section(f, root, 1) for f in folders]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body>{''.join(body)}"
@@ -174,6 +175,39 @@ def _contents(folders: list[Path], root: Path) -> str:
                     f"<td class='num'>{'' if seconds is None else f'{seconds:.0f}'}</td></tr>")
     return ("<table><tr><th>study</th><th>folder</th><th>claims held</th><th>not held</th>"
             "<th>not judged</th><th>last run (s)</th></tr>" + "".join(rows) + "</table>")
+
+
+def side_by_side(folders: list[Path]) -> list[tuple[str, list[Path]]]:
+    """(study, its runs) for every study run on more than one model in ``folders`` (e.g. the
+    demo's ResNet and ViT), runs in path order."""
+    groups: dict[str, list[Path]] = {}
+    for f in folders:
+        ident = _read_json(f / IDENTITY_FILE)
+        if isinstance(ident.get("model"), dict) and Summary.read(f) is not None:
+            groups.setdefault(ident["study"], []).append(f)
+    return [(study, fs) for study, fs in groups.items()
+            if len({_read_json(f / IDENTITY_FILE)["model"].get("name") for f in fs}) > 1]
+
+
+def _side_by_side(folders: list[Path], root: Path) -> str:
+    """Per study run on several models: each claim's verdict and evidence, one column per model."""
+    out = []
+    for study, fs in side_by_side(folders):
+        models = [str(_read_json(f / IDENTITY_FILE)["model"].get("name")) for f in fs]
+        verdicts = [{c["claim"]: c for c in (Summary.read(f).claims or [])} for f in fs]
+        claims = list(dict.fromkeys(c for v in verdicts for c in v))
+        head = "".join(f"<th><a href='#{_anchor(f, root)}'>{html.escape(m)}</a></th>"
+                       for f, m in zip(fs, models, strict=True))
+        rows = "".join(
+            f"<tr><td>{_inline(c)}</td>" + "".join(
+                (f"<td>{_cell(v[c]['verdict'])}: {_inline(v[c]['evidence'])}</td>" if c in v
+                 else "<td>—</td>") for v in verdicts) + "</tr>" for c in claims)
+        out.append(f"<h3>{html.escape(study)}</h3><table><tr><th>claim</th>{head}</tr>{rows}"
+                   "</table>")
+    if not out:
+        return ""
+    return ("<h2>Side by side</h2><p>The studies run on more than one model, each claim as "
+            "measured on each (the evidence is the model's own numbers).</p>" + "".join(out))
 
 
 def _section(folder: Path, root: Path, shift: int) -> str:

@@ -171,7 +171,23 @@ def notes(tables, ctx) -> str:
     lines += ["", "Stopping rule L = ceil(d_scaled / ε) against the blocks the network has: "
               + "; ".join(f"{r.section} at ε = {r.eps:g}: {r.predicted_L} (has {r.L})"
                           for r in stop.itertuples()) + ".", ""]
+    kinds = sublayer_kinds(tables["per_block"])
+    if kinds is not None:
+        lines += ["Per kind of sub-layer (the steps of a transformer block), mean over its "
+                  "blocks: " + "; ".join(
+                      f"{k}: ‖δ‖ {g['abs_mean'].mean():.3f}, scaled {g['scaled_mean'].mean():.3f}"
+                      for k, g in kinds) + ".", ""]
     return "\n".join(lines)
+
+
+def sublayer_kinds(pb: pd.DataFrame) -> list[tuple[str, pd.DataFrame]] | None:
+    """Blocks grouped by their step name (``...encoder_layer_0.mlp`` -> "mlp") when the blocks
+    are steps of a few kinds (a transformer's attention and MLP), else None (ResNet blocks end
+    in their index)."""
+    last = pb["name"].str.rsplit(".", n=1).str[-1]
+    if last.str.isdigit().any() or last.nunique() < 2 or last.nunique() >= len(pb):
+        return None
+    return [(k, pb[last == k]) for k in dict.fromkeys(last)]
 
 
 IDENTITY = Study(

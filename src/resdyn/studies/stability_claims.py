@@ -200,8 +200,13 @@ def notes(tables, ctx) -> str:
                                                   "interpolation"))
     shares = plateau_shares(sp)
     adv = prop[prop["perturbation"] == "fgsm"]
-    growth = adv.groupby(["index", "unit"])["growth"].mean().reset_index()
-    jump = growth.loc[growth["growth"].idxmax()]
+    growth = adv.groupby(["index", "unit"])["growth"].mean().reset_index().dropna()
+    largest = (f"Largest mean FGSM growth ‖δx_out‖/‖δx_in‖: "
+               f"{growth['growth'].max():.3f} at unit "
+               f"{growth.loc[growth['growth'].idxmax(), 'unit']} "
+               f"(#{int(growth.loc[growth['growth'].idxmax(), 'index'])})."
+               if len(growth) else "FGSM moved no image (the loss gradient is zero at every "
+               "image, e.g. a head initialised to zero), so no FGSM growth is defined.")
     flips = adv.drop_duplicates("image")["attack_flipped"]
     pgd_flips = prop[prop["perturbation"] == "pgd"].drop_duplicates("image")["attack_flipped"]
     cfg = ctx.config
@@ -216,8 +221,7 @@ def notes(tables, ctx) -> str:
                  shares[shares["kind"] == "stage"].iterrows()) + ".", "",
              f"FGSM flipped the prediction for {int(flips.sum())} of {len(flips)} images; PGD for "
              f"{int(pgd_flips.sum())} of {len(pgd_flips)}.", "",
-             f"Largest mean FGSM growth ‖δx_out‖/‖δx_in‖: {jump['growth']:.3f} at unit "
-             f"{jump['unit']} (#{int(jump['index'])}).", "",
+             largest, "",
              "Skip scaling, plateau position per α: " + ", ".join(
                  f"{a:g} → {p:.3f}" for a, p in zip(skip["alpha"], skip["plateau_position"],
                                                      strict=True)) + ".", "",

@@ -68,6 +68,9 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
         if u.name not in blocks:
             continue
         op = unit_jacobian(u, acts.inputs[u.name][0], dtype=run.dtype)
+        # rows an output ReLU kills: each an exact eigenvalue 0 (none without a ReLU after the
+        # sum, e.g. a transformer's x + f(x): there the whole block is solved)
+        row["known_zero_rows"] = int(op.zero_rows.sum()) if op.zero_rows is not None else 0
         err = np.zeros(0)
         if u.n_in <= dense_max:
             if error_bounds:
