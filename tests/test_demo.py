@@ -1,5 +1,6 @@
 """`resdyn demo --quick` runs every study end to end; `resdyn report` renders any output folder."""
 
+import html
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from resdyn.cli import app
-from resdyn.report import run_folders
+from resdyn.report import run_folders, side_by_side
 from resdyn.studies import STUDIES
 from resdyn.studies.demo import parts, run_demo
 
@@ -55,6 +56,25 @@ def test_demo_report_holds_every_figure_and_claim(demo):
             assert claim[:40].replace("&", "&amp;") in page.replace("&#x27;", "'"), claim
     assert page.count("<img ") == sum(len(p.study.figures) for p in parts(quick=True))
     assert "src=\"http" not in page and "<link" not in page  # nothing outside the page
+
+
+def test_report_puts_the_resnet_and_the_vit_side_by_side(demo):
+    out, _ = demo
+    folders = run_folders(out)
+    pairs = dict(side_by_side(folders))
+    assert set(pairs) == {"stability", "identity", "stiffness"}
+    page = (out / "report.html").read_text()
+    table = page[page.index("<h2>Side by side</h2>"):page.index("<section")]
+    for study, fs in pairs.items():
+        assert [f.name for f in fs] == [fs[0].name, f"{fs[0].name}-vit"]
+        assert f"<h3>{study}</h3>" in table
+        for f in fs:  # each model's own verdict and evidence, in its column
+            for c in json.loads((f / "summary.json").read_text())["claims"]:
+                cell = (f"<span class=\"{c['verdict']}\">{c['verdict']}</span>"
+                        if c["verdict"] in ("yes", "no") else c["verdict"])
+                assert f"<td>{cell}: {html.escape(c['evidence'])}" in table.replace(
+                    "<code>", "`").replace("</code>", "`"), (study, c["claim"])
+    assert table.count("digits-vit") == 3 and table.count("digits-resnet20") == 3
 
 
 def test_rerun_resumes_and_other_size_is_refused(demo):

@@ -1,8 +1,11 @@
 """Train and evaluate classifiers on a :class:`~resdyn.data.Dataset`; write resdyn checkpoints.
 
-Recipe: SGD with Nesterov momentum 0.9 and weight decay, one epoch of linear warm-up then a
-cosine decay to zero (per step), cross-entropy loss, and random shifts of up to ``shift`` pixels
-(padding with the image background, pixel value 0) as the only augmentation.
+Recipe: an optimizer picked by name (SGD with Nesterov momentum 0.9, or AdamW), weight decay,
+linear warm-up then a cosine decay to zero (per step), cross-entropy loss (optionally with label
+smoothing), and random shifts of up to ``shift`` pixels (padding with the image background,
+pixel value 0) as the only augmentation. :data:`RECIPES` holds the defaults of each family of
+resdyn's networks (:func:`train_and_save` picks them): the ResNets train with SGD, the Vision
+Transformers with AdamW.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 
 from ._torch import eval_mode, generator, resolve_device
 from .data import Dataset, check_compatible, load_data
-from .models import ResNet, StableNet, load_model, save_checkpoint
+from .models import ResNet, StableNet, ViT, load_model, save_checkpoint
 from .models.blocks import ResidualUnit
 
 Progress = Callable[[int, int, int, float], None]
@@ -70,6 +73,53 @@ class Evaluation:
     predictions: Tensor
 
 
+def sgd(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9 and L2 weight decay (the ResNets' optimizer)."""
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+
+
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (β = 0.9, 0.999) with decoupled weight decay (the Vision Transformers' optimizer)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+#: Optimizers by name: (parameters, lr, weight_decay) -> torch optimizer.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"sgd": sgd, "adamw": adamw}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe: the keywords of :func:`train` that :func:`train_and_save` passes.
+
+    Attributes:
+        optimizer: a name in :data:`OPTIMIZERS`. lr: peak learning rate. batch_size: images per
+        step. weight_decay: the optimizer's weight decay. warmup_epochs: epochs of linear warm-up.
+        shift: maximum random translation in pixels. label_smoothing: of the cross-entropy.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    batch_size: int = 128
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    shift: int = 1
+    label_smoothing: float = 0.0
+
+
+#: Default recipe per family: "resnet" (resdyn's ResNets and paper 004's networks), "vit"
+#: (reaches 97 % on the digits test split in 100 epochs with ``vit()``'s defaults).
+RECIPES: dict[str, Recipe] = {
+    "resnet": Recipe(),
+    "vit": Recipe(optimizer="adamw", lr=2e-3, batch_size=32, weight_decay=0.05, warmup_epochs=5,
+                  shift=1, label_smoothing=0.1),
+}
+
+
+def default_recipe(model: nn.Module) -> Recipe:
+    """The :data:`RECIPES` entry of ``model``'s family ("vit" for a :class:`ViT`, else "resnet")."""
+    return RECIPES["vit" if isinstance(model, ViT) else "resnet"]
+
+
 def _check_positive(**values: float) -> None:
     for name, v in values.items():
         if not v > 0:
@@ -101,7 +151,9 @@ def zero_init_residuals(model: nn.Module) -> int:
     Each unit then begins as relu(shortcut(x)), the identity on its (non-negative) input, which
     lets deep post-activation ResNets (110 layers) train at full learning rate (Goyal et al.
     2017, "Accurate, large minibatch SGD"; torchvision's ``zero_init_residual``). Branches that
-    end in a convolution (pre-activation units) are left alone. Changes ``model`` in place.
+    end in a convolution (pre-activation units) are left alone, and so is a :class:`ViT`: its
+    torchvision encoder blocks have no BatchNorm (their branches end in a linear layer after
+    LayerNorm), so there is nothing to zero and the count is 0. Changes ``model`` in place.
 
     Returns:
         the number of branches set to zero.
@@ -119,7 +171,7 @@ def zero_init_residuals(model: nn.Module) -> int:
 
 def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int = 128,
           lr: float = 0.1, weight_decay: float = 5e-4, warmup_epochs: int = 1, shift: int = 1,
-          seed: int = 0,
+          seed: int = 0, optimizer: str = "sgd", label_smoothing: float = 0.0,
           device: str | torch.device = "cpu", progress: Progress | None = None,
           test_data: Dataset | None = None) -> TrainResult:
     """Train ``model`` in place on ``train_data`` and leave it in eval mode on ``device``.
@@ -137,6 +189,8 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
         shift: maximum random translation in pixels (0 switches augmentation off; points
             stored as 1×1 images are never shifted).
         seed: seeds shuffling and augmentation (not the model's initial weights).
+        optimizer: a name in :data:`OPTIMIZERS` ("sgd": Nesterov momentum 0.9, "adamw").
+        label_smoothing: share of the target mass spread evenly over the classes, in [0, 1).
         device: "cpu", "cuda" or "cuda:N"; the model is moved there.
         progress: called after every step, see :data:`Progress`.
         test_data: evaluated after every epoch when given.
@@ -145,7 +199,8 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
         :class:`TrainResult`.
 
     Raises:
-        ValueError: non-positive epochs/batch_size/lr, CUDA requested but absent.
+        ValueError: non-positive epochs/batch_size/lr, an unknown optimizer (the message lists
+            the valid names), label_smoothing outside [0, 1), CUDA requested but absent.
         DataError: the model cannot take the data's images (see ``check_compatible``).
 
     Example:
@@ -161,6 +216,10 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
     if shift < 0 or weight_decay < 0:
         raise ValueError(f"shift and weight_decay must be >= 0; got {shift}, {weight_decay}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}")
     if len(train_data) < 2:
         raise ValueError(f"need at least 2 training images; got {len(train_data)}")
     dev = resolve_device(device)
@@ -172,8 +231,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
     if steps_per_epoch > 1 and len(train_data) % batch_size == 1:
         steps_per_epoch -= 1  # _batches drops a last batch of one image
     total = epochs * steps_per_epoch
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                          weight_decay=weight_decay)
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr, weight_decay)
     warmup = min(warmup_epochs * steps_per_epoch, total - 1)
 
     def schedule(step: int) -> float:
@@ -197,7 +255,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
                 if shift and xb.shape[-1] > 1:  # points stored as 1x1 images never shift
                     xb = _shift(xb, lo, shift, gen)
                 logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -258,15 +316,18 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 512,
 
 def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path, seed: int = 0,
                    device: str | torch.device = "cpu", progress: Progress | None = None, *,
-                   root: str | Path | None = None, batch_size: int = 128, lr: float = 0.1,
-                   ) -> TrainResult:
+                   root: str | Path | None = None, batch_size: int | None = None,
+                   lr: float | None = None, optimizer: str | None = None) -> TrainResult:
     """Build ``model_spec`` for ``data_spec``, train it, and write a resdyn checkpoint to ``out``.
 
     Steps: load the train and test splits; build the model under ``torch.manual_seed(seed)``
     (the global RNG is restored afterwards) with ``in_channels`` and ``num_classes`` of the data;
     for a freshly initialised network (not a checkpoint) :func:`zero_init_residuals`;
-    :func:`train`; save (float16 storage); reload that file and evaluate it on the test split on
-    the CPU; save again, recording that accuracy. So ``info["test_accuracy"]`` is exactly what
+    :func:`train` with the family's :func:`default_recipe` (ResNets: SGD, lr 0.1, batch 128;
+    ViTs: AdamW, lr 2e-3, batch 32, label smoothing 0.1), ``batch_size``, ``lr`` and
+    ``optimizer`` replacing its entries when given; save (float16 storage) with the recipe in
+    the info; reload that file and evaluate it on the test split on the CPU; save again,
+    recording that accuracy. So ``info["test_accuracy"]`` is exactly what
     ``evaluate(load_model(out), load_data(data_spec))`` reproduces.
 
     Returns:
@@ -275,7 +336,7 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
 
     Raises:
         ValueError: the model spec is not one of resdyn's own architectures (only those can be
-            written as resdyn checkpoints).
+            written as resdyn checkpoints), or an unknown optimizer name.
     """
     train_data = load_data(data_spec, root=root, split="train")
     test_data = load_data(data_spec, root=root, split="test")
@@ -283,18 +344,20 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = load_model(model_spec, in_channels=c, num_classes=train_data.classes)
-    if not isinstance(model, ResNet | StableNet):
+    if not isinstance(model, ResNet | StableNet | ViT):
         raise ValueError(f"train_and_save writes resdyn checkpoints, which hold resdyn's own "
                         f"networks; {model_spec!r} built a {type(model).__name__}. Fix: use "
-                        "cifar-resnetN, preresnet(L) or a paper-004 network")
+                        "cifar-resnetN, preresnet(L), a paper-004 network or vit(...)")
+    given = {"batch_size": batch_size, "lr": lr, "optimizer": optimizer}
+    recipe = replace(default_recipe(model), **{k: v for k, v in given.items() if v is not None})
     fresh = not (model_spec.endswith(".safetensors") or model_spec.startswith("digits-"))
     zeroed = zero_init_residuals(model) if fresh else 0
-    result = train(model, train_data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                   device=device, progress=progress, test_data=test_data)
+    result = train(model, train_data, epochs=epochs, seed=seed, device=device, progress=progress,
+                   test_data=test_data, **asdict(recipe))
     info: dict[str, object] = {
         "model": model_spec, "data": data_spec, "input_shape": list(train_data.input_shape),
         "classes": train_data.classes, "mean": list(train_data.mean), "std": list(train_data.std),
-        "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+        "epochs": epochs, "seed": seed, **asdict(recipe),
         "zero_init_residuals": zeroed,
         "train_loss": result.train_loss, "train_seconds": round(result.seconds, 1),
         "test_split": test_data.split, "test_accuracy_float32": result.test_accuracy,

@@ -6,10 +6,11 @@ from .interventions import calibrate_batchnorm
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
 from .stable import STABLE_FAMILIES, StableNet
 from .units import NoUnitsFound, Unit, natural_input_shape, stage_name, stages, units
+from .vit import ViT
 from .zoo import ModelCard, UnknownModel, load_model, model_card, zoo_names
 
 __all__ = ["Arch", "CheckpointError", "ModelCard", "NoUnitsFound", "ResNet", "STABLE_FAMILIES",
-           "StableNet", "Unit", "UnitParts", "calibrate_batchnorm", "declare_unit",
+           "StableNet", "Unit", "UnitParts", "ViT", "calibrate_batchnorm", "declare_unit",
            "UnknownModel", "cifar_resnet", "load_checkpoint", "load_model", "model_card",
            "natural_input_shape", "preresnet", "save_checkpoint", "stage_name", "stages", "units",
            "zoo_names"]

@@ -13,10 +13,13 @@ from torch import nn
 
 from .resnets import Arch, ResNet
 from .stable import STABLE_FAMILIES, StableNet
+from .vit import ViT
 
 
 def build_network(arch: Arch) -> nn.Module:
     """A resdyn network of architecture ``arch`` (random weights)."""
+    if arch.family == "vit":
+        return ViT(arch)
     return StableNet(arch) if arch.family in STABLE_FAMILIES else ResNet(arch)
 
 

@@ -18,10 +18,15 @@ CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 class Arch:
     """Architecture of a resdyn network: enough to rebuild it from a checkpoint.
 
-    family: "cifar-resnet" (post-activation, paper 000), "preresnet" (paper 002), or one of
-        paper 004's "euler", "antisymmetric", "hamiltonian" (:mod:`resdyn.models.stable`).
-    blocks: units per stage (CIFAR-style: depth = 6 * blocks + 2; paper 004's: one stage).
-    width, kernel, h, gamma: paper 004's networks only: channels, kernel size, step, damping.
+    family: "cifar-resnet" (post-activation, paper 000), "preresnet" (paper 002), one of
+        paper 004's "euler", "antisymmetric", "hamiltonian" (:mod:`resdyn.models.stable`), or
+        "vit" (a Vision Transformer, :mod:`resdyn.models.vit`).
+    blocks: units per stage (CIFAR-style: depth = 6 * blocks + 2; paper 004's: one stage); a
+        ViT's number of encoder blocks.
+    width, kernel, h, gamma: paper 004's networks: channels, kernel size, step, damping; a ViT
+        uses ``width`` as its hidden (token) dimension.
+    heads, patch, mlp, size: a ViT's attention heads, patch side, MLP hidden dimension and
+        input height and width (0 for the other families).
     """
 
     family: str
@@ -32,6 +37,10 @@ class Arch:
     kernel: int = 3
     h: float = 0.1
     gamma: float = 0.0
+    heads: int = 0
+    patch: int = 0
+    mlp: int = 0
+    size: int = 0
 
     @property
     def depth(self) -> int:
@@ -42,8 +51,10 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: dict[str, str]) -> Arch:
+        # fields added after the first checkpoints were written take their defaults when absent
         extra = {k: t(d[k]) for k, t in (("width", int), ("kernel", int), ("h", float),
-                                          ("gamma", float)) if k in d}
+                                          ("gamma", float), ("heads", int), ("patch", int),
+                                          ("mlp", int), ("size", int)) if k in d}
         return cls(d["family"], int(d["blocks"]), int(d["in_channels"]), int(d["num_classes"]),
                    **extra)
 

@@ -12,10 +12,14 @@ from torch import nn
 from .checkpoints import CheckpointError, load_checkpoint, load_state, read_state
 from .resnets import CIFAR_DEPTHS, Arch, cifar_resnet, preresnet
 from .stable import StableNet
+from .vit import ViT
 
 SHIPPED = Path(__file__).parent / "shipped"
 DIGITS_DEPTHS = (20, 56, 110)
-TORCHVISION = ("resnet18", "resnet34", "resnet50")
+#: Checkpoints shipped in ``models/shipped`` (``NAME.safetensors``), loaded by name.
+SHIPPED_NAMES = (*(f"digits-resnet{d}" for d in DIGITS_DEPTHS), "digits-vit")
+TORCHVISION = ("resnet18", "resnet34", "resnet50", "vit_b_16")
+_TORCHVISION_KIND = {"vit_b_16": "ViT-B/16, 224×224 inputs only"}
 #: Suffixes of files holding weights only (a state dict), which go with --weights, not --model.
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 PYTORCHCV_EXAMPLES = ("resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10",
@@ -62,12 +66,15 @@ def zoo_names() -> list[tuple[str, str]]:
           for f, d in (("euler", "standard ResNet Y + h·σ(KY + b)"),
                        ("antisymmetric", "Y + h·σ(½(K − Kᵀ − γI)Y + b)"),
                        ("hamiltonian", "Verlet network on the state [Y; Z]"))],
+        ("vit(blocks=4,width=64,heads=4,patch=2,mlp=128,size=8)",
+         "Vision Transformer (torchvision's encoder blocks), random init"),
         *[(f"digits-resnet{d}", "CIFAR-style ResNet trained on digits, shipped with resdyn")
           for d in DIGITS_DEPTHS],
+        ("digits-vit", "Vision Transformer trained on digits, shipped with resdyn"),
         ("pytorchcv:NAME", "pytorchcv model with its pretrained weights, e.g. "
          + ", ".join(f"pytorchcv:{n}" for n in PYTORCHCV_EXAMPLES[:3])),
-        *[(f"torchvision:{n}", "torchvision ImageNet ResNet (pretrained download or --weights)")
-          for n in TORCHVISION],
+        *[(f"torchvision:{n}", f"torchvision ImageNet {_TORCHVISION_KIND.get(n, 'ResNet')} "
+           "(pretrained download or --weights)") for n in TORCHVISION],
         ("PATH.safetensors", "a checkpoint written by `resdyn train`"),
     ]
 
@@ -132,11 +139,14 @@ def _build(spec: str, weights, in_channels, num_classes) -> tuple[nn.Module, Mod
         arch, size = stable_arch(m.group(1), m.group(2) or "", cin, ncls)
         model = _with_weights(StableNet(arch), weights)
         return model, ModelCard(spec, (cin, size, size), options=options)
-    if m := re.fullmatch(r"digits-resnet(\d+)", spec):
+    if m := re.fullmatch(r"vit(?:\((.*)\))?", spec):
+        arch = vit_arch(m.group(1) or "", cin, ncls)
+        model = _with_weights(ViT(arch), weights)
+        return model, ModelCard(spec, (cin, arch.size, arch.size), options=options)
+    if spec.startswith("digits-"):
         path = SHIPPED / f"{spec}.safetensors"
-        if int(m.group(1)) not in DIGITS_DEPTHS or not path.is_file():
-            raise UnknownModel(f"no shipped model {spec!r}; shipped: "
-                               f"{[f'digits-resnet{d}' for d in DIGITS_DEPTHS]}")
+        if spec not in SHIPPED_NAMES or not path.is_file():
+            raise UnknownModel(f"no shipped model {spec!r}; shipped: {list(SHIPPED_NAMES)}")
         return _checkpoint(spec, path, weights)
     if spec.endswith(".safetensors"):
         return _checkpoint(spec, spec, weights)
@@ -164,34 +174,60 @@ def _checkpoint(spec: str, path: str | Path, weights) -> tuple[nn.Module, ModelC
     model, info = load_checkpoint(path)
     recorded = info.get("input_shape")
     trained = tuple(int(v) for v in recorded) if isinstance(recorded, list | tuple) else None
-    shape = trained or (model.arch.in_channels, 32, 32)
+    arch = model.arch
+    # a ViT takes its design size only; the ResNets take any size and were designed for 32x32
+    shape = trained or (arch.in_channels, *((arch.size,) * 2 if arch.family == "vit" else (32, 32)))
     return _with_weights(model, weights), ModelCard(spec, shape, info, trained)  # type: ignore[arg-type]
 
 
 STABLE_DEFAULTS = {"blocks": 8, "width": 8, "kernel": 3, "h": 0.2, "gamma": 0.0, "size": 32}
+VIT_DEFAULTS = {"blocks": 4, "width": 64, "heads": 4, "patch": 2, "mlp": 128, "size": 8}
+
+
+def parse_options(name: str, params: str, defaults: dict[str, int | float]) -> dict[str, int | float]:
+    """``defaults`` updated from 'key=value,...' (each value of its default's type).
+
+    Raises:
+        UnknownModel: an unknown key or an item without a value (the message lists the keys),
+            or a value that is not a number of the key's type.
+    """
+    values = dict(defaults)
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in values or not value.strip():
+            raise UnknownModel(f"{name} takes key=value options among "
+                               f"{', '.join(values)}; got {item!r}")
+        kind = type(defaults[key])
+        try:
+            values[key] = kind(value)
+        except ValueError:
+            raise UnknownModel(f"{name} option {key} must be "
+                               f"{'an integer' if kind is int else 'a number'}; got "
+                               f"{value!r}") from None
+    return values
 
 
 def stable_arch(family: str, params: str, cin: int, ncls: int) -> tuple[Arch, int]:
     """Paper 004's network from ``family`` and 'key=value,...' (blocks, width, kernel, h, gamma,
     size: the input's height and width for the model card); returns (arch, size)."""
-    values = dict(STABLE_DEFAULTS, gamma=0.01 if family == "antisymmetric" else 0.0)
-    for item in filter(None, (p.strip() for p in params.split(","))):
-        key, _, value = item.partition("=")
-        key = key.strip()
-        if key not in values or not value:
-            raise UnknownModel(f"{family}-resnet takes key=value options among "
-                               f"{', '.join(values)}; got {item!r}")
-        try:
-            values[key] = type(STABLE_DEFAULTS[key])(value)
-        except ValueError:
-            raise UnknownModel(f"{family}-resnet option {key} must be a number; got "
-                               f"{value!r}") from None
+    defaults = dict(STABLE_DEFAULTS, gamma=0.01 if family == "antisymmetric" else 0.0)
+    values = parse_options(f"{family}-resnet", params, defaults)
     if values["blocks"] < 1:
         raise ValueError(f"{family}-resnet needs a depth (blocks) of at least 1; got "
                          f"{values['blocks']}")
     arch = Arch(family, int(values["blocks"]), cin, ncls, int(values["width"]),
                 int(values["kernel"]), float(values["h"]), float(values["gamma"]))
     return arch, int(values["size"])
+
+
+def vit_arch(params: str, cin: int, ncls: int) -> Arch:
+    """A Vision Transformer's :class:`Arch` from 'key=value,...' over :data:`VIT_DEFAULTS`:
+    blocks (encoder blocks), width (hidden dimension), heads, patch (side of a square patch),
+    mlp (MLP hidden dimension), size (input height and width, which the patch must divide)."""
+    v = {k: int(x) for k, x in parse_options("vit", params, VIT_DEFAULTS).items()}
+    return Arch("vit", v["blocks"], cin, ncls, v["width"], heads=v["heads"], patch=v["patch"],
+                mlp=v["mlp"], size=v["size"])
 
 
 def _with_weights(model: nn.Module, weights) -> nn.Module:

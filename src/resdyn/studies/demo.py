@@ -1,4 +1,5 @@
-"""The demo: every study of the four papers on the embedded default, small, in one folder.
+"""The demo: every study of the four papers on the embedded default, small, in one folder; the
+stability, identity and stiffness studies on a ResNet and on a ViT, side by side in the report.
 
 Each part is an ordinary study run in its own subfolder, named by paper (``000-stability``, so
 the folders sort in the papers' order), which resumes on its own and can be opened alone; the
@@ -39,15 +40,21 @@ class Part:
 
 def parts(quick: bool = False) -> list[Part]:
     """The demo's studies: papers 000 (stability), 002 (identity and its depth sweep), 003
-    (stiffness) and 004 (ODE examples, stable architectures compared)."""
+    (stiffness) and 004 (ODE examples, stable architectures compared); 000, 002 and 003 on the
+    shipped digits ResNet and on the shipped digits ViT (``-vit`` folders)."""
     if quick:
         return [
             Part("000-stability", STABILITY, "digits-resnet20", "digits",
                  StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
+            Part("000-stability-vit", STABILITY, "digits-vit", "digits",
+                 StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
             Part("002-identity", IDENTITY, "digits-resnet20", "digits", IdentityConfig(images=10)),
             Part("002-identity-sweep", SWEEP, None, "digits",
                  SweepConfig(depths=(1, 2), epochs=1, images=10)),
+            Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=10)),
             Part("003-stiffness", STIFFNESS, "digits-resnet20", "digits",
+                 StiffnessConfig(images=3, keep_values=2)),
+            Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits",
                  StiffnessConfig(images=3, keep_values=2)),
             Part("004-ode", ODE, None, None, OdeConfig(starts=2)),
             Part("004-stable-compare", COMPARE, None, None,
@@ -56,10 +63,13 @@ def parts(quick: bool = False) -> list[Part]:
         ]
     return [
         Part("000-stability", STABILITY, "digits-resnet56", "digits", StabilityConfig(images=5)),
+        Part("000-stability-vit", STABILITY, "digits-vit", "digits", StabilityConfig(images=5)),
         Part("002-identity", IDENTITY, "digits-resnet56", "digits", IdentityConfig(images=100)),
         Part("002-identity-sweep", SWEEP, None, "digits",
              SweepConfig(depths=(2, 4, 8, 16), epochs=8, images=50)),
+        Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=100)),
         Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=50)),
+        Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=50)),
         Part("004-ode", ODE, None, None, OdeConfig()),
         Part("004-stable-compare", COMPARE, None, None,
              CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),
