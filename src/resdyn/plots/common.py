@@ -38,6 +38,17 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+def common_prefix(names: list[str]) -> str:
+    """The dotted module path all ``names`` start with ("encoder.layers."), "" if none or one."""
+    if len(names) < 2:
+        return ""
+    parts = [n.split(".") for n in names]
+    keep = 0
+    while all(len(p) > keep + 1 and p[keep] == parts[0][keep] for p in parts):
+        keep += 1
+    return ".".join(parts[0][:keep]) + "." if keep else ""
+
+
 def bin_shares(spectra: pd.DataFrame, path: Path, model: str) -> Path:
     """Fig. 2: per unit, mean share of σ above / on the plateau / below / at zero.
 
@@ -57,10 +68,13 @@ def bin_shares(spectra: pd.DataFrame, path: Path, model: str) -> Path:
     stages = u.drop_duplicates("name").set_index("name").loc[order, "stage"].to_numpy()
     for k in np.flatnonzero(np.diff(stages)) + 0.5:
         ax.axvline(k, color="k", lw=0.8)
-    ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6 if len(order) > 12 else 8)
-    ax.set_xlabel("residual unit (forward order; lines separate stages)")
+    prefix = common_prefix(order)
+    ax.set_xticks(range(len(order)), [n[len(prefix):] for n in order], rotation=90,
+                  fontsize=6 if len(order) > 12 else 8)
+    ax.set_xlabel("residual unit (forward order; lines separate stages)"
+                  + (f"; names after {prefix}" if prefix else ""))
     ax.set_ylabel("share of singular values")
     ax.set_xlim(-0.5, len(order) - 0.5)
-    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.42))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{model}: distribution of singular values per unit (mean over images)")
     return save(fig, path)

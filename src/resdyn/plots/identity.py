@@ -55,9 +55,10 @@ def blocks_figure(per_block: pd.DataFrame, title: str):
                 ax.set_xlabel("position in section (scaled to [0, 1])")
             ax.set_ylim(bottom=0)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8, ncols=1)
+    one = len(sections) == 1  # a narrow figure: the legend stacks below the panels
+    fig.legend(handles, labels, loc="lower center", fontsize=8, ncols=1 if one else 3)
     fig.suptitle(f"{title}: perturbation from identity per block")
-    fig.tight_layout(rect=(0, 0, 0.86, 0.95))
+    fig.tight_layout(rect=(0, 0.13 if one else 0.05, 1, 0.95))
     return fig
 
 

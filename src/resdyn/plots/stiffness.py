@@ -57,7 +57,7 @@ def eigenvalue_planes(table: pd.DataFrame, path: Path, model: str) -> Path:
     axes[0][0].set_ylabel("Im λ")
     axes[0][-1].legend(fontsize=7, markerscale=2, loc="upper right")
     fig.suptitle(f"{model}: eigenvalues of block Jacobians (unit circle and Re λ = 0 drawn; "
-                 "rows killed by the output ReLU give exact zeros)")
+                 "rows an output ReLU kills give exact zeros)")
     fig.tight_layout()
     return save(fig, path)
 

@@ -69,7 +69,7 @@ def parts(quick: bool = False) -> list[Part]:
              SweepConfig(depths=(2, 4, 8, 16), epochs=8, images=50)),
         Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=100)),
         Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=50)),
-        Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=50)),
+        Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=20)),
         Part("004-ode", ODE, None, None, OdeConfig()),
         Part("004-stable-compare", COMPARE, None, None,
              CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),
