@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +170,17 @@ def test_old_checkpoint_still_loads():
     model = load_model("digits-resnet56")
     assert model.arch == Arch("cifar-resnet", 9, 1, 10)
     assert model_card(model).input_shape == (1, 8, 8)
+
+
+def test_resdyn_evaluate_reports_the_recorded_accuracy_of_digits_vit():
+    from typer.testing import CliRunner
+
+    from resdyn.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--model", "digits-vit"], env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    measured = float(re.search(r"accuracy (\d\.\d+), mean loss", text).group(1))
+    recorded = float(re.search(r"recorded at training: (\d\.\d+)", text).group(1))
+    info = model_card(load_model("digits-vit")).info
+    assert measured == recorded == round(info["test_accuracy"], 4) and measured >= 0.95
