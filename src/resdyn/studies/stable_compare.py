@@ -251,11 +251,12 @@ def notes(tables, ctx) -> str:
 
 COMPARE = Study(
     name="stable-compare", title="Stable architectures compared", config=CompareConfig,
-    plan=_plan, revision=2, precisions=("float64",),
+    plan=_plan, revision=3, precisions=("float64",),
     precision_note="the share of Re(λ−1) < 0 counts eigenvalues against float64 error bounds, "
                    "which float32 products would exceed",
-    changes="the eigen table records each eigenvalue's error bound (values_err), and the share "
-            "of Re(λ−1) < 0 counts a value as zero only within its own bound",
+    changes="the eigen table records the rows each block's output ReLU kills "
+            "(known_zero_rows); since revision 2, each eigenvalue's error bound (values_err), "
+            "and the share of Re(λ−1) < 0 counts a value as zero only within its own bound",
     tables={
         "training": Table(),
         "eigen": Table(),

@@ -97,7 +97,8 @@ def _plan(ctx: Context) -> Plan:
 
 STIFFNESS = Study(
     name="stiffness", title="Stiffness study", config=StiffnessConfig, plan=_plan,
-    resolve=resolve,
+    resolve=resolve, revision=2,
+    changes="every square block's row records known_zero_rows (the rows its output ReLU kills)",
     tables={
         "stiffness": Table(order=lambda t, ctx: t.sort_values(["index", "image"],
                                                                ignore_index=True)),
