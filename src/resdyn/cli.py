@@ -262,6 +262,29 @@ def identity_sweep(depths: Annotated[str, typer.Option(help="blocks per section 
 
 
 @app.command()
+@study_command("out/dynamics", precision=False)
+def dynamics(images: ImagesOpt = 3, seed: int = 0,
+             k: Annotated[int, typer.Option(min=1, help="exponents per depth and singular "
+                                            "triplets per residual branch")] = 5,
+             dense_max: Annotated[int, typer.Option(help="widest first unit whose composed "
+                                                    "Jacobians stay dense (wider: top k by "
+                                                    "ARPACK)")] = 4096,
+             family: Annotated[str, typer.Option(help="RA4's networks trained alike at several "
+                                                 "depths (shipped names or .safetensors), "
+                                                 "comma-separated; 'auto': the digits ResNets "
+                                                 "on digits; 'none'")] = "auto",
+             family_images: Annotated[int, typer.Option(min=1, help="images per network of "
+                                                        "the family")] = 2):
+    """Lyapunov exponents across depth (exact and QR) and residual alignment (RA1-RA4)."""
+    from .studies import DYNAMICS, DynamicsConfig
+
+    fam = None if family == "auto" else () if family == "none" else _items(family, str,
+                                                                            "--family")
+    return DYNAMICS, DynamicsConfig(images=images, seed=seed, k=k, dense_max=dense_max,
+                                    family=fam, family_images=family_images)
+
+
+@app.command()
 @study_command("out/stiffness")
 def stiffness(images: ImagesOpt = 200, seed: int = 0,
               blocks: Annotated[str, typer.Option(help="all (every square block), or "

@@ -1,6 +1,7 @@
 """Studies: one module per study on one pattern (:mod:`.base`), run by one runner (:mod:`.runner`)."""
 
 from .base import Claim, Context, Figure, Plan, Study, Table
+from .dynamics import DYNAMICS, DynamicsConfig
 from .identity import IDENTITY, IdentityConfig
 from .identity_sweep import SWEEP, SweepConfig
 from .runner import StudyResult, run_study
@@ -10,9 +11,11 @@ from .stable_compare import COMPARE, CompareConfig
 from .stable_ode import ODE, OdeConfig
 from .stiffness import STIFFNESS, StiffnessConfig
 
-STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP, STIFFNESS, ODE, COMPARE)}
+STUDIES = {s.name: s for s in (SPECTRA, STABILITY, IDENTITY, SWEEP, STIFFNESS, ODE, COMPARE,
+                               DYNAMICS)}
 
-__all__ = ["COMPARE", "Claim", "CompareConfig", "Context", "Figure", "IDENTITY", "IdentityConfig",
+__all__ = ["COMPARE", "Claim", "CompareConfig", "Context", "DYNAMICS", "DynamicsConfig", "Figure",
+           "IDENTITY", "IdentityConfig",
            "ODE", "OdeConfig", "Plan", "SPECTRA", "STABILITY", "STIFFNESS", "STUDIES", "SWEEP",
            "SpectraConfig", "StabilityConfig", "StiffnessConfig", "Study", "StudyResult",
            "SweepConfig", "Table", "run_stability", "run_study"]

@@ -18,6 +18,7 @@ from typing import Any
 from ..runs import Executor, Progress, RunContext
 from ..runs.folder import check_out, claim, locked
 from .base import Study
+from .dynamics import DYNAMICS, DynamicsConfig
 from .identity import IDENTITY, IdentityConfig
 from .identity_sweep import SWEEP, SweepConfig
 from .runner import StudyResult, owned_names, run_study
@@ -41,7 +42,8 @@ class Part:
 def parts(quick: bool = False) -> list[Part]:
     """The demo's studies: papers 000 (stability), 002 (identity and its depth sweep), 003
     (stiffness) and 004 (ODE examples, stable architectures compared); 000, 002 and 003 on the
-    shipped digits ResNet and on the shipped digits ViT (``-vit`` folders)."""
+    shipped digits ResNet and on the shipped digits ViT (``-vit`` folders); then the dynamics
+    study (Lyapunov exponents, residual alignment)."""
     if quick:
         return [
             Part("000-stability", STABILITY, "digits-resnet20", "digits",
@@ -60,6 +62,8 @@ def parts(quick: bool = False) -> list[Part]:
             Part("004-stable-compare", COMPARE, None, None,
                  CompareConfig(datasets=("swissroll",), blocks=2, width=4, epochs=2, images=2,
                                resolution=30)),
+            Part("005-dynamics", DYNAMICS, "digits-resnet20", "digits",
+                 DynamicsConfig(images=1, k=2, family=("digits-resnet20",), family_images=1)),
         ]
     return [
         Part("000-stability", STABILITY, "digits-resnet56", "digits", StabilityConfig(images=5)),
@@ -73,6 +77,8 @@ def parts(quick: bool = False) -> list[Part]:
         Part("004-ode", ODE, None, None, OdeConfig()),
         Part("004-stable-compare", COMPARE, None, None,
              CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),
+        Part("005-dynamics", DYNAMICS, "digits-resnet20", "digits",
+             DynamicsConfig(images=2, family_images=1)),
     ]
 
 

@@ -1,0 +1,29 @@
+"""Residual networks as dynamical systems across depth: finite-time Lyapunov exponents of the
+composed units (:mod:`.lyapunov`) and the residual-alignment measurements of Li & Papyan
+(:mod:`.alignment`).
+"""
+
+from .alignment import (
+    Triplets,
+    numerical_rank,
+    overlap_matrix,
+    random_overlap,
+    rank_resolution,
+    residual_triplets,
+    self_alignment,
+    straightness,
+    subspace_overlap,
+)
+from .lyapunov import (
+    ZERO_RTOL,
+    Exponents,
+    exact_exponents,
+    qr_exponents,
+    unit_inputs,
+    zero_threshold,
+)
+
+__all__ = ["ZERO_RTOL", "Exponents", "Triplets", "exact_exponents", "numerical_rank",
+           "overlap_matrix", "qr_exponents", "random_overlap", "rank_resolution",
+           "residual_triplets", "self_alignment", "straightness", "subspace_overlap",
+           "unit_inputs", "zero_threshold"]
