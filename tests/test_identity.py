@@ -155,33 +155,29 @@ def _check_blocks_figure(blocks: pd.DataFrame, per_block_table: pd.DataFrame) ->
     blocks: recomputed here from the per-image table."""
     from matplotlib.collections import PathCollection
 
-    from resdyn.plots.common import plt
     from resdyn.plots.identity import blocks_figure
 
     fig = blocks_figure(per_block_table, "test")
-    try:
-        sections = list(dict.fromkeys(blocks.sort_values("section_index")["section"]))
-        assert len(fig.axes) == 2 * len(sections)
-        axes = np.array(fig.axes).reshape(2, len(sections))
-        for j, section in enumerate(sections):
-            sec = blocks[blocks["section"] == section]
-            mean = sec.groupby("position").agg(x=("pos_scaled", "first"), abs=("abs", "mean"),
-                                               scaled=("scaled", "mean"),
-                                               proj=("shortcut", "first"))
-            for i, col in enumerate(("abs", "scaled")):
-                ax = axes[i, j]
-                assert ax.get_title() == section
-                (line,) = ax.get_lines()
-                np.testing.assert_allclose(line.get_xdata(), mean["x"], rtol=1e-12)
-                np.testing.assert_allclose(line.get_ydata(), mean[col], rtol=1e-12)
-                down = mean[mean["proj"] == "projection"]
-                marks = [c for c in ax.collections if isinstance(c, PathCollection)]
-                offsets = np.concatenate([np.asarray(m.get_offsets()).reshape(-1, 2)
-                                          for m in marks])
-                np.testing.assert_allclose(offsets, down[["x", col]].to_numpy().reshape(-1, 2),
-                                           rtol=1e-12)
-    finally:
-        plt.close(fig)
+    sections = list(dict.fromkeys(blocks.sort_values("section_index")["section"]))
+    assert len(fig.axes) == 2 * len(sections)
+    axes = np.array(fig.axes).reshape(2, len(sections))
+    for j, section in enumerate(sections):
+        sec = blocks[blocks["section"] == section]
+        mean = sec.groupby("position").agg(x=("pos_scaled", "first"), abs=("abs", "mean"),
+                                           scaled=("scaled", "mean"),
+                                           proj=("shortcut", "first"))
+        for i, col in enumerate(("abs", "scaled")):
+            ax = axes[i, j]
+            assert ax.get_title() == section
+            (line,) = ax.get_lines()
+            np.testing.assert_allclose(line.get_xdata(), mean["x"], rtol=1e-12)
+            np.testing.assert_allclose(line.get_ydata(), mean[col], rtol=1e-12)
+            down = mean[mean["proj"] == "projection"]
+            marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+            offsets = np.concatenate([np.asarray(m.get_offsets()).reshape(-1, 2)
+                                      for m in marks])
+            np.testing.assert_allclose(offsets, down[["x", col]].to_numpy().reshape(-1, 2),
+                                       rtol=1e-12)
 
 
 def test_a_model_without_recognisable_blocks_says_how_to_name_them(tmp_path):

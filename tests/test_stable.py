@@ -45,34 +45,30 @@ def test_study_reproduces_the_paper_examples(tmp_path):
 def _check_trajectories_figure(traj, eig):
     """Fig. 1 draws, in the panel of each (system, K), per start the reference path, the Euler
     path (dashed) and the start: the very rows of the trajectories table."""
-    from resdyn.plots.common import plt
     from resdyn.plots.stable import trajectories_figure
 
     fig = trajectories_figure(traj, eig, "tanh")
-    try:
-        names = list(dict.fromkeys(traj["K"]))
-        assert names == ["K+", "K-", "K0"] and len(fig.axes) == 2 * len(names)
-        axes = np.array(fig.axes).reshape(2, len(names))
-        for i, system in enumerate(("linear", "nonlinear")):
-            for j, name in enumerate(names):
-                ax = axes[i, j]
-                assert ax.get_title().startswith(f"{name} (")
-                rows = traj[(traj["K"] == name) & (traj["system"] == system)]
-                starts = sorted(set(rows["start"]))
-                lines = ax.get_lines()
-                assert len(lines) == 3 * len(starts) and len(starts) >= 2
-                for k, start in enumerate(starts):
-                    path = rows[rows["start"] == start].sort_values("step")
-                    ref = path[path["integrator"] == "reference"]
-                    eul = path[path["integrator"] == "euler"]
-                    for line, want in ((lines[3 * k], ref), (lines[3 * k + 1], eul)):
-                        np.testing.assert_array_equal(line.get_xdata(), want["y0"])
-                        np.testing.assert_array_equal(line.get_ydata(), want["y1"])
-                    assert lines[3 * k + 1].get_linestyle() == "--"
-                    np.testing.assert_array_equal(lines[3 * k + 2].get_xydata(),
-                                                  ref[["y0", "y1"]].to_numpy()[:1])
-    finally:
-        plt.close(fig)
+    names = list(dict.fromkeys(traj["K"]))
+    assert names == ["K+", "K-", "K0"] and len(fig.axes) == 2 * len(names)
+    axes = np.array(fig.axes).reshape(2, len(names))
+    for i, system in enumerate(("linear", "nonlinear")):
+        for j, name in enumerate(names):
+            ax = axes[i, j]
+            assert ax.get_title().startswith(f"{name} (")
+            rows = traj[(traj["K"] == name) & (traj["system"] == system)]
+            starts = sorted(set(rows["start"]))
+            lines = ax.get_lines()
+            assert len(lines) == 3 * len(starts) and len(starts) >= 2
+            for k, start in enumerate(starts):
+                path = rows[rows["start"] == start].sort_values("step")
+                ref = path[path["integrator"] == "reference"]
+                eul = path[path["integrator"] == "euler"]
+                for line, want in ((lines[3 * k], ref), (lines[3 * k + 1], eul)):
+                    np.testing.assert_array_equal(line.get_xdata(), want["y0"])
+                    np.testing.assert_array_equal(line.get_ydata(), want["y1"])
+                assert lines[3 * k + 1].get_linestyle() == "--"
+                np.testing.assert_array_equal(lines[3 * k + 2].get_xydata(),
+                                              ref[["y0", "y1"]].to_numpy()[:1])
 
 
 def test_matrix_parsing_and_bad_input():
@@ -235,7 +231,6 @@ def test_compare_study_trains_analyses_and_compares(tmp_path):
 def _check_comparison(r, cfg):
     """The comparison's numbers recomputed from the task tables, the claims' verdicts from
     them, and what the architectures guarantee whatever the training did."""
-    from resdyn.plots.common import plt
     from resdyn.plots.stable import COMPARISON_PANELS, comparison_figure
     from resdyn.studies.stable_compare import growth_claim, re_near_zero_claim
 
@@ -277,12 +272,9 @@ def _check_comparison(r, cfg):
             0.0, abs=1e-10)
     # the comparison figure draws the table: one bar per (panel, network, data set)
     fig = comparison_figure(r.tables["comparison"])
-    try:
-        for ax, (col, *_) in zip(fig.axes, COMPARISON_PANELS, strict=True):
-            heights = [[bar.get_height() for bar in bars] for bars in ax.containers]
-            np.testing.assert_allclose(heights, c.loc[families, [col]].to_numpy(), rtol=1e-12)
-    finally:
-        plt.close(fig)
+    for ax, (col, *_) in zip(fig.axes, COMPARISON_PANELS, strict=True):
+        heights = [[bar.get_height() for bar in bars] for bars in ax.containers]
+        np.testing.assert_allclose(heights, c.loc[families, [col]].to_numpy(), rtol=1e-12)
 
 
 class _Matrix(nn.Module):

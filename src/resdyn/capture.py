@@ -24,6 +24,14 @@ class Activations:
             step inside its module's forward (a transformer's attention or MLP) is replayed
             from the module's input through its parts.
         logits: (B, num_classes) network output.
+
+    Example:
+        >>> import torch
+        >>> from resdyn import load_model, units
+        >>> model = load_model("digits-resnet20"); us = units(model)
+        >>> acts = capture(model, torch.zeros(2, 1, 8, 8), us)
+        >>> len(acts.inputs), acts.outputs[us[-1].name].shape, acts.logits.shape
+        (9, torch.Size([2, 64, 2, 2]), torch.Size([2, 10]))
     """
 
     inputs: dict[str, Tensor]

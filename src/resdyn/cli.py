@@ -7,7 +7,6 @@ model options are declared once, in :mod:`resdyn.cli_run`.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -95,10 +94,10 @@ def _input_shape(model, text: str | None) -> tuple[int, ...]:
         if len(shape) != 3:
             raise ValueError(f"--input-shape: expected three numbers C,H,W; got {text!r}")
         return shape
-    shape = natural_input_shape(model)
-    if shape is None:
+    stated = natural_input_shape(model)
+    if stated is None:
         raise ValueError(f"{type(model).__name__} states no input shape: give --input-shape C,H,W")
-    return shape
+    return stated
 
 
 # ---------------------------------------------------------------- models, units, checks
@@ -183,7 +182,7 @@ def evaluate(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = No
     recorded = card.info.get("test_accuracy") if card else None
     line = (f"{model} on {data} test split ({len(ds.y)} images): accuracy {result.accuracy:.4f}, "
             f"mean loss {result.loss:.4f}")
-    if recorded is not None:
+    if isinstance(recorded, int | float):
         line += f" (recorded at training: {float(recorded):.4f})"
     console.print(line)
 
@@ -413,4 +412,4 @@ def main() -> None:  # pragma: no cover - console-script entry for `python -m re
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

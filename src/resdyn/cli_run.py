@@ -157,7 +157,7 @@ THREADS: list[int | None] = [None]
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The options every study command takes (see :data:`RUN_OPTIONS`)."""
+    """The options every study command takes (see :func:`run_parameters`)."""
 
     out: Path
     fresh: bool = False
@@ -226,7 +226,7 @@ def with_run_options(out: str) -> Callable:
     become them, with the folder defaulting to ``out``."""
     def decorate(command: Callable) -> Callable:
         own = [p for p in _own_parameters(command) if p.kind is not p.VAR_KEYWORD]
-        command.__signature__ = inspect.Signature(own + run_parameters(out))
+        setattr(command, "__signature__", inspect.Signature(own + run_parameters(out)))  # noqa: B010
         return command
 
     return decorate
@@ -304,6 +304,8 @@ def run_command(ctx: typer.Context, study, config, run: RunOptions, *, model: st
 
             m, ds = None, load_data(data, split="test") if data is not None else None
         else:
+            if data is None:
+                raise ValueError(f"{study.name} analyses a model on a data set; give --data")
             m, ds = load_model_and_data(model, weights, data, any_input_size)
         with study_progress(study.name) as show, interrupted(lambda: _kept(show, run.out)):
             result = run_study(study, m, ds, config, run.out, model_name=model, executor=ex,

@@ -54,7 +54,8 @@ def _cell(text: str) -> str:
 def markdown_to_html(md: str, shift: int = 0) -> str:
     """The small markdown subset summary.md uses: headings (moved ``shift`` levels down),
     paragraphs and pipe tables."""
-    out, table = [], []
+    out: list[str] = []
+    table: list[str] = []
 
     def flush() -> None:
         if not table:
@@ -189,12 +190,17 @@ def side_by_side(folders: list[Path]) -> list[tuple[str, list[Path]]]:
             if len({_read_json(f / IDENTITY_FILE)["model"].get("name") for f in fs}) > 1]
 
 
+def _claims(folder: Path) -> list[dict]:
+    summary = Summary.read(folder)
+    return list(summary.claims) if summary is not None else []
+
+
 def _side_by_side(folders: list[Path], root: Path) -> str:
     """Per study run on several models: each claim's verdict and evidence, one column per model."""
     out = []
     for study, fs in side_by_side(folders):
         models = [str(_read_json(f / IDENTITY_FILE)["model"].get("name")) for f in fs]
-        verdicts = [{c["claim"]: c for c in (Summary.read(f).claims or [])} for f in fs]
+        verdicts = [{c["claim"]: c for c in (_claims(f))} for f in fs]
         claims = list(dict.fromkeys(c for v in verdicts for c in v))
         head = "".join(f"<th><a href='#{_anchor(f, root)}'>{html.escape(m)}</a></th>"
                        for f, m in zip(fs, models, strict=True))

@@ -5,6 +5,7 @@ parses the other.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,8 +75,7 @@ class Summary:
 
         for name, text in ((SUMMARY_FILE, json.dumps(asdict(self), indent=2)),
                            ("summary.md", self.markdown())):
-            atomic_write(folder / name, lambda tmp, text=text: tmp.write_text(text,
-                                                                               encoding="utf-8"))
+            atomic_write(folder / name, functools.partial(_write_text, text=text))
 
     @classmethod
     def read(cls, folder: Path) -> Summary | None:
@@ -90,3 +90,7 @@ class Summary:
 
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")  # a pipe table's cell
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ class TrainResult:
     test_accuracy: float | None
     test_loss: float | None
     seconds: float
-    history: tuple[EpochRecord, ...]
+    history: tuple[EpochRecord, ...] = field(repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,9 +69,9 @@ class Evaluation:
 
     accuracy: float
     loss: float
-    losses: Tensor
-    correct: Tensor
-    predictions: Tensor
+    losses: Tensor = field(repr=False)
+    correct: Tensor = field(repr=False)
+    predictions: Tensor = field(repr=False)
 
 
 def sgd(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -348,7 +349,7 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
         raise ValueError(f"train_and_save writes resdyn checkpoints, which hold resdyn's own "
                         f"networks; {model_spec!r} built a {type(model).__name__}. Fix: use "
                         "cifar-resnetN, preresnet(L), a paper-004 network or vit(...)")
-    given = {"batch_size": batch_size, "lr": lr, "optimizer": optimizer}
+    given: dict[str, Any] = {"batch_size": batch_size, "lr": lr, "optimizer": optimizer}
     recipe = replace(default_recipe(model), **{k: v for k, v in given.items() if v is not None})
     fresh = not (model_spec.endswith(".safetensors") or model_spec.startswith("digits-"))
     zeroed = zero_init_residuals(model) if fresh else 0

@@ -126,6 +126,8 @@ def load_npz(path: str | Path, split: str = "test") -> Dataset:
         mean, std = channel_stats(torch.from_numpy(xs.astype(np.float64)))
         pixel_range = (0.0, 1.0)
     else:
+        if std is None:
+            raise DataError(f"{p}: stores 'mean' without 'std'; store both or neither")
         if min(std) <= 0:
             raise DataError(f"{p}: 'std' must be positive; got {std}")
         lo, hi = float(x.min()), float(x.max())
@@ -154,13 +156,13 @@ def _read_images(root: Path, image_size: int | None) -> tuple[Tensor, Tensor, tu
     gray_modes = ("1", "L", "LA", "I", "I;16", "F")
     images = []
     for file, _ in folder.samples:
-        with Image.open(file) as im:
-            im.load()
-            images.append((file, im.copy()))
-    gray = all(im.mode in gray_modes for _, im in images)
+        with Image.open(file) as opened:
+            opened.load()
+            images.append((file, opened.copy()))
+    gray = all(image.mode in gray_modes for _, image in images)
     tensors = []
-    for file, im in images:
-        im = im.convert("L" if gray else "RGB")
+    for file, original in images:
+        im: Image.Image = original.convert("L" if gray else "RGB")
         if image_size is not None:
             im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
         elif im.size != images[0][1].size:

@@ -37,7 +37,12 @@ NAMED: dict[str, tuple[Loader, str]] = {
 
 
 def data_names() -> list[tuple[str, str]]:
-    """(spec, description) of every kind of data spec :func:`load_data` accepts."""
+    """(spec, description) of every kind of data spec :func:`load_data` accepts.
+
+    Example:
+        >>> [spec for spec, _ in data_names()]
+        ['digits', 'cifar10', 'mnist', 'swissroll', 'peaks', 'PATH.npz', 'FOLDER']
+    """
     return [*((name, desc) for name, (_, desc) in NAMED.items()),
             ("PATH.npz", "arrays x (N, C, H, W) in [0, 1] and y (N,) (or x_train, y_train, "
                          "x_test, y_test; optional mean, std)"),

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from .._torch import Seed, generator
 from ..models.units import Unit
-from ..operators.base import compose
+from ..operators.base import LinearOperator, compose
 from ..operators.jacobian import copy_unit, unit_jacobian
 from ..spectra.api import singular_values
 
@@ -219,7 +219,8 @@ def _exact_dense(unit_list: Sequence[Unit], xs: list[Tensor], k: int, dtype: tor
 def _exact_krylov(unit_list: Sequence[Unit], xs: list[Tensor], k: int, dtype: torch.dtype,
                   seed: Seed) -> list[Exponents]:
     n1 = unit_list[0].n_in
-    ops, out = [], []
+    ops: list[LinearOperator] = []
+    out: list[Exponents] = []
     for depth, (u, xl) in enumerate(zip(unit_list, xs, strict=True), start=1):
         t0 = time.perf_counter()
         ops.insert(0, unit_jacobian(u, xl, dtype=dtype))

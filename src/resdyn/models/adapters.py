@@ -1,6 +1,7 @@
 """Recognise residual units of known families and split them into shortcut, branch, activation.
 
-Each adapter takes a module and returns its :class:`UnitParts` if it recognises it, else None:
+Each adapter takes a module (typed ``Any``: adapters read the attributes of foreign classes by
+duck typing) and returns its :class:`UnitParts` if it recognises it, else None:
 one for a module that is one unit, or a tuple for a module whose forward is several residual
 steps in turn (a transformer block: attention, then MLP). Adding a family is one function and one
 line in ``ADAPTERS``; a user's own block is declared with :func:`declare_unit`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -42,6 +44,14 @@ class UnitParts:
             (e.g. "self_attention", "mlp"), "" when the module is one unit. The unit is then
             called ``"<module path>.<step>"``; naming the step after the submodule at the core
             of its branch makes that name a module path too (weight interpolation uses it).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> parts = UnitParts(residual=nn.Linear(2, 2), activation=torch.relu)
+        >>> x = torch.tensor([1.0, -1.0])
+        >>> torch.equal(parts(x), torch.relu(x + parts.residual(x)))
+        True
     """
 
     shortcut: Fn = _identity
@@ -107,7 +117,7 @@ def declared_unit(m: nn.Module) -> UnitParts | tuple[UnitParts, ...] | None:
     return None
 
 
-def resdyn_unit(m: nn.Module) -> UnitParts | None:
+def resdyn_unit(m: Any) -> UnitParts | None:
     if not isinstance(m, ResidualUnit):
         return None
     proj = not isinstance(m.shortcut, nn.Identity)
@@ -126,7 +136,7 @@ def _sequential_split(branch: nn.Module) -> tuple[Fn, Fn] | None:
     return nn.Sequential(*layers[:cuts[-1] + 1]), nn.Sequential(*layers[cuts[-1] + 1:])
 
 
-def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
+def pytorchcv_unit(m: Any) -> UnitParts | None:
     """pytorchcv ResUnit (post-activation) and PreResUnit (shortcut conv on the pre-activation)."""
     cls = type(m)
     if not cls.__module__.startswith("pytorchcv") or not hasattr(m, "resize_identity"):
@@ -150,16 +160,16 @@ def pytorchcv_unit(m: nn.Module) -> UnitParts | None:
     return None
 
 
-def _pytorchcv_split(body: nn.Module) -> tuple[Fn, Fn] | None:
+def _pytorchcv_split(body: Any) -> tuple[Fn, Fn] | None:
     """ResBlock (conv1, conv2) or ResBottleneck (conv1..conv3) cut before its last ConvBlock."""
-    convs = [getattr(body, f"conv{i}", None) for i in (1, 2, 3)]
-    convs = [c for c in convs if c is not None]
+    convs: list[Any] = [c for c in (getattr(body, f"conv{i}", None) for i in (1, 2, 3))
+                        if c is not None]
     if len(convs) < 2 or not isinstance(getattr(convs[-2], "activ", None), nn.ReLU):
         return None
     return nn.Sequential(*convs[:-1]), convs[-1]
 
 
-def torchvision_style_unit(m: nn.Module) -> UnitParts | None:
+def torchvision_style_unit(m: Any) -> UnitParts | None:
     """torchvision BasicBlock/Bottleneck and look-alikes (e.g. chenyaofo's CIFAR BasicBlock):
     conv1/bn1/conv2/bn2[/conv3/bn3], relu, optional ``downsample``."""
     if type(m).__name__ not in ("BasicBlock", "Bottleneck"):
@@ -188,7 +198,7 @@ def torchvision_style_unit(m: nn.Module) -> UnitParts | None:
                      "torchvision" if bottleneck else "basicblock")
 
 
-def torchvision_encoder_block(m: nn.Module) -> tuple[UnitParts, ...] | None:
+def torchvision_encoder_block(m: Any) -> tuple[UnitParts, ...] | None:
     """torchvision's ViT ``EncoderBlock`` (pre-LN): x + Attn(LN₁ x), then x + MLP(LN₂ x)."""
     if type(m).__name__ != "EncoderBlock" or not all(
             hasattr(m, a) for a in ("ln_1", "self_attention", "dropout", "ln_2", "mlp")):
@@ -205,7 +215,7 @@ def torchvision_encoder_block(m: nn.Module) -> tuple[UnitParts, ...] | None:
             UnitParts(residual=mlp, family="vit-torchvision", step="mlp"))
 
 
-def timm_block(m: nn.Module) -> tuple[UnitParts, ...] | None:
+def timm_block(m: Any) -> tuple[UnitParts, ...] | None:
     """timm's ViT ``Block`` (pre-LN, optional LayerScale and DropPath, identity in eval):
     x + ls₁(Attn(norm₁ x)), then x + ls₂(MLP(norm₂ x))."""
     cls = type(m)

@@ -24,7 +24,19 @@ def build_network(arch: Arch) -> nn.Module:
 
 
 class CheckpointError(ValueError):
-    """A weights file that cannot be read or does not fit the model."""
+    """A weights file that cannot be read or does not fit the model.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from resdyn import load_model
+        >>> bad = Path(tempfile.mkdtemp()) / "bad.safetensors"
+        >>> _ = bad.write_bytes(b"not a checkpoint")
+        >>> load_model(str(bad))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.models.checkpoints.CheckpointError: ...bad.safetensors: not a readable safetensors file ...
+    """
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, object] | None = None,
@@ -37,7 +49,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, object] 
     """
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
                for k, v in model.state_dict().items()}
-    meta = {"format": "resdyn", "arch": json.dumps(model.arch.to_dict()),
+    arch: Arch = model.arch  # type: ignore[assignment]  # resdyn's networks carry their Arch
+    meta = {"format": "resdyn", "arch": json.dumps(arch.to_dict()),
             "info": json.dumps(info or {})}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + ".tmp")

@@ -123,7 +123,8 @@ def calibrate_batchnorm(model: nn.Module, input_shape: Sequence[int], *, batches
     Args:
         model: any network with BatchNorm layers.
         input_shape: (C, H, W) of one image.
-        batches, batch: how many batches of how many images.
+        batches: how many batches.
+        batch: how many images in each.
         seed: the images' seed.
 
     Returns:

@@ -56,7 +56,7 @@ class Arch:
                                           ("gamma", float), ("heads", int), ("patch", int),
                                           ("mlp", int), ("size", int)) if k in d}
         return cls(d["family"], int(d["blocks"]), int(d["in_channels"]), int(d["num_classes"]),
-                   **extra)
+                   **extra)  # type: ignore[arg-type]  # each extra converted by its own type
 
 
 class ResNet(nn.Module):
@@ -70,6 +70,8 @@ class ResNet(nn.Module):
         super().__init__()
         self.arch = arch
         make: Callable[[int, int, int], ResidualUnit]
+        self.stem: nn.Module
+        self.head_act: nn.Module
         if arch.family == "cifar-resnet":
             make = basic_unit
             self.stem = nn.Sequential(conv3x3(arch.in_channels, WIDTHS[0]),

@@ -37,6 +37,14 @@ class Unit:
             user in a family resdyn does not know (then only the whole unit can be analysed).
         path: the module's path (equal to ``name`` unless the unit is a step).
         step: the step's index inside its module's forward (0 for a whole-module unit).
+
+    Example:
+        >>> from resdyn import load_model, units
+        >>> unit = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))[3]
+        >>> unit
+        Unit('stages.1.0', stage=1, position=0, kind='downsampling', (16, 8, 8)->(32, 4, 4))
+        >>> unit.in_shape, unit.out_shape, unit.parts.projection
+        ((16, 8, 8), (32, 4, 4), True)
     """
 
     name: str
@@ -80,7 +88,16 @@ class Unit:
 
 
 class NoUnitsFound(ValueError):
-    """The model has no residual units resdyn recognises."""
+    """The model has no residual units resdyn recognises.
+
+    Example:
+        >>> from torch import nn
+        >>> from resdyn import units
+        >>> units(nn.Sequential(nn.Linear(2, 2)), (2,))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.models.units.NoUnitsFound: no residual units recognised in Sequential: ...
+    """
 
 
 def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
@@ -113,7 +130,7 @@ def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
         if conv is None:
             return None
         channels = conv.in_channels
-    return (int(channels), int(size[0]), int(size[1]))
+    return (int(channels), int(size[0]), int(size[1]))  # type: ignore[arg-type]  # checked above
 
 
 def _positive_ints(values: Sequence[object]) -> bool:
@@ -132,14 +149,14 @@ def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[i
                 "for ImageNet-sized ones")
         return shape
     try:
-        shape = tuple(operator.index(s) for s in input_shape)
+        given: tuple[int, ...] = tuple(operator.index(s) for s in input_shape)
     except TypeError:
-        shape = ()
-    if not shape or not _positive_ints(shape):
+        given = ()
+    if not given or not _positive_ints(given):
         raise ValueError(f"input_shape must be the shape of one input without the batch "
                          f"dimension, positive integers such as (C, H, W); got {input_shape!r}. "
                          "E.g. units(model, (3, 32, 32))")
-    return shape
+    return given
 
 
 def _parent(name: str) -> str:
@@ -203,7 +220,9 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
                for n, m in found for steps in [recognise(m)]
                for i in range(len(steps) if steps else 1)]
     shapes = _shapes(model, shape, entries)
-    result, stage_of, count = [], {}, {}
+    result: list[Unit] = []
+    stage_of: dict[str, int] = {}
+    count: dict[str, int] = {}
     for i in sorted(range(len(entries)), key=lambda i: shapes[i][2]):
         path, module, step, parts = entries[i]
         in_shape, out_shape, _ = shapes[i]
@@ -287,7 +306,14 @@ def _check_parts(path: str, module: nn.Module, composed: Tensor, own: Tensor) ->
 
 
 def stages(unit_list: Sequence[Unit]) -> list[list[Unit]]:
-    """Units grouped by stage, in order."""
+    """Units grouped by stage, in order.
+
+    Example:
+        >>> from resdyn import load_model, units
+        >>> us = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))
+        >>> [[u.name for u in stage] for stage in stages(us)][1]
+        ['stages.1.0', 'stages.1.1', 'stages.1.2']
+    """
     out: list[list[Unit]] = []
     for u in unit_list:
         if u.stage == len(out):

@@ -51,6 +51,7 @@ class ViT(VisionTransformer):
         # torchvision's initialisation of its own patch embedding, for the new fan-in
         nn.init.trunc_normal_(self.conv_proj.weight,
                               std=math.sqrt(1 / (arch.in_channels * arch.patch ** 2)))
+        assert self.conv_proj.bias is not None
         nn.init.zeros_(self.conv_proj.bias)
         self.in_channels = arch.in_channels
         self.in_size = (arch.size, arch.size)

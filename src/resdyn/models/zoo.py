@@ -51,12 +51,23 @@ class ModelCard:
 
 
 def model_card(model: nn.Module) -> ModelCard | None:
-    """The card :func:`load_model` attached to ``model``, or None for a user's own module."""
+    """The card :func:`load_model` attached to ``model``, or None for a user's own module.
+
+    Example:
+        >>> from torch import nn
+        >>> model_card(load_model("digits-resnet20")).spec, model_card(nn.Linear(2, 2))
+        ('digits-resnet20', None)
+    """
     return getattr(model, "resdyn_card", None)
 
 
 def zoo_names() -> list[tuple[str, str]]:
-    """(spec pattern, description) of every model family in the zoo."""
+    """(spec pattern, description) of every model family in the zoo.
+
+    Example:
+        >>> zoo_names()[0]
+        ('cifar-resnet20', 'post-activation CIFAR ResNet-20 (paper 000), random init')
+    """
     return [
         *[(f"cifar-resnet{d}", f"post-activation CIFAR ResNet-{d} (paper 000), random init")
           for d in CIFAR_DEPTHS],
@@ -80,20 +91,28 @@ def zoo_names() -> list[tuple[str, str]]:
 
 
 class UnknownModel(ValueError):
-    """A model spec that names nothing in the zoo."""
+    """A model spec that names nothing in the zoo.
+
+    Example:
+        >>> load_model("resnet-9000")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.models.zoo.UnknownModel: unknown model 'resnet-9000'; valid models: cifar-resnet20, ...
+    """
 
 
-def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
+def load_model(spec: str | Path | nn.Module, weights: str | Path | None = None, *,
                in_channels: int | None = None, num_classes: int | None = None) -> nn.Module:
     """Build or load a network and put it in eval mode.
 
     Args:
-        spec: a zoo name (see ``resdyn models``), a ``.safetensors`` checkpoint of resdyn's, or an
-            nn.Module (a copy of it is returned, in eval mode, with ``weights`` loaded; the
-            module passed in is never changed).
+        spec: a zoo name (see ``resdyn models``), a ``.safetensors`` checkpoint of resdyn's (str
+            or Path), or an nn.Module (a copy of it is returned, in eval mode, with ``weights``
+            loaded; the module passed in is never changed).
         weights: a local state dict (``.pth`` read with ``weights_only=True``, or ``.safetensors``)
             loaded strictly into the built model instead of any pretrained download.
-        in_channels, num_classes: for resdyn's own architectures (defaults 3 and 10).
+        in_channels: for resdyn's own architectures (default 3).
+        num_classes: for resdyn's own architectures (default 10).
 
     Returns:
         the model in eval mode with a :class:`ModelCard` (see :func:`model_card`): its natural
@@ -117,8 +136,8 @@ def load_model(spec: str | nn.Module, weights: str | Path | None = None, *,
         if weights is not None:
             load_state(model, read_state(weights), weights)
         return model.eval()
-    model, card = _build(spec.strip(), weights, in_channels, num_classes)
-    model.resdyn_card = card
+    model, card = _build(str(spec).strip(), weights, in_channels, num_classes)
+    model.resdyn_card = card  # type: ignore[assignment]  # a plain attribute, not a submodule
     return model.eval()
 
 
@@ -174,14 +193,16 @@ def _checkpoint(spec: str, path: str | Path, weights) -> tuple[nn.Module, ModelC
     model, info = load_checkpoint(path)
     recorded = info.get("input_shape")
     trained = tuple(int(v) for v in recorded) if isinstance(recorded, list | tuple) else None
-    arch = model.arch
+    arch: Arch = model.arch  # type: ignore[assignment]
     # a ViT takes its design size only; the ResNets take any size and were designed for 32x32
     shape = trained or (arch.in_channels, *((arch.size,) * 2 if arch.family == "vit" else (32, 32)))
     return _with_weights(model, weights), ModelCard(spec, shape, info, trained)  # type: ignore[arg-type]
 
 
-STABLE_DEFAULTS = {"blocks": 8, "width": 8, "kernel": 3, "h": 0.2, "gamma": 0.0, "size": 32}
-VIT_DEFAULTS = {"blocks": 4, "width": 64, "heads": 4, "patch": 2, "mlp": 128, "size": 8}
+STABLE_DEFAULTS: dict[str, int | float] = {"blocks": 8, "width": 8, "kernel": 3, "h": 0.2,
+                                           "gamma": 0.0, "size": 32}
+VIT_DEFAULTS: dict[str, int | float] = {"blocks": 4, "width": 64, "heads": 4, "patch": 2,
+                                        "mlp": 128, "size": 8}
 
 
 def parse_options(name: str, params: str, defaults: dict[str, int | float]) -> dict[str, int | float]:

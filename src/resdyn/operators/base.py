@@ -36,6 +36,14 @@ class LinearOperator:
     Attributes:
         zero_rows: optional (m,) bool tensor of rows known to be exactly zero (e.g. outputs killed
             by a ReLU); spectra solvers drop them for free speed. None when nothing is known.
+
+    Example:
+        >>> import torch
+        >>> A = MatrixOperator(torch.tensor([[1., 2.], [3., 4.]]))
+        >>> isinstance(A, LinearOperator), A.shape
+        (True, (2, 2))
+        >>> A.matvec(torch.tensor([1., 1.])), A.rmatvec(torch.tensor([1., 0.]))
+        (tensor([3., 7.]), tensor([1., 2.]))
     """
 
     shape: tuple[int, int]
@@ -143,6 +151,13 @@ class MatrixOperator(LinearOperator):
     Args:
         matrix: (m, n) tensor.
         zero_rows: optional (m,) bool tensor of rows known to be zero.
+
+    Example:
+        >>> import torch
+        >>> A = MatrixOperator(torch.arange(6.).reshape(2, 3))
+        >>> A.shape, A.matmat(torch.ones(3, 2))
+        ((2, 3), tensor([[ 3.,  3.],
+                [12., 12.]]))
     """
 
     matrix: Tensor
@@ -186,7 +201,15 @@ class Wrapper(LinearOperator):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Adjoint(Wrapper):
-    """Jᵀ of an operator J: shape (n, m); its products are J's adjoint products."""
+    """Jᵀ of an operator J: shape (n, m); its products are J's adjoint products.
+
+    Example:
+        >>> import torch
+        >>> A = MatrixOperator(torch.arange(6.).reshape(2, 3))
+        >>> At = Adjoint(A)                  # what A.T gives
+        >>> At.shape, torch.equal(At.dense(), A.dense().T)
+        ((3, 2), True)
+    """
 
     op: LinearOperator
 
@@ -217,6 +240,13 @@ class Composed(LinearOperator):
 
     For a stage of units u1, ..., uL: ``compose(J_L, ..., J_1)``. Zero rows are those of the
     first (outermost) factor.
+
+    Example:
+        >>> import torch
+        >>> A = MatrixOperator(torch.tensor([[1., 2.], [3., 4.]]))
+        >>> B = MatrixOperator(torch.tensor([[0., 1.], [1., 0.]]))
+        >>> torch.equal(Composed((A, B)).dense(), A.dense() @ B.dense())
+        True
     """
 
     ops: tuple[LinearOperator, ...]
@@ -260,7 +290,7 @@ class Composed(LinearOperator):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Restricted(Wrapper):
-    """The submatrix J[rows][:, cols] of an operator J without forming J.
+    """The submatrix ``J[rows][:, cols]`` of an operator J without forming J.
 
     Products embed a vector into zeros on the missing coordinates, apply J (or Jᵀ) and keep the
     selected coordinates. Used to drop rows known to be zero (ReLU-killed outputs).
@@ -269,6 +299,13 @@ class Restricted(Wrapper):
         op: the (m, n) operator.
         rows_kept: (r,) long tensor of kept row indices, or None for all.
         cols_kept: (c,) long tensor of kept column indices, or None for all.
+
+    Example:
+        >>> import torch
+        >>> A = MatrixOperator(torch.arange(6.).reshape(2, 3))
+        >>> Restricted(A, cols_kept=torch.tensor([0, 2])).dense()
+        tensor([[0., 2.],
+                [3., 5.]])
     """
 
     op: LinearOperator
@@ -308,7 +345,7 @@ class Restricted(Wrapper):
 
 def restrict(op: LinearOperator, rows: Tensor | None = None, cols: Tensor | None = None,
              ) -> LinearOperator:
-    """J[rows][:, cols] as an operator; ``rows``/``cols`` are index tensors or bool masks.
+    """``J[rows][:, cols]`` as an operator; ``rows``/``cols`` are index tensors or bool masks.
 
     Example:
         >>> import torch
@@ -336,6 +373,17 @@ def compose(*ops: LinearOperator) -> Composed:
 
     Raises:
         ValueError: no operators, or inner shapes that do not chain (names both shapes).
+
+    Example:
+        >>> import torch
+        >>> A = MatrixOperator(torch.tensor([[1., 2.], [3., 4.]]))
+        >>> compose(A, A).dense()
+        tensor([[ 7., 10.],
+                [15., 22.]])
+        >>> compose(A, MatrixOperator(torch.ones(3, 1)))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: cannot compose (2, 2) with (3, 1): inner sizes differ (compose(A, B) applies ...
     """
     if not ops:
         raise ValueError("compose needs at least one operator")

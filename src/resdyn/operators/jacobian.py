@@ -125,7 +125,7 @@ class JacobianOperator(AtPoint):
     def rmatmat(self, w: Tensor) -> Tensor:
         """Jᵀ W by vmapped VJPs (one forward pass per call): (m, k) -> (n, k)."""
         with computing(max(self.shape)):
-            _, pull = vjp(self.fn, self.x)
+            pull = vjp(self.fn, self.x)[1]
             return _blocked(self, lambda col: pull(col)[0], w.to(self.x), self.x.numel())
 
 
@@ -226,6 +226,13 @@ def analysis_copy(module: nn.Module, dtype: torch.dtype = torch.float64) -> nn.M
 
     Warns (UserWarning) when a BatchNorm of the original is in train mode: the analysis uses
     running statistics, so the network is a fixed function of its input.
+
+    Example:
+        >>> from torch import nn
+        >>> m = analysis_copy(nn.Linear(2, 2))
+        >>> p = next(m.parameters())
+        >>> p.dtype, m.training, p.requires_grad
+        (torch.float64, False, False)
     """
     bn = nn.modules.batchnorm._BatchNorm
     if any(isinstance(m, bn) and m.training for m in module.modules()):
@@ -288,6 +295,14 @@ def module_jacobian(module: nn.Module, x: Tensor, *,
 
     Returns:
         JacobianOperator of shape (module(x).numel(), x.numel()) on the module's device.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> lin = nn.Linear(3, 2)
+        >>> J = module_jacobian(lin, torch.randn(1, 3))
+        >>> J.shape, torch.allclose(J.dense(), lin.weight.double())
+        ((2, 3), True)
     """
     clone = analysis_copy(module, dtype)
     x0 = x.detach().to(device=_device(clone, x), dtype=dtype)
@@ -302,6 +317,13 @@ def copy_unit(unit: Unit, dtype: torch.dtype = torch.float64) -> Unit:
 
     Raises:
         ValueError: the unit has parts but resdyn cannot re-derive them on a copy.
+
+    Example:
+        >>> from resdyn import load_model, units
+        >>> unit = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))[1]
+        >>> copy = copy_unit(unit)
+        >>> copy.name, next(copy.module.parameters()).dtype, next(unit.module.parameters()).dtype
+        ('stages.0.1', torch.float64, torch.float32)
     """
     clone = analysis_copy(unit.module, dtype)
     steps = recognise(clone) if unit.parts is not None else None
@@ -359,6 +381,19 @@ def relu_off(unit: Unit, x: Tensor, alpha: float = 1.0) -> Tensor | None:
 
     Those rows of J are exactly zero (torch's ReLU derivative at 0 is 0). None when the unit
     has no output ReLU or no known parts.
+
+    Args:
+        unit: from :func:`resdyn.units`.
+        x: (1, *unit.in_shape) input batch of one, in the unit's own dtype.
+        alpha: shortcut scale, as in :func:`unit_jacobian`.
+
+    Example:
+        >>> import torch
+        >>> from resdyn import load_model, units
+        >>> unit = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))[1]
+        >>> off = relu_off(unit, torch.randn(1, 16, 8, 8))
+        >>> off.shape, off.dtype
+        (torch.Size([1024]), torch.bool)
     """
     p = unit.parts
     if p is None or not isinstance(p.activation, nn.ReLU):
@@ -404,13 +439,35 @@ def residual_jacobian(unit: Unit, x: Tensor, *, dtype: torch.dtype = torch.float
 
     Raises:
         ValueError: the unit has no known shortcut/residual split.
+
+    Example:
+        The unit's Jacobian is D·(J_S + J_R), D the diagonal of its output ReLU
+        (:func:`relu_off`):
+
+        >>> import torch
+        >>> from resdyn import load_model, units
+        >>> unit = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))[1]
+        >>> x = torch.randn(16, 8, 8)
+        >>> J_R, J_S = residual_jacobian(unit, x), shortcut_jacobian(unit, x)
+        >>> D = torch.diag((~relu_off(unit, x[None])).double())
+        >>> torch.allclose(unit_jacobian(unit, x).dense(), D @ (J_S.dense() + J_R.dense()))
+        True
     """
     return _variant(unit, x, "residual", 1.0, dtype)
 
 
 def shortcut_jacobian(unit: Unit, x: Tensor, *, dtype: torch.dtype = torch.float64,
                       ) -> JacobianOperator:
-    """J_S, the Jacobian of the shortcut alone (identity or projection); shape (n_out, n_in)."""
+    """J_S, the Jacobian of the shortcut alone (identity or projection); shape (n_out, n_in).
+
+    Example:
+        >>> import torch
+        >>> from resdyn import load_model, units
+        >>> unit = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))[1]
+        >>> unit.kind, torch.equal(shortcut_jacobian(unit, torch.randn(16, 8, 8)).dense(),
+        ...                        torch.eye(1024, dtype=torch.float64))
+        ('regular', True)
+    """
     return _variant(unit, x, "shortcut", 1.0, dtype)
 
 
@@ -439,6 +496,14 @@ def stage_jacobian(stage: Sequence[Unit], x: Tensor, *,
 
     Raises:
         ValueError: empty stage, or an input whose shape is not the first unit's in_shape.
+
+    Example:
+        >>> import torch
+        >>> from resdyn import load_model, stages, units
+        >>> us = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))
+        >>> first = stages(us)[0]          # three units, (16, 8, 8) -> (16, 8, 8)
+        >>> stage_jacobian(first, torch.randn(16, 8, 8)).shape
+        (1024, 1024)
     """
     if len(stage) == 0:
         raise ValueError("stage_jacobian needs at least one unit")

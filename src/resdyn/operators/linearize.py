@@ -57,9 +57,18 @@ def linearize(op: JacobianOperator, *, rtol: float = 1e-10) -> LinearOperator:
     J v comes from differentiating the stored VJP (double backward). Checked once against a
     JVP on a random vector; an F whose operations lack double-backward formulas, or a mismatch
     beyond ``rtol``, returns ``op`` unchanged.
+
+    Example:
+        >>> import torch
+        >>> from resdyn.operators import function_jacobian
+        >>> J = function_jacobian(torch.tanh, torch.randn(4, dtype=torch.float64))
+        >>> L = linearize(J)
+        >>> v = torch.randn(4, dtype=torch.float64)
+        >>> type(L).__name__, torch.allclose(L.matvec(v), J.matvec(v))
+        ('LinearizedJacobian', True)
     """
     with computing(max(op.shape)):
-        _, pull = vjp(op.fn, op.x)
+        pull = vjp(op.fn, op.x)[1]
 
     def backward(w: Tensor) -> Tensor:
         return pull(w)[0]
@@ -67,7 +76,7 @@ def linearize(op: JacobianOperator, *, rtol: float = 1e-10) -> LinearOperator:
     g = generator(0)
     v = torch.randn(op.shape[1], generator=g, dtype=torch.float64).to(op.x)
     try:
-        _, pull_t = vjp(backward, torch.zeros(op.out_size, dtype=op.dtype, device=op.device))
+        pull_t = vjp(backward, torch.zeros(op.out_size, dtype=op.dtype, device=op.device))[1]
 
         def forward(v: Tensor) -> Tensor:
             return pull_t(v)[0]
@@ -82,7 +91,17 @@ def linearize(op: JacobianOperator, *, rtol: float = 1e-10) -> LinearOperator:
 
 
 def linearized(op: LinearOperator) -> LinearOperator:
-    """Every Jacobian inside ``op`` (through adjoints, products, restrictions) linearized."""
+    """Every Jacobian inside ``op`` (through adjoints, products, restrictions) linearized.
+
+    Example:
+        >>> import torch
+        >>> from resdyn.operators import compose, function_jacobian
+        >>> J = function_jacobian(torch.tanh, torch.randn(4, dtype=torch.float64))
+        >>> L = linearized(compose(J, J.T))
+        >>> v = torch.randn(4, dtype=torch.float64)
+        >>> [type(op).__name__ for op in L.ops], torch.allclose(L.matvec(v), J.matvec(J.rmatvec(v)))
+        (['LinearizedJacobian', 'Adjoint'], True)
+    """
     if isinstance(op, JacobianOperator):
         return linearize(op)
     if isinstance(op, Adjoint):

@@ -67,7 +67,7 @@ def _check_batch(x: object, y: object) -> None:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must be a floating batch of images (B, C, H, W); got {got}")
     if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
-        got = (tuple(y.shape), y.dtype) if isinstance(y, Tensor) else type(y).__name__
+        got = str((tuple(y.shape), y.dtype)) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"y must be integer class labels of shape ({x.shape[0]},) for a batch of "
                          f"{x.shape[0]}; got {got}. Pass torch.tensor(labels, dtype=torch.long).")
 
@@ -244,11 +244,14 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Sequence[float] | T
     for ``"l2"``; then x + δ is clipped to ``bounds``. The final iterate is returned.
 
     Args:
-        model, x, y, bounds: as in :func:`fgsm`.
+        model: as in :func:`fgsm`.
+        x: as in :func:`fgsm`.
+        y: as in :func:`fgsm`.
         eps: ball radius in the model's input (normalised) space; per channel allowed for ``"linf"``
             only (an ℓ2 radius is one number per sample).
         steps: number of ascent steps (>= 1).
         step_size: s; default 2.5·ε/steps.
+        bounds: as in :func:`fgsm`.
         norm: ``"linf"`` or ``"l2"``.
         seed: int or torch.Generator for a uniform random start inside the ball; ``None`` starts
             from δ = 0 (no random start, i.e. iterated FGSM). With steps=1, step_size=eps and

@@ -1,15 +1,49 @@
-"""What every study's figures share: the Agg backend, saving, the singular-value bin colours."""
+"""What every study's figures share: figures without pyplot, saving, the singular-value bin
+colours.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects saved to PNG and never shown, made
+without pyplot's global state: importing resdyn never changes the user's backend, so a notebook
+keeps its inline figures and a script with a display opens no window.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import cm, colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+
+class _Figures:
+    """The few pyplot names the plot modules use, as stateless functions on Figure objects."""
+
+    Line2D = Line2D
+    NullFormatter = NullFormatter
+    cm = cm
+    rcParams = matplotlib.rcParams
+
+    @staticmethod
+    def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
+                 **kwargs: Any) -> tuple[Figure, Any]:
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(nrows, ncols, **kwargs)
+
+    @staticmethod
+    def figure(figsize: tuple[float, float] | None = None) -> Figure:
+        return Figure(figsize=figsize)
+
+    @staticmethod
+    def get_cmap(name: str):
+        return colormaps[name]
+
+
+plt = _Figures()
 
 BIN_COLOURS = {"n_above": ("σ > 1.01", "#c0392b"), "n_plateau": ("0.99 ≤ σ ≤ 1.01", "#2e86c1"),
                "n_below": ("0 < σ < 0.99", "#e67e22"), "n_zero": ("σ = 0", "#27ae60")}
@@ -32,9 +66,8 @@ def log_y(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def save(fig, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 

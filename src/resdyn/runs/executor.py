@@ -9,6 +9,7 @@ tables are the same whichever ran them and workers never need the run folder.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections import Counter
@@ -94,7 +95,7 @@ class TimeLeft:
         >>> clock = TimeLeft()
         >>> clock.update(RunProgress(3, 0, 0, 0, "starting", "", {"a": 3}))
         >>> clock.left(RunProgress(3, 0, 0, 0, "starting", "", {"a": 3}))
-        (0.0, 3)
+        (0, 3)
     """
 
     def __init__(self) -> None:
@@ -324,7 +325,7 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
         pending[task.analysis] -= 1
         if status == "ok":
             for path, data in payload.files.items():
-                atomic_write(Path(path), lambda tmp, data=data: tmp.write_bytes(data))
+                atomic_write(Path(path), functools.partial(_write_bytes, data=data))
             store.save(task.analysis, task.key, payload.rows)
             ran += 1
         else:
@@ -369,3 +370,7 @@ def _with_checkpoints(tasks: Sequence[Task]) -> tuple[list[Task], dict[str, Any]
 
     out = [replace(t, kwargs={k: fixed(v) for k, v in t.kwargs.items()}) for t in tasks]
     return out, models
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)

@@ -186,7 +186,7 @@ def remember(key: str, model: nn.Module) -> None:
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    t = next(model.parameters(), None)
+    t: torch.Tensor | None = next(model.parameters(), None)
     if t is None:
         t = next(model.buffers(), None)
     return t.device if t is not None else torch.device("cpu")

@@ -60,6 +60,14 @@ def precision_dtype(name: str) -> torch.dtype:
 
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
+
+    Example:
+        >>> precision_dtype("float32")
+        torch.float32
+        >>> precision_dtype("float16")
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown precision 'float16'; valid: float64, float32
     """
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
@@ -161,6 +169,13 @@ def choose_singular(op: LinearOperator, k: int | None, which: str = "largest",
     converges slowly on them (see :data:`resdyn.spectra.krylov.SLOW_SMALLEST`). Where ARPACK
     would run on an operator off the CPU, the largest values go to "block" instead (on the CPU
     ARPACK stays: fewer products, measured faster; benchmarks/README.md, part (g)).
+
+    Example:
+        >>> import torch
+        >>> from resdyn.operators import MatrixOperator
+        >>> method, reason = choose_singular(MatrixOperator(torch.eye(100)), None)
+        >>> method                           # all values of a small block: dense
+        'dense'
     """
     return _on_device(op, *_choose_singular(op, k, which), which, ("largest",))
 
@@ -236,6 +251,13 @@ def check_singular_request(method: str, k: int | None,
 
     Raises:
         ValueError: unknown method (lists the valid ones), or k outside [1, min(m, n)].
+
+    Example:
+        >>> check_singular_request("dense", None, [(4, 5)])     # fine: returns None
+        >>> check_singular_request("arpack", 9, [(4, 5)])
+        Traceback (most recent call last):
+            ...
+        ValueError: k must be in [1, 4] (top-k values: the narrowest block analysed is 4 wide); got 9
     """
     if method != "auto":
         _pick(method, SINGULAR_METHODS, "singular value")
@@ -261,6 +283,12 @@ def choose_eigen(op: LinearOperator, k: int | None, which: str = "LM") -> tuple[
 
     Raises:
         ValueError: all values requested but the dense solve does not fit in memory.
+
+    Example:
+        >>> import torch
+        >>> from resdyn.operators import MatrixOperator
+        >>> choose_eigen(MatrixOperator(torch.eye(100)), None)[0]
+        'dense'
     """
     return _on_device(op, *_choose_eigen(op, k, which), which, BLOCK_EIGEN_WHICH)
 

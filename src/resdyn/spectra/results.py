@@ -23,6 +23,14 @@ class Density:
         weights: (p, s) quadrature weights τ per probe.
         n: number of eigenvalues of the Gram matrix (= number of singular values).
         bandwidth: kernel width h (in σ² units).
+
+    Example:
+        >>> import torch
+        >>> from resdyn.spectra import singular_values
+        >>> J = torch.diag(torch.linspace(1, 2, 50, dtype=torch.float64))
+        >>> d = singular_values(J, method="slq").density
+        >>> d.n, d.grid.shape == d.density.shape == d.stderr.shape
+        (50, True)
     """
 
     grid: np.ndarray
@@ -72,6 +80,13 @@ class SingularValues:
             "float32", the operator's); the dense paths' Gram matrix and eigensolve are float64
             whatever it is.
         phases: seconds per phase of a dense solve ("build", "gram", "eigensolve"), else None.
+
+    Example:
+        >>> import torch
+        >>> from resdyn.spectra import singular_values
+        >>> sv = singular_values(torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)))
+        >>> sv.values, sv.method, sv.converged, sv.shape
+        (array([3., 2., 1.]), 'dense', True, (3, 3))
     """
 
     values: np.ndarray
@@ -110,6 +125,13 @@ class Eigenvalues:
         residuals: (k,) ‖J x_i − λ_i x_i‖ for unit eigenvectors x_i (arpack) or None (dense,
             LAPACK's backward-stable geev).
         precision: the dtype of the products, as in :class:`SingularValues` (geev is float64).
+
+    Example:
+        >>> import torch
+        >>> from resdyn.spectra import eigenvalues
+        >>> ev = eigenvalues(torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64))
+        >>> ev.values, ev.method
+        (array([0.+1.j, 0.-1.j]), 'dense')
     """
 
     values: np.ndarray

@@ -47,6 +47,20 @@ class Context:
     meta: Mapping[str, Any] = field(default_factory=dict)
     run: RunContext = DEFAULT
 
+    @property
+    def dataset(self) -> Dataset:
+        """``data``, for a study of a data set (ValueError when the run has none)."""
+        if self.data is None:
+            raise ValueError("this study analyses a data set; run it with one (--data)")
+        return self.data
+
+    @property
+    def ref(self) -> ModelRef:
+        """``model_ref``, for a study of a given model (ValueError when the run has none)."""
+        if self.model_ref is None:
+            raise ValueError("this study analyses a model; run it with one (--model)")
+        return self.model_ref
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -100,8 +100,10 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
         out: the demo folder; a folder of another demo size is refused (``fresh`` empties it).
         quick: the smallest sizes (every study still runs end to end).
         executor: for every part.
-        device, precision, threads: the run context of every part (a part whose study computes
-            in float64 only, the stable comparison, runs in float64; its config.json says so).
+        device: the run context's device for every part.
+        precision: the run context's precision for every part (a part whose study computes in
+            float64 only, the stable comparison, runs in float64; its config.json says so).
+        threads: the run context's torch threads for every part.
         progress: fn(part) -> the progress callback of that part's run (or None).
 
     Returns:

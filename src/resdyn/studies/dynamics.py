@@ -108,11 +108,11 @@ def resolve(config: DynamicsConfig, model: nn.Module, data: Dataset) -> Dynamics
 
 def _plan(ctx: Context) -> Plan:
     cfg: DynamicsConfig = ctx.config
-    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
+    images = [int(i) for i in ctx.dataset.choose(cfg.images, cfg.seed)]
     tasks = []
     for i in images:
-        args = dict(model=ctx.model_ref, input_shape=ctx.data.input_shape, x=ctx.data.x[i].clone(),
-                    image=i, label=int(ctx.data.y[i]), k=cfg.k, dense_max=cfg.dense_max)
+        args = dict(model=ctx.ref, input_shape=ctx.dataset.input_shape, x=ctx.dataset.x[i].clone(),
+                    image=i, label=int(ctx.dataset.y[i]), k=cfg.k, dense_max=cfg.dense_max)
         tasks.append(Task("lyapunov", f"img{i}", lyapunov_task, args))
         tasks.append(Task("alignment", f"img{i}", alignment_task, dict(args)))
     chosen = images[:cfg.family_images]
@@ -120,9 +120,9 @@ def _plan(ctx: Context) -> Plan:
         name = Path(spec).stem if spec.endswith(".safetensors") else spec
         tasks.append(Task("depth", name, depth_task,
                           dict(model=ModelRef.checkpoint(_family_path(spec)),
-                               input_shape=ctx.data.input_shape, x=ctx.data.x[chosen].clone(),
+                               input_shape=ctx.dataset.input_shape, x=ctx.dataset.x[chosen].clone(),
                                images=chosen, model_name=name)))
-    return Plan(tasks, {"images": images, "classes": ctx.data.classes})
+    return Plan(tasks, {"images": images, "classes": ctx.dataset.classes})
 
 
 # ---------------------------------------------------------------- derived tables

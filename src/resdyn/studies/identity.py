@@ -117,9 +117,9 @@ def stopping(dist: pd.DataFrame, eps: Sequence[float]) -> pd.DataFrame:
 
 def _plan(ctx: Context) -> Plan:
     cfg: IdentityConfig = ctx.config
-    ctx.model_ref.units(ctx.data.input_shape)  # a model without recognisable blocks stops here
-    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
-    return Plan(perturbation_tasks(ctx.model_ref, ctx.data, images), {"images": images})
+    ctx.ref.units(ctx.dataset.input_shape)  # a model without recognisable blocks stops here
+    images = [int(i) for i in ctx.dataset.choose(cfg.images, cfg.seed)]
+    return Plan(perturbation_tasks(ctx.ref, ctx.dataset, images), {"images": images})
 
 
 def block_order(blocks: pd.DataFrame, ctx=None) -> pd.DataFrame:

@@ -68,16 +68,16 @@ class SweepConfig:
 
 def _plan(ctx: Context) -> Plan:
     cfg: SweepConfig = ctx.config
-    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
+    images = [int(i) for i in ctx.dataset.choose(cfg.images, cfg.seed)]
     (ctx.out / "checkpoints").mkdir(exist_ok=True)
     tasks = []
     for blocks in sorted(cfg.depths):
         path = ctx.out / "checkpoints" / f"preresnet{blocks}.safetensors"
         tasks.append(Task("training", f"L{blocks}", train_task,
-                          dict(data=ctx.data.name, spec=f"preresnet({blocks})", path=str(path),
+                          dict(data=ctx.dataset.name, spec=f"preresnet({blocks})", path=str(path),
                                epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                                seed=cfg.seed), tags={"blocks": blocks, "depth": 6 * blocks + 2}))
-        tasks += perturbation_tasks(ModelRef.checkpoint(path), ctx.data, images,
+        tasks += perturbation_tasks(ModelRef.checkpoint(path), ctx.dataset, images,
                                     key=f"L{blocks}-", blocks=blocks,
                                     after=(f"training/L{blocks}",))
     return Plan(tasks, {"images": images})
@@ -194,7 +194,7 @@ def notes(tables, ctx) -> str:
     cfg: SweepConfig = ctx.config
     poor = tr[tr["test_accuracy"] < SENSIBLE_ACCURACY]
     lines = ["## Training", "",
-             f"preresnet(L) on {ctx.data.name}, {cfg.epochs} epochs, lr {cfg.lr:g}, batch "
+             f"preresnet(L) on {ctx.dataset.name}, {cfg.epochs} epochs, lr {cfg.lr:g}, batch "
              f"{cfg.batch_size}, seed {cfg.seed}; measured on {len(ctx.meta['images'])} test "
              "images.", "", "| L | layers | test accuracy | test loss | training s |",
              "|---|---|---|---|---|"]
@@ -229,18 +229,18 @@ SWEEP = Study(
     },
     figures={
         "fig1_test_error": Figure(
-            lambda t, ctx, p: figs.test_error(t["training"], p, ctx.data.name),
+            lambda t, ctx, p: figs.test_error(t["training"], p, ctx.dataset.name),
             "test error per depth L (paper 002, Fig. 1)"),
         "fig2_5_blocks": Figure(
-            lambda t, ctx, p: figs.blocks(t["per_block"], p, f"preresnet(L) on {ctx.data.name}"),
+            lambda t, ctx, p: figs.blocks(t["per_block"], p, f"preresnet(L) on {ctx.dataset.name}"),
             "absolute and scaled perturbation per block along each section, one line per depth "
             "(paper 002, Figs. 2 and 5)"),
         "fig3_4_distances": Figure(
-            lambda t, ctx, p: figs.distances(t["distances"], p, ctx.data.name, scaled=False),
+            lambda t, ctx, p: figs.distances(t["distances"], p, ctx.dataset.name, scaled=False),
             "computational distance d per section and in total, and the mean perturbation d/L, "
             "against depth (paper 002, Figs. 3 and 4)"),
         "fig6_7_scaled": Figure(
-            lambda t, ctx, p: figs.distances(t["distances"], p, ctx.data.name, scaled=True,
+            lambda t, ctx, p: figs.distances(t["distances"], p, ctx.dataset.name, scaled=True,
                                              fits=t["fits"], eps=ctx.config.eps[0]),
             "scaled distance d_scaled and mean scaled perturbation d_scaled/L against depth, "
             "with the fitted c·L^(−p) and ε (paper 002, Figs. 6 and 7)"),

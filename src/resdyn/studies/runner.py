@@ -83,10 +83,13 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         progress: called with a :class:`resdyn.runs.RunProgress` after every task.
         fresh: discard what resdyn wrote in ``out`` and start over (refused while ``out``
             holds files of anyone else).
-        device, precision, threads: the run context every task computes in
-            (:class:`resdyn.runs.RunContext`): "cpu", "cuda", "cuda:N" or "auto"; the
-            Jacobian products in "float64" or "float32" (part of the run's identity; the
-            device is recorded per row, so a run may resume on another device); torch threads.
+        device: where every task computes (the run context, :class:`resdyn.runs.RunContext`):
+            "cpu", "cuda", "cuda:N" or "auto"; recorded per row, so a run may resume on another
+            device.
+        precision: the Jacobian products in "float64" or "float32" (part of the run's
+            identity).
+        threads: torch threads for every phase of every task (None: the automatic policy of
+            :mod:`resdyn._threads`).
 
     Returns:
         :class:`StudyResult` (``strays``: files in ``out/tasks`` of no planned task, left out).
@@ -110,6 +113,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
         raise ValueError(f"the {study.name} study computes in {', '.join(study.precisions)} "
                          f"only: {study.precision_note}")
     if study.resolve is not None:
+        if model is None or data is None:
+            raise ValueError(f"the {study.name} study analyses a model on a data set; give both")
         config = study.resolve(config, model, data)
     name = model_name or (model_label(model) if model is not None else "")
     model_hash = model_digest(model) if model is not None else None
@@ -135,7 +140,7 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
                     upgrade_safe=upgrade_safe(study, ctx), changes=study.changes)
     try:
         ctx = replace(ctx, model_ref=save_model(model, model_hash, out)
-                      if model is not None else None)
+                      if model is not None and model_hash is not None else None)
         plan = study.plan(ctx)
     except BaseException:
         if not resumed:  # a run that could not even start leaves no claim on the folder
@@ -148,7 +153,7 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
     ids = [t.id for t in plan.tasks]
     start = time.perf_counter()
     store = TaskStore(out / "tasks")
-    models = {ctx.model_ref.key: model} if model is not None else {}
+    models = {ctx.ref.key: model} if model is not None else {}
     stats = run_tasks(plan.tasks, store, executor, progress, ctx.run, models)
     errors = store.errors(ids)
     strays = store.strays(ids)
@@ -218,8 +223,8 @@ def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats
              errors: pd.DataFrame, strays: list[str], seconds: float) -> Summary:
     run = (f"This run computed {stats.ran} of {stats.total} tasks in {seconds:.0f} s"
            + (f" ({stats.resumed} were resumed from tasks/)." if stats.resumed else "."))
-    declared = dict(figures={n: f.caption for n, f in study.figures.items()},
-                    tables=list(study.tables))
+    figures = {n: f.caption for n, f in study.figures.items()}
+    tables_declared = list(study.tables)
     if len(errors):
         failure = (f"**{len(errors)} of {stats.total} tasks failed**, so the claims are not "
                    "judged, no figure is drawn and only the tasks' own tables are written. ")
@@ -227,15 +232,16 @@ def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats
         if same is not None:
             failure += (f"Every failed task raised the same error, {same}: fix its cause, then "
                         "the same command reruns them (all in `errors.parquet`).")
-            return Summary(heading(study, ctx), run, strays, failure, **declared)
+            return Summary(heading(study, ctx), run, strays, failure, figures=figures, tables=tables_declared)
         failure += "The same command retries them. Errors (all in `errors.parquet`):"
         rows = [(f"{r.analysis} {r.key}", f"{r.error}: {r.message}") for r in errors.itertuples()]
-        return Summary(heading(study, ctx), run, strays, failure, rows, **declared)
+        return Summary(heading(study, ctx), run, strays, failure, rows, figures=figures,
+                       tables=tables_declared)
     return Summary(heading(study, ctx), run, strays,
                    claims=[{"claim": text, "held": c.held, "verdict": c.verdict,
                             "evidence": c.evidence} for text, c in claims.items()],
                    notes=study.notes(tables, ctx) if study.notes is not None else "",
-                   **declared)
+                   figures=figures, tables=tables_declared)
 
 
 def one_error(errors: pd.DataFrame) -> str | None:

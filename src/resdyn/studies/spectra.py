@@ -68,10 +68,10 @@ def forward_order(spectra: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
 def _plan(ctx: Context) -> Plan:
     cfg: SpectraConfig = ctx.config
-    unit_list = ctx.model_ref.units(ctx.data.input_shape)
+    unit_list = ctx.ref.units(ctx.dataset.input_shape)
     names = target_names(unit_list, cfg.names, cfg.stages)
-    images = [int(i) for i in ctx.data.choose(cfg.images, cfg.seed)]
-    return Plan(spectrum_tasks(ctx.model_ref, ctx.data, ctx.model_name, images, names, cfg.method,
+    images = [int(i) for i in ctx.dataset.choose(cfg.images, cfg.seed)]
+    return Plan(spectrum_tasks(ctx.ref, ctx.dataset, ctx.model_name, images, names, cfg.method,
                                cfg.k),
                 {"names": names, "images": images})
 

@@ -168,7 +168,7 @@ def interpolation_task(model: ModelRef, input_shape: tuple[int, ...], unit: str,
 
 def _plan(ctx: Context) -> Plan:
     cfg: StabilityConfig = ctx.config
-    data, ref, shape = ctx.data, ctx.model_ref, ctx.data.input_shape
+    data, ref, shape = ctx.dataset, ctx.ref, ctx.dataset.input_shape
     unit_list = ref.units(shape)
     groups = stages(unit_list)
     images = [int(i) for i in data.choose(cfg.images, cfg.seed)]
@@ -183,7 +183,7 @@ def _plan(ctx: Context) -> Plan:
                                seed=cfg.seed)))
         tasks += [Task("projections", f"img{i}-{name}", projection_task,
                        dict(**one, unit=name, eps=eps, bounds=bounds))
-                  for name in cfg.projection_units]
+                  for name in cfg.projection_units or ()]
     first = dict(model=ref, input_shape=shape, unit=cfg.unit, x=data.x[images[0]].clone(), image=images[0],
                  # skip scaling and interpolation read plateau positions off values: SLQ has none
                  method="auto" if cfg.method == "slq" else cfg.method, k=cfg.k)

@@ -9,6 +9,7 @@ Euler on K₀ grows every norm by sqrt(1 + h²) per step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 
@@ -21,7 +22,8 @@ from .base import Claim, Context, Figure, Plan, Study, Table
 
 PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0))),
            ("K0", ((0.0, -1.0), (1.0, 0.0))))
-ACTIVATIONS = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
 PRESERVED = 0.01  # |log distance growth| / T below this: distance preserved
 #: Largest log of a state's norm allowed: norms and distances square the states, so states must
 #: stay below sqrt(largest float64) ≈ e^354.9 (beyond it they overflow to inf and NaN).
@@ -164,8 +166,7 @@ def trajectory_task(name: str, K: tuple, system: str, activation: str, bias: flo
                     steps: int, starts: list[list[float]]) -> pd.DataFrame:
     """Euler and reference trajectories of one (K, system) from every start: one row per
     (integrator, start, step) with t and the state's coordinates y0, y1, ..."""
-    K = np.asarray(K, dtype=float)
-    f = right_hand_side(K, system, activation, bias)
+    f = right_hand_side(np.asarray(K, dtype=float), system, activation, bias)
     times = h * np.arange(steps + 1)
     frames = []
     for s, y0 in enumerate(np.asarray(starts, dtype=float)):

@@ -85,10 +85,10 @@ def resolve(config: StiffnessConfig, model: nn.Module, data: Dataset) -> Stiffne
 
 def _plan(ctx: Context) -> Plan:
     cfg: StiffnessConfig = ctx.config
-    data = ctx.data
+    data = ctx.dataset
     images = [int(i) for i in data.choose(cfg.images, cfg.seed)]
     tasks = [Task("stiffness", f"img{i}", stiffness_task,
-                  dict(model=ctx.model_ref, input_shape=data.input_shape, x=data.x[i].clone(),
+                  dict(model=ctx.ref, input_shape=data.input_shape, x=data.x[i].clone(),
                        label=int(data.y[i]), image=i, blocks=cfg.blocks, dense_max=cfg.dense_max,
                        k=cfg.k, seed=cfg.seed, keep_values=j < cfg.keep_values))
              for j, i in enumerate(images)]

@@ -106,7 +106,7 @@ def alignment_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, 
         rank, resolution = float("nan"), float("nan")
         if max(u.n_in, u.n_out) <= dense_max:
             full = singular_values(residual_jacobian(u, x_u, dtype=run.dtype), method="dense")
-            resolution = float(full.resolution)
+            resolution = float(full.resolution if full.resolution is not None else "nan")
             rank = float(int((np.asarray(full.values) > resolution).sum()))
         rows.append({**base, "record": "unit", "unit": u.name, "stage": u.stage,
                      "position": u.position, "kind": u.kind, "n_in": u.n_in, "n_out": u.n_out,
