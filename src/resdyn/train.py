@@ -338,6 +338,22 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
     Raises:
         ValueError: the model spec is not one of resdyn's own architectures (only those can be
             written as resdyn checkpoints), or an unknown optimizer name.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from resdyn import load_model, model_card
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> rng = np.random.default_rng(0)  # 16 random 8x8 gray images, 2 classes
+        >>> np.savez(tmp / "tiny.npz", x=rng.random((16, 1, 8, 8)), y=np.arange(16) % 2)
+        >>> out = tmp / "net.safetensors"
+        >>> result = train_and_save("preresnet(1)", str(tmp / "tiny.npz"), 1, out, batch_size=8)
+        >>> len(result.history), 0.0 <= result.test_accuracy <= 1.0
+        (1, True)
+        >>> card = model_card(load_model(str(out)))
+        >>> card.info["test_accuracy"] == result.test_accuracy, card.trained_shape, card.info["epochs"]
+        (True, (1, 8, 8), 1)
     """
     train_data = load_data(data_spec, root=root, split="train")
     test_data = load_data(data_spec, root=root, split="test")

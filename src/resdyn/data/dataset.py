@@ -14,15 +14,45 @@ SPLITS = ("train", "test")
 
 
 class DataError(ValueError):
-    """A data file, folder or array that resdyn cannot use as given."""
+    """A data file, folder or array that resdyn cannot use as given.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from resdyn.data import load_npz
+        >>> path = Path(tempfile.mkdtemp()) / "raw.npz"
+        >>> np.savez(path, x=np.full((2, 1, 4, 4), 255.0), y=np.array([0, 1]))
+        >>> load_npz(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.data.dataset.DataError: ...raw.npz: pixel values lie in [255, 255]; expected [0, 1]. ...
+    """
 
 
 class UnknownData(ValueError):
-    """A data spec that names no data set, file or folder."""
+    """A data spec that names no data set, file or folder.
+
+    Example:
+        >>> from resdyn.data import load_data
+        >>> load_data("no-such-data")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.data.dataset.UnknownData: unknown data 'no-such-data': not a data set name, ...
+    """
 
 
 class DownloadError(RuntimeError):
-    """A torchvision data set is not on disk and could not be downloaded."""
+    """A torchvision data set is not on disk and could not be downloaded.
+
+    Raised by :func:`~resdyn.data.load_cifar10` and :func:`~resdyn.data.load_mnist` (offline, with
+    an empty cache); its message names the files expected and how to supply them. It is not a
+    ``ValueError``: the spec was valid, the machine lacks the data.
+
+    Example:
+        >>> issubclass(DownloadError, RuntimeError), issubclass(DownloadError, ValueError)
+        (True, False)
+    """
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +179,12 @@ def channel_stats(pixels: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
     A constant channel gets std 1 so normalising it never divides by zero. Computed on one
     thread: the statistics, and so the data's hash in a run's identity, must not depend on
     ``--threads`` (two threads sum in another order and change the last bits).
+
+    Example:
+        >>> import torch
+        >>> pixels = torch.tensor([[0.0, 5.0], [2.0, 5.0]]).view(2, 2, 1, 1)  # 2 images, 2 channels
+        >>> channel_stats(pixels)  # the constant second channel gets std 1
+        ((1.0, 5.0), (1.0, 1.0))
     """
     p = pixels.double().transpose(0, 1).reshape(pixels.shape[1], -1)
     with one_thread():
@@ -159,7 +195,15 @@ def channel_stats(pixels: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def normalise(pixels: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """(pixels - mean) / std per channel of (N, C, H, W), as float32."""
+    """(pixels - mean) / std per channel of (N, C, H, W), as float32.
+
+    Example:
+        >>> import torch
+        >>> pixels = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64).view(4, 1, 1, 1)
+        >>> x = normalise(pixels, (1.5,), (0.5,))
+        >>> x.flatten(), x.dtype
+        (tensor([-3., -1.,  1.,  3.]), torch.float32)
+    """
     m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
     return ((pixels.double() - m) / s).float()

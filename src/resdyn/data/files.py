@@ -76,6 +76,17 @@ def load_npz(path: str | Path, split: str = "test") -> Dataset:
     Raises:
         DataError: unreadable file, missing arrays, wrong shapes or dtypes, pixels outside
             [0, 1] without mean/std.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> path = Path(tempfile.mkdtemp()) / "tiny.npz"
+        >>> rng = np.random.default_rng(0)
+        >>> np.savez(path, x=rng.random((6, 1, 4, 4)), y=np.array([0, 1, 2, 0, 1, 2]))
+        >>> data = load_npz(path)
+        >>> len(data), data.input_shape, data.split, data.classes
+        (6, (1, 4, 4), 'all', 3)
     """
     check_split(split)
     p = Path(path)
@@ -187,6 +198,19 @@ def load_image_folder(path: str | Path, split: str = "test", image_size: int | N
 
     Raises:
         DataError: no class folders or images, or images of different sizes.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name, shade in (("dark", 30), ("light", 220)):  # two 5x5 gray images per class
+        ...     (root / name).mkdir()
+        ...     for i in range(2):
+        ...         Image.new("L", (5, 5), shade + i).save(root / name / f"{i}.png")
+        >>> images = load_image_folder(root)
+        >>> images.x.shape, images.class_names, images.y.tolist(), images.split
+        (torch.Size([4, 1, 5, 5]), ('dark', 'light'), [0, 0, 1, 1], 'all')
     """
     check_split(split)
     if image_size is not None and image_size < 1:

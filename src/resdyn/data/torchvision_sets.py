@@ -35,7 +35,13 @@ EXPECTED_FILES = {
 
 
 def cache_dir(root: str | Path | None = None) -> Path:
-    """Where torchvision data sets live: ``root``, else $RESDYN_DATA, else ~/.cache/resdyn/data."""
+    """Where torchvision data sets live: ``root``, else $RESDYN_DATA, else ~/.cache/resdyn/data.
+
+    Example:
+        >>> from pathlib import Path
+        >>> cache_dir("/data/sets"), cache_dir("~/sets") == Path.home() / "sets"
+        (PosixPath('/data/sets'), True)
+    """
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get(ENV_VAR)
@@ -78,6 +84,15 @@ def load_cifar10(split: str = "test", root: str | Path | None = None) -> Dataset
 
     Raises:
         DownloadError: the files are absent from the cache and cannot be downloaded.
+
+    Example:
+        The split is checked before any file is read or fetched (a real load needs the
+        download, or a cache folder copied from a connected machine, as ``root``):
+
+        >>> load_cifar10("val")
+        Traceback (most recent call last):
+            ...
+        ValueError: split must be one of ('train', 'test'); got 'val'
     """
     from torchvision.datasets import CIFAR10
 
@@ -95,6 +110,24 @@ def load_mnist(split: str = "test", root: str | Path | None = None) -> Dataset:
 
     Raises:
         DownloadError: the files are absent from the cache and cannot be downloaded.
+
+    Example:
+        Offline, from tiny stand-ins for the four idx files that the download unpacks:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> root = Path(tempfile.mkdtemp())
+        >>> raw = root / "MNIST" / "raw"
+        >>> raw.mkdir(parents=True)
+        >>> for part, n in (("train", 3), ("t10k", 2)):  # n blank 28x28 images labelled 7
+        ...     head = np.array([2051, n, 28, 28], dtype=">i4").tobytes()
+        ...     _ = (raw / f"{part}-images-idx3-ubyte").write_bytes(head + bytes(n * 28 * 28))
+        ...     head = np.array([2049, n], dtype=">i4").tobytes()
+        ...     _ = (raw / f"{part}-labels-idx1-ubyte").write_bytes(head + bytes([7] * n))
+        >>> test = load_mnist("test", root=root)
+        >>> test.x.shape, test.y.tolist(), test.mean, test.std
+        (torch.Size([2, 1, 28, 28]), [7, 7], (0.1307,), (0.3081,))
     """
     from torchvision.datasets import MNIST
 

@@ -37,6 +37,13 @@ class Triplets:
         right: (n_in, k) orthonormal columns v_i.
         seconds: wall time (operator, products and solve).
         method: "dense" (full SVD) or "svds" (scipy ARPACK on the matrix-free operator).
+
+    Example:
+        >>> import numpy as np
+        >>> e = np.eye(4)
+        >>> t = Triplets("u", np.array([2.0, 1.0]), e[:, :2], e[:, :2], seconds=0.0)
+        >>> t.sigma.shape, t.left.shape, t.right.shape, t.method
+        ((2,), (4, 2), (4, 2), 'dense')
     """
 
     unit: str
@@ -175,6 +182,17 @@ def overlap_matrix(triplets: Sequence[Triplets], side: str = "left") -> np.ndarr
 
     Raises:
         ValueError: an unknown side.
+
+    Example:
+        >>> import numpy as np
+        >>> e, f = np.eye(4), np.eye(2)
+        >>> ts = [Triplets("a", np.ones(2), e[:, :2], e[:, :2], 0.0),
+        ...       Triplets("b", np.ones(2), e[:, 1:3], e[:, 1:3], 0.0),
+        ...       Triplets("c", np.ones(1), f[:, :1], f[:, :1], 0.0)]  # another space: NaN
+        >>> overlap_matrix(ts)
+        array([[1. , 0.5, nan],
+               [0.5, 1. , nan],
+               [nan, nan, 1. ]])
     """
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right'; got {side!r}")

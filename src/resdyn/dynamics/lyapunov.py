@@ -71,6 +71,16 @@ class Exponents:
         method: "dense", "arpack", "svd" (ARPACK's fallback when k' leaves no room for a
             Krylov solve) or "qr".
         seconds: wall time spent on this depth (its products and its solve).
+
+    Example:
+        >>> import torch
+        >>> from resdyn import units
+        >>> from resdyn.models import Arch, StableNet
+        >>> _ = torch.manual_seed(0)
+        >>> net = StableNet(Arch("euler", 3, in_channels=2, num_classes=2, width=4, kernel=1))
+        >>> ex = exact_exponents(units(net.eval(), (2, 1, 1)), torch.zeros(4, 1, 1), k=2)
+        >>> [(e.depth, e.unit, e.width, e.values.shape, e.method) for e in ex]
+        [(1, 'units.0', 4, (2,), 'dense'), (2, 'units.1', 4, (2,), 'dense'), (3, 'units.2', 4, (2,), 'dense')]
     """
 
     depth: int

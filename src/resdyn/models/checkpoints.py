@@ -46,6 +46,16 @@ def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, object] 
 
     Floating tensors are stored as ``dtype`` (float16 keeps shipped files small); load them
     back with :func:`load_checkpoint`, which returns float32 weights.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from resdyn.models import preresnet
+        >>> path = Path(tempfile.mkdtemp()) / "net.safetensors"
+        >>> save_checkpoint(preresnet(1, in_channels=1), path, info={"note": "demo"})
+        >>> from safetensors.torch import load_file
+        >>> load_file(path)["fc.weight"].dtype  # stored as float16
+        torch.float16
     """
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
                for k, v in model.state_dict().items()}
@@ -75,6 +85,18 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
 
     Returns:
         (model in eval mode, float32; info dict stored with it)
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from resdyn.models import preresnet
+        >>> path = Path(tempfile.mkdtemp()) / "net.safetensors"
+        >>> save_checkpoint(preresnet(1, in_channels=1), path, info={"note": "demo"})
+        >>> model, info = load_checkpoint(path)
+        >>> model.arch.family, model.arch.in_channels, info
+        ('preresnet', 1, {'note': 'demo'})
+        >>> next(model.parameters()).dtype, model.training
+        (torch.float32, False)
     """
     meta = read_metadata(path)
     if meta.get("format") != "resdyn" or "arch" not in meta:

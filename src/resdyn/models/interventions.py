@@ -129,6 +129,14 @@ def calibrate_batchnorm(model: nn.Module, input_shape: Sequence[int], *, batches
 
     Returns:
         the calibrated copy, in eval mode.
+
+    Example:
+        >>> from resdyn.models import cifar_resnet
+        >>> m = cifar_resnet(8, in_channels=1).eval()
+        >>> cal = calibrate_batchnorm(m, (1, 8, 8), batches=2, batch=4, seed=0)
+        >>> bn, bn0 = cal.stem[1], m.stem[1]  # the stem's BatchNorm in the copy and the original
+        >>> cal.training, bool((bn.running_var != 1).all()), bool((bn0.running_var == 1).all())
+        (False, True, True)
     """
     clone = copy.deepcopy(model)
     for m in clone.modules():

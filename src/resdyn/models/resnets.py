@@ -27,6 +27,11 @@ class Arch:
         uses ``width`` as its hidden (token) dimension.
     heads, patch, mlp, size: a ViT's attention heads, patch side, MLP hidden dimension and
         input height and width (0 for the other families).
+
+    Example:
+        >>> arch = Arch("preresnet", 2, in_channels=1)
+        >>> arch.depth, arch.num_classes, Arch.from_dict(arch.to_dict()) == arch
+        (14, 10, True)
     """
 
     family: str
@@ -64,6 +69,13 @@ class ResNet(nn.Module):
 
     Any input size works (global average pooling). The stages are ``stages[0..2]``; each stage
     is an ``nn.Sequential`` of :class:`ResidualUnit`.
+
+    Example:
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> net = ResNet(Arch("cifar-resnet", 1, in_channels=1, num_classes=3))
+        >>> net(torch.zeros(2, 1, 8, 8)).shape, [len(stage) for stage in net.stages]
+        (torch.Size([2, 3]), [1, 1, 1])
     """
 
     def __init__(self, arch: Arch):
@@ -102,14 +114,32 @@ class ResNet(nn.Module):
 
 
 def cifar_resnet(depth: int, in_channels: int = 3, num_classes: int = 10) -> ResNet:
-    """Post-activation CIFAR ResNet-``depth`` (depth = 6n + 2) as analysed in paper 000."""
+    """Post-activation CIFAR ResNet-``depth`` (depth = 6n + 2) as analysed in paper 000.
+
+    Example:
+        >>> import torch
+        >>> m = cifar_resnet(20, in_channels=1)
+        >>> m.arch.blocks, m.arch.depth, m(torch.zeros(1, 1, 8, 8)).shape
+        (3, 20, torch.Size([1, 10]))
+        >>> cifar_resnet(21)
+        Traceback (most recent call last):
+            ...
+        ValueError: CIFAR ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got 21
+    """
     if (depth - 2) % 6 or depth < 8:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth}")
     return ResNet(Arch("cifar-resnet", (depth - 2) // 6, in_channels, num_classes))
 
 
 def preresnet(blocks: int, in_channels: int = 3, num_classes: int = 10) -> ResNet:
-    """Pre-activation ResNet of paper 002 with ``blocks`` units per section (any blocks >= 1)."""
+    """Pre-activation ResNet of paper 002 with ``blocks`` units per section (any blocks >= 1).
+
+    Example:
+        >>> import torch
+        >>> m = preresnet(1, in_channels=1, num_classes=4)
+        >>> m.arch.family, m.arch.depth, m(torch.zeros(1, 1, 8, 8)).shape
+        ('preresnet', 8, torch.Size([1, 4]))
+    """
     if blocks < 1:
         raise ValueError(f"preresnet needs at least one block per section; got {blocks}")
     return ResNet(Arch("preresnet", blocks, in_channels, num_classes))

@@ -97,7 +97,16 @@ class HamiltonianBranch(_Kernel):
 
 
 class StableNet(nn.Module):
-    """Opening convolution, ``arch.blocks`` units of ``arch.family``, pooling, linear head."""
+    """Opening convolution, ``arch.blocks`` units of ``arch.family``, pooling, linear head.
+
+    Example:
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> arch = Arch("antisymmetric", 3, in_channels=2, num_classes=2, width=4, kernel=1, h=0.2)
+        >>> net = StableNet(arch)  # the dense form, for 2-D points stored as 1x1 images
+        >>> net(torch.zeros(5, 2, 1, 1)).shape, len(net.units)
+        (torch.Size([5, 2]), 3)
+    """
 
     def __init__(self, arch: Arch):
         super().__init__()

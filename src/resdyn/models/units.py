@@ -324,5 +324,12 @@ def stages(unit_list: Sequence[Unit]) -> list[list[Unit]]:
 
 def stage_name(stage: Sequence[Unit]) -> str:
     """A stage's name: its units' parent module path ("stages.0", "layer1", "encoder.layers"),
-    else "stage<i>"."""
+    else "stage<i>".
+
+    Example:
+        >>> from resdyn.models import cifar_resnet
+        >>> us = units(cifar_resnet(8, in_channels=1), (1, 8, 8))
+        >>> [stage_name(stage) for stage in stages(us)]
+        ['stages.0', 'stages.1', 'stages.2']
+    """
     return _parent(stage[0].path or stage[0].name) or f"stage{stage[0].stage}"

@@ -41,6 +41,11 @@ class ModelCard:
         options: the build keywords of :func:`load_model` this model needs, so that
             ``load_model(card.spec, weights=FILE, **card.options)`` rebuilds the same
             architecture (e.g. in a worker process, from a saved state dict).
+
+    Example:
+        >>> card = model_card(load_model("digits-resnet20"))  # a shipped, trained checkpoint
+        >>> isinstance(card, ModelCard), card.input_shape, card.trained_shape, card.info["classes"]
+        (True, (1, 8, 8), (1, 8, 8), 10)
     """
 
     spec: str

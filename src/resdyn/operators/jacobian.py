@@ -96,6 +96,13 @@ class JacobianOperator(AtPoint):
         zero_rows: optional (m,) bool mask of rows known to be exactly zero.
         factors: optional :class:`BranchFactors`, J = D·(α·I + J_outer·J_inner), for a unit
             whose identity shortcut and branch structure are known.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+        >>> J = function_jacobian(lambda v: v ** 2, x)  # J = diag(2x)
+        >>> isinstance(J, JacobianOperator), J.shape, J.matvec(torch.ones(3))
+        (True, (3, 3), tensor([0., 2., 4.], dtype=torch.float64))
     """
 
     fn: Flat

@@ -30,6 +30,14 @@ class LinearizedJacobian(AtPoint):
         forward: v (n,) -> J v (m,).
         backward: w (m,) -> Jᵀ w (n,).
         x: (n,) the point; out_size: m; zero_rows: as in :class:`JacobianOperator`.
+
+    Example:
+        >>> import torch
+        >>> from resdyn.operators import function_jacobian
+        >>> x = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+        >>> L = linearize(function_jacobian(lambda v: v ** 2, x))  # J = diag(2x)
+        >>> isinstance(L, LinearizedJacobian), L.shape, L.rmatvec(torch.ones(3))
+        (True, (3, 3), tensor([0., 2., 4.], dtype=torch.float64))
     """
 
     forward: Flat

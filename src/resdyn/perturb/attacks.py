@@ -32,6 +32,17 @@ class Attack:
         flipped: (B,) bool, ``pred_adv != pred_clean``.
         eps: the budget in input (normalised) space, one float or one per channel.
         method: ``"fgsm"``, ``"pgd-linf"`` or ``"pgd-l2"``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> a = fgsm(model, torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]), 0.1)
+        >>> isinstance(a, Attack), a.method, a.eps, a.delta.shape, a.flipped.dtype
+        (True, 'fgsm', 0.1, torch.Size([2, 1, 2, 2]), torch.bool)
+        >>> torch.equal(a.flipped, a.pred_adv != a.pred_clean), a.fooled.shape
+        (True, torch.Size([2]))
     """
 
     delta: Tensor

@@ -36,6 +36,19 @@ class Propagation:
             value of the unit's Jacobian bounds (for regular units it equals out_norm / in_norm);
             NaN where the incoming perturbation is exactly zero.
         pred_clean, pred_perturbed: (B,) predicted classes on x and on x + δ.
+
+    Example:
+        >>> import torch
+        >>> from resdyn import units
+        >>> from resdyn.models import cifar_resnet
+        >>> m = cifar_resnet(8, in_channels=1).eval()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, d = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
+        >>> p = propagate(m, units(m, (1, 8, 8)), x, 1e-3 * d)
+        >>> isinstance(p, Propagation), p.names, p.kinds
+        (True, ('stages.0.0', 'stages.1.0', 'stages.2.0'), ('regular', 'downsampling', 'downsampling'))
+        >>> p.in_sizes, p.out_norm.shape, p.growth.dtype
+        ((1024, 1024, 512), torch.Size([3, 2]), torch.float64)
     """
 
     names: tuple[str, ...]

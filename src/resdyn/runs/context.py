@@ -33,6 +33,18 @@ class RunContext:
         threads: torch threads per process; None (the default): the automatic policy of
             :mod:`resdyn._threads`, one thread except for the wide blocks' products and dense
             solves, which get the cores other processes leave free.
+
+    Example:
+        >>> import torch
+        >>> run = RunContext.on("cpu", precision="float32")
+        >>> run
+        RunContext(device='cpu', precision='float32', threads=None)
+        >>> run.dtype, run.put(torch.ones(2)).device
+        (torch.float32, device(type='cpu'))
+        >>> RunContext(threads=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: threads must be at least 1; got 0
     """
 
     device: str = "cpu"
@@ -100,7 +112,15 @@ def spread(worker: object, count: int) -> str:
 
 
 def current() -> RunContext:
-    """The context of the task being run (CPU, float64 outside any run)."""
+    """The context of the task being run (CPU, float64 outside any run).
+
+    Example:
+        >>> current()
+        RunContext(device='cpu', precision='float64', threads=None)
+        >>> with using(RunContext(precision="float32", threads=1)):  # what the executor does
+        ...     current().dtype
+        torch.float32
+    """
     return _CURRENT.get()
 
 

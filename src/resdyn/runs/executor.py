@@ -34,6 +34,17 @@ class Task:
     run folder, see :class:`Output`) this one needs; it runs in a later wave than all of them.
     ``tags``: constant columns put in front of the rows (which network, which data set), so one
     task function serves several networks of a study.
+
+    Example:
+        >>> import pandas as pd
+        >>> def square(x):
+        ...     return pd.DataFrame({"x": [x], "y": [x * x]})
+        >>> t = Task("squares", "x3", square, {"x": 3}, tags={"net": "toy"})
+        >>> t.id
+        'squares/x3'
+        >>> t.fn(**t.kwargs)
+           x  y
+        0  3  9
     """
 
     analysis: str
@@ -65,6 +76,14 @@ class RunProgress:
 
     ``analysis``: of the task just finished (empty at the start); ``pending``: tasks still to
     run per analysis (for time-left estimates that know a training task from a quick one).
+
+    Example:
+        >>> p = RunProgress(total=5, resumed=1, done=3, failed=1, label="squares x2",
+        ...                 analysis="squares", pending={"squares": 1})
+        >>> p.left
+        1
+        >>> f"{p.done}/{p.total} done ({p.resumed} resumed), {p.failed} failed, {p.left} left"
+        '3/5 done (1 resumed), 1 failed, 1 left'
     """
 
     total: int
@@ -132,6 +151,20 @@ class Executor:
         threads: torch threads per worker process where the run context sets none (None,
             the default: the automatic policy of :mod:`resdyn._threads`, under which workers
             that share the cores take one thread each).
+
+    Example:
+        >>> Executor()
+        Executor(name='serial', workers=None, scheduler=None, timeout=20.0, threads=None)
+        >>> Executor("dask", workers=4).workers
+        4
+        >>> Executor("serial", workers=2)
+        Traceback (most recent call last):
+            ...
+        ValueError: workers and scheduler need the dask executor
+        >>> Executor("spark")
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown executor 'spark'; valid: ['dask', 'serial']
     """
 
     name: str = "serial"
@@ -154,7 +187,26 @@ class Executor:
 
 @dataclass(frozen=True)
 class RunStats:
-    """What a run did: ``ran`` tasks finished now, ``failed`` raised, ``resumed`` were stored."""
+    """What a run did: ``ran`` tasks finished now, ``failed`` raised, ``resumed`` were stored.
+
+    Example:
+        >>> import pandas as pd, tempfile
+        >>> from resdyn.runs import TaskStore
+        >>> def half(x):
+        ...     if x % 2:
+        ...         raise ValueError(f"{x} is odd")
+        ...     return pd.DataFrame({"half": [x // 2]})
+        >>> tasks = [Task("halves", f"x{x}", half, {"x": x}) for x in range(3)]
+        >>> store = TaskStore(tempfile.mkdtemp())
+        >>> run_tasks(tasks, store)
+        RunStats(total=3, resumed=0, ran=2, failed=1)
+        >>> stats = run_tasks(tasks, store)  # the stored ones are skipped, the failed retried
+        >>> stats.resumed, stats.ran, stats.failed
+        (2, 0, 1)
+        >>> store.errors()[["key", "error", "message"]]
+          key       error   message
+        0  x1  ValueError  1 is odd
+    """
 
     total: int
     resumed: int
@@ -304,6 +356,27 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
     Returns:
         :class:`RunStats`; tasks that raised are recorded in the store's errors and retried by
         the next run.
+
+    Example:
+        >>> import pandas as pd, tempfile
+        >>> from resdyn.runs import TaskStore
+        >>> def square(x):
+        ...     return pd.DataFrame({"x": [x], "y": [x * x]})
+        >>> tasks = [Task("squares", f"x{x}", square, {"x": x}) for x in range(3)]
+        >>> store = TaskStore(tempfile.mkdtemp())
+        >>> run_tasks(tasks, store, progress=lambda p: print(p.label, p.left))
+        starting 3
+        squares x0 2
+        squares x1 1
+        squares x2 0
+        RunStats(total=3, resumed=0, ran=3, failed=0)
+        >>> store.load("squares")  # the executor adds where each row was computed
+           x  y device
+        0  0  0    cpu
+        1  1  1    cpu
+        2  2  4    cpu
+        >>> run_tasks(tasks, store)  # a second run resumes: nothing left to do
+        RunStats(total=3, resumed=3, ran=0, failed=0)
     """
     if isinstance(executor, str):
         executor = Executor(executor)

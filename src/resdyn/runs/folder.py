@@ -40,7 +40,21 @@ Owned = Callable[[dict[str, Any]], Iterable[str]]
 
 
 class RunFolderError(ValueError):
-    """An output folder that cannot hold this run (a file, another run, foreign files, in use)."""
+    """An output folder that cannot hold this run (a file, another run, foreign files, in use).
+
+    A ValueError, raised before any work is done; its message names the way on.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> a_file = Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> _ = a_file.write_text("not a folder")
+        >>> try:
+        ...     check_out(a_file / "run")  # what run_study checks first
+        ... except RunFolderError as e:
+        ...     print(isinstance(e, ValueError), str(e).endswith("is a file. Pick another --out"))
+        True True
+    """
 
 
 def check_out(out: str | Path) -> Path:

@@ -37,6 +37,25 @@ class ModelRef:
         spec: zoo spec it is rebuilt from with the saved state dict (None: a whole saved module).
         options: build options of the spec (e.g. in_channels, num_classes).
         file_sha256: digest of the saved file, checked before a whole module is unpickled.
+
+    Example:
+        A task carries the reference and loads the model where it runs (once per process):
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from resdyn.runs.identity import model_digest
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh())
+        >>> ref = save_model(net, model_digest(net), Path(tempfile.mkdtemp()))
+        >>> ref.spec is None, Path(ref.path).name, ref.sha256 == model_digest(net)
+        (True, 'model.pt', True)
+        >>> ref.load() is net  # this process made it: no file round trip
+        True
+
+        A network a task of the same run trains is named by its checkpoint's path:
+
+        >>> ckpt = ModelRef.checkpoint(Path(tempfile.mkdtemp()) / "preresnet2.safetensors")
+        >>> ckpt.is_checkpoint, ckpt.sha256
+        (True, '')
     """
 
     sha256: str
@@ -133,7 +152,15 @@ class ModelRef:
 
 def local_ref(model: nn.Module) -> ModelRef:
     """A reference to ``model`` valid in this process only (no file): for notebooks and tests
-    that call a task function directly."""
+    that call a task function directly.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 3)
+        >>> ref = local_ref(net)
+        >>> ref.path, len(ref.sha256), ref.load() is net
+        ('', 64, True)
+    """
     from .identity import model_digest
 
     sha256 = model_digest(model)
@@ -145,6 +172,22 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
     """Save ``model`` into ``folder`` (once) and return the reference tasks carry.
 
     The caller's model object is remembered in this process, so serial runs never reload it.
+
+    Example:
+        A zoo model is saved as its state dict and rebuilt from its spec; any other module is
+        saved whole (``model.pt``, see :class:`ModelRef`):
+
+        >>> import os, tempfile
+        >>> from pathlib import Path
+        >>> from resdyn import load_model
+        >>> from resdyn.runs.identity import model_digest
+        >>> model = load_model("digits-resnet20")
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> ref = save_model(model, model_digest(model), folder)
+        >>> ref.spec, os.listdir(folder)
+        ('digits-resnet20', ['model.pth'])
+        >>> save_model(model, model_digest(model), folder) == ref  # saved once
+        True
     """
     from ..models import model_card
 

@@ -124,5 +124,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 
 
 def write_parquet(rows: pd.DataFrame, path: str | Path) -> None:
-    """Write ``rows`` to ``path`` atomically (temp file + rename): never a half-written table."""
+    """Write ``rows`` to ``path`` atomically (temp file + rename): never a half-written table.
+
+    Example:
+        >>> import os, tempfile
+        >>> rows = pd.DataFrame({"name": ["unit1", "unit2"], "sigma_max": [1.5, 2.0]})
+        >>> folder = tempfile.mkdtemp()
+        >>> write_parquet(rows, os.path.join(folder, "tables", "spectra.parquet"))
+        >>> os.listdir(os.path.join(folder, "tables"))  # the folder is made; no temporary file left
+        ['spectra.parquet']
+        >>> pd.read_parquet(os.path.join(folder, "tables", "spectra.parquet")).equals(rows)
+        True
+    """
     atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))

@@ -36,6 +36,18 @@ class Context:
     ``meta`` holds what the plan decided (chosen images, units ...) for tables, figures, claims.
     ``run`` is where and how the tasks compute (device, precision, threads); the tasks read it
     from :func:`resdyn.runs.current`, never from their parameters.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from resdyn import load_data
+        >>> ctx = Context(model=None, model_ref=None, model_name="", data=load_data("digits"),
+        ...               config=None, out=Path("out"))
+        >>> ctx.dataset.input_shape, ctx.run.device
+        ((1, 8, 8), 'cpu')
+        >>> ctx.ref
+        Traceback (most recent call last):
+            ...
+        ValueError: this study analyses a model; run it with one (--model)
     """
 
     model: nn.Module | None
@@ -64,7 +76,21 @@ class Context:
 
 @dataclass(frozen=True)
 class Plan:
-    """A study's tasks and what the plan decided (``meta``, e.g. the chosen images)."""
+    """A study's tasks and what the plan decided (``meta``, e.g. the chosen images).
+
+    Example:
+        >>> import pandas as pd
+        >>> from pathlib import Path
+        >>> from resdyn.runs import Task
+        >>> def square(x):
+        ...     return pd.DataFrame({"x": [x], "y": [x * x]})
+        >>> def plan(ctx):  # a study's plan: one task per x
+        ...     xs = list(range(ctx.config))
+        ...     return Plan([Task("squares", f"x{x}", square, {"x": x}) for x in xs], {"xs": xs})
+        >>> p = plan(Context(None, None, "", None, config=3, out=Path("out")))
+        >>> [t.id for t in p.tasks], p.meta
+        (['squares/x0', 'squares/x1', 'squares/x2'], {'xs': [0, 1, 2]})
+    """
 
     tasks: Sequence[Task]
     meta: Mapping[str, Any] = field(default_factory=dict)
@@ -78,6 +104,19 @@ class Table:
         analysis: the tasks whose rows form it (default: the table's own name).
         order: reorders or completes those rows: fn(rows, ctx) -> rows.
         derive: instead of task rows, computed from the tables before it: fn(tables, ctx).
+
+    Example:
+        >>> import pandas as pd
+        >>> from pathlib import Path
+        >>> ctx = Context(None, None, "", None, None, Path("out"))
+        >>> rows = pd.DataFrame({"x": [0, 1, 2], "y": [0, 1, 4]})  # the rows of the tasks
+        >>> squares = Table(order=lambda rows, ctx: rows.sort_values("y", ascending=False))
+        >>> squares.order(rows, ctx)["x"].tolist()
+        [2, 1, 0]
+        >>> total = Table(derive=lambda tables, ctx: tables["squares"][["y"]].sum().to_frame("sum"))
+        >>> total.derive({"squares": rows}, ctx)
+           sum
+        y    5
     """
 
     analysis: str | None = None
@@ -87,7 +126,27 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure (``<name>.png``): ``draw(tables, ctx, path)`` saves it; ``caption`` for the report."""
+    """One figure (``<name>.png``): ``draw(tables, ctx, path)`` saves it; ``caption`` for the report.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import pandas as pd
+        >>> from matplotlib.figure import Figure as PlotFigure
+        >>> def draw(tables, ctx, path):
+        ...     fig = PlotFigure(figsize=(3, 2))
+        ...     ax = fig.subplots()
+        ...     ax.plot(tables["squares"]["x"], tables["squares"]["y"], "o-")
+        ...     ax.set_title(ctx.model_name)
+        ...     fig.savefig(path)
+        >>> fig = Figure(draw, "y = x² at x = 0, 1, 2")
+        >>> out = Path(tempfile.mkdtemp())
+        >>> ctx = Context(None, None, "toy", None, None, out)
+        >>> fig.draw({"squares": pd.DataFrame({"x": [0, 1, 2], "y": [0, 1, 4]})}, ctx,
+        ...          out / "squares.png")
+        >>> (out / "squares.png").is_file()
+        True
+    """
 
     draw: Callable[[Tables, Context, Path], Any]
     caption: str
@@ -95,7 +154,14 @@ class Figure:
 
 @dataclass(frozen=True)
 class Claim:
-    """A verdict on a paper's claim: held True / False / None (not judged), with the numbers."""
+    """A verdict on a paper's claim: held True / False / None (not judged), with the numbers.
+
+    Example:
+        >>> Claim(True, "plateau share 0.83 of all singular values").verdict
+        'yes'
+        >>> Claim(None, "no down-sampling unit in this network").verdict
+        'not judged'
+    """
 
     held: bool | None
     evidence: str
@@ -125,6 +191,39 @@ class Study:
             ``changes`` says what changed at the latest revision, for that refusal.
         precisions: of the Jacobian products the study computes in; ``precision_note`` says
             why another is refused.
+
+    Example:
+        A study of no model and no data: its config, its plan, a table of task rows, a derived
+        table and a claim; :func:`resdyn.studies.run_study` does the rest.
+
+        >>> import tempfile
+        >>> from dataclasses import dataclass
+        >>> import pandas as pd
+        >>> from resdyn.runs import Task
+        >>> from resdyn.studies import run_study
+        >>> @dataclass(frozen=True)
+        ... class SquaresConfig:
+        ...     n: int = 3
+        >>> def square(x):
+        ...     return pd.DataFrame({"x": [x], "y": [x * x]})
+        >>> def plan(ctx):
+        ...     return Plan([Task("squares", f"x{x}", square, {"x": x}) for x in range(ctx.config.n)])
+        >>> def total(tables, ctx):
+        ...     return pd.DataFrame({"sum": [int(tables["squares"]["y"].sum())]})
+        >>> def adds_up(tables, ctx):
+        ...     s = tables["total"]["sum"][0]
+        ...     return Claim(bool(s == 5), f"the sum is {s}")
+        >>> squares = Study("squares", "Squares", SquaresConfig, plan,
+        ...                 tables={"squares": Table(), "total": Table(derive=total)},
+        ...                 claims={"0² + 1² + 2² = 5": adds_up})
+        >>> r = run_study(squares, None, None, SquaresConfig(), tempfile.mkdtemp())
+        >>> r.stats, r.claims["0² + 1² + 2² = 5"].verdict
+        (RunStats(total=3, resumed=0, ran=3, failed=0), 'yes')
+        >>> r.tables["squares"]
+           x  y device
+        0  0  0    cpu
+        1  1  1    cpu
+        2  2  4    cpu
     """
 
     name: str

@@ -57,6 +57,14 @@ class DynamicsConfig:
             depths; None: the shipped digits ResNets on digits, none otherwise; () for none.
         family_images: images per network of the family.
         family_digests: filled by :func:`resolve` (the family's weights are part of the run).
+
+    Example:
+        >>> DynamicsConfig(images=2, family=())
+        DynamicsConfig(images=2, seed=0, k=5, dense_max=4096, family=(), family_images=2, family_digests=())
+        >>> DynamicsConfig(k=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: k must be at least 1; got 0
     """
 
     images: int = 3

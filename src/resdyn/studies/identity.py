@@ -36,6 +36,14 @@ class IdentityConfig:
         seed: image choice.
         eps: perturbation levels ε of the stopping rule L = ceil(d_scaled / ε); the first is the
             one the claims use.
+
+    Example:
+        >>> IdentityConfig(images=10, eps=(0.1, 0.05))
+        IdentityConfig(images=10, seed=0, eps=(0.1, 0.05))
+        >>> IdentityConfig(eps=(0.0,))
+        Traceback (most recent call last):
+            ...
+        ValueError: eps must be one or more positive numbers; got (0.0,)
     """
 
     images: int = 100

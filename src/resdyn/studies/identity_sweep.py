@@ -42,6 +42,14 @@ class SweepConfig:
         epochs, lr, batch_size, seed: the training recipe, the same for every depth.
         images: test images each network is measured on (seeded choice, as in every study).
         eps: perturbation levels ε; the first is the one the claims use.
+
+    Example:
+        >>> SweepConfig(depths=(2, 4), epochs=1)
+        SweepConfig(depths=(2, 4), epochs=1, lr=0.1, batch_size=128, seed=0, images=100, eps=(0.1,))
+        >>> SweepConfig(depths=(2, 2))
+        Traceback (most recent call last):
+            ...
+        ValueError: depths repeat: (2, 2)
     """
 
     depths: tuple[int, ...] = (2, 4, 8, 16, 32)

@@ -35,7 +35,23 @@ from .base import Claim, Context, Plan, Study, check_numbers, upgrade_safe
 
 @dataclass(frozen=True)
 class StudyResult:
-    """What a study run wrote to ``out`` and what it found."""
+    """What a study run wrote to ``out`` and what it found.
+
+    Example:
+        The ODE examples (a study of no model and no data):
+
+        >>> import tempfile
+        >>> from resdyn.studies import ODE, OdeConfig
+        >>> r = run_study(ODE, None, None, OdeConfig(), tempfile.mkdtemp())
+        >>> r.stats, r.failed, len(r.errors)
+        (RunStats(total=6, resumed=0, ran=6, failed=0), 0, 0)
+        >>> sorted(r.tables), sorted(r.figures)
+        (['eigenvalues', 'growth', 'trajectories'], ['fig1_trajectories'])
+        >>> [claim.verdict for claim in r.claims.values()]
+        ['yes', 'yes']
+        >>> r.summary.name, r.report.name, r.report.parent == r.out
+        ('summary.md', 'report.html', True)
+    """
 
     out: Path
     tables: dict[str, pd.DataFrame] = field(repr=False)
@@ -101,6 +117,22 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
             claimed), a non-finite number in ``config``, an unknown or absent device, a
             precision the study refuses.
         TypeError: a config of another study.
+
+    Example:
+        >>> import tempfile
+        >>> from resdyn import load_data, load_model
+        >>> from resdyn.studies import SPECTRA, SpectraConfig
+        >>> model, data = load_model("digits-resnet20"), load_data("digits")
+        >>> out = tempfile.mkdtemp()
+        >>> r = run_study(SPECTRA, model, data, SpectraConfig(images=1, k=3), out)
+        >>> r.stats, r.tables["spectra"]["name"].tolist()[:3], sorted(r.figures)
+        (RunStats(total=9, resumed=0, ran=9, failed=0), ['stages.0.0', 'stages.0.1', 'stages.0.2'], ['bins'])
+        >>> run_study(SPECTRA, model, data, SpectraConfig(images=1, k=3), out).stats  # resumes
+        RunStats(total=9, resumed=9, ran=0, failed=0)
+        >>> run_study(SPECTRA, model, data, SpectraConfig(images=2, k=3), out)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.runs.folder.RunFolderError: ... of another configuration (config.images: 1 -> 2). ...
     """
     out = check_out(out)
     config = study.config() if config is None else config

@@ -35,6 +35,18 @@ class SpectraConfig:
 
     The Jacobian products' precision and the device are the run's (``run_study(precision=,
     device=)``), not the config's.
+
+    Example:
+        >>> SpectraConfig(images=2, k=6)
+        SpectraConfig(images=2, seed=0, names=None, stages=False, method='auto', k=6)
+        >>> SpectraConfig(images=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: images must be at least 1; got 0
+        >>> SpectraConfig(method="qr")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown singular value method 'qr'; valid: auto, dense, svd, ...
     """
 
     images: int = 5

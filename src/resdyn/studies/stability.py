@@ -58,6 +58,19 @@ class StabilityConfig:
 
     Every task computes on the run's device and builds its Jacobians in the run's precision
     (``run_study(device=, precision=)``).
+
+    Example:
+        >>> from resdyn import load_data, load_model
+        >>> cfg = StabilityConfig(images=2, alphas=(0.0, 1.0))
+        >>> cfg.unit is None, cfg.eps
+        (True, 0.1)
+        >>> resolved = resolve(cfg, load_model("digits-resnet20"), load_data("digits"))
+        >>> resolved.unit, resolved.projection_units  # the defaults, made explicit for the run
+        ('stages.0.2', ('stages.2.2',))
+        >>> StabilityConfig(images=1)
+        Traceback (most recent call last):
+            ...
+        ValueError: the stability study compares images: need images >= 2; got 1
     """
 
     images: int = 5
@@ -247,8 +260,10 @@ def run_stability(model: nn.Module, data: Dataset, out, config: StabilityConfig 
 
     Example:
         >>> from resdyn import load_model, load_data
-        >>> r = run_stability(load_model("digits-resnet20"), load_data("digits"), "out/s20",
-        ...                   StabilityConfig(images=2))
+        >>> import tempfile
+        >>> quick = StabilityConfig(images=2, alphas=(0.0, 1.0), ts=(0.0, 1.0), stage_spectra=False)
+        >>> r = run_stability(load_model("digits-resnet20"), load_data("digits"), tempfile.mkdtemp(),
+        ...                   quick)
         >>> sorted(r.figures)[:2]
         ['fig1_scree', 'fig2_bins']
     """

@@ -43,6 +43,15 @@ class CompareConfig:
         eps: FGSM budget in pixel units (a share of the data's range); random perturbations of
             the same ℓ2 norm.
         resolution: grid points per side of the decision-boundary maps (2-D data).
+
+    Example:
+        >>> cfg = CompareConfig(datasets=("swissroll",), epochs=5, resolution=40)
+        >>> cfg.datasets, cfg.blocks, cfg.h
+        (('swissroll',), 8, 0.5)
+        >>> CompareConfig(h=0.0)
+        Traceback (most recent call last):
+            ...
+        ValueError: need h > 0 and gamma >= 0; got h = 0.0, gamma = 0.01
     """
 
     datasets: tuple[str, ...] = ("swissroll", "peaks", "digits")

@@ -61,6 +61,15 @@ class OdeConfig:
         h: forward Euler step (a ResNet's step size). T: time horizon (T/h steps, rounded).
         starts: nearby initial conditions, on a circle of radius ``spread`` around ``center``.
         activation: σ of the nonlinear system ẏ = σ(K y + b) ("tanh" or "relu"); b = ``bias``.
+
+    Example:
+        >>> cfg = OdeConfig(h=0.05, activation="relu")
+        >>> [name for name, K in cfg.matrices], cfg.steps
+        (['K+', 'K-', 'K0'], 40)
+        >>> OdeConfig(h=0.5, T=0.25)
+        Traceback (most recent call last):
+            ...
+        ValueError: h = 0.5 exceeds the horizon T = 0.25
     """
 
     matrices: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...] = PAPER_K

@@ -40,6 +40,16 @@ class StiffnessConfig:
         keep_values: for how many of the images the eigenvalues themselves are kept in the
             table (for the complex-plane figure); metrics are kept for all.
         metrics: the metrics correlated with loss and correctness.
+
+    Example:
+        >>> from resdyn import load_data, load_model
+        >>> cfg = StiffnessConfig(images=20, metrics=("stiffness_ratio",))
+        >>> resolve(cfg, load_model("digits-resnet20"), load_data("digits")).blocks[:3]
+        ('stages.0.0', 'stages.0.1', 'stages.0.2')
+        >>> StiffnessConfig(metrics=("trace",))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown metric(s) ['trace']; valid: share_negative, stiffness_signed, ...
     """
 
     images: int = 200
