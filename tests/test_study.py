@@ -251,3 +251,19 @@ def test_stability_refuses_a_changed_eps_into_the_same_folder(serial):
         run_study(STABILITY, load_model("digits-resnet20"), load_data("digits"),
                   StabilityConfig(images=2, alphas=(0.5, 1.0), ts=(0.0, 1.0), pgd_steps=2,
                                   eps=0.3), serial.out)
+
+
+def test_a_result_shows_its_claims_and_figures_in_a_notebook(tmp_path):
+    import html
+
+    from resdyn.studies import ODE, OdeConfig
+
+    r = run_study(ODE, None, None, OdeConfig(starts=2), tmp_path / "ode")
+    frame = r.claims_frame()
+    assert frame["claim"].tolist() == list(ODE.claims)
+    assert frame["evidence"].tolist() == [c.evidence for c in r.claims.values()]
+    page = r._repr_html_()
+    for c in r.claims.values():
+        assert html.escape(c.evidence) in page
+    assert page.count("<img ") == len(r.figures) == len(ODE.figures)
+    assert "6 of 6 tasks run here, 0 resumed, 0 failed" in page

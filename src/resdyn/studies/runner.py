@@ -51,6 +51,10 @@ class StudyResult:
         ['yes', 'yes']
         >>> r.summary.name, r.report.name, r.report.parent == r.out
         ('summary.md', 'report.html', True)
+        >>> r.claims_frame().columns.tolist(), r.claims_frame()["verdict"].tolist()
+        (['claim', 'verdict', 'evidence'], ['yes', 'yes'])
+
+    In a notebook the result shows itself as its claims table and its figures (``_repr_html_``).
     """
 
     out: Path
@@ -70,6 +74,29 @@ class StudyResult:
     @property
     def failed(self) -> int:
         return self.stats.failed
+
+    def claims_frame(self) -> pd.DataFrame:
+        """The claims as a table: claim, verdict ("yes", "no", "not judged"), evidence."""
+        return pd.DataFrame([{"claim": text, "verdict": c.verdict, "evidence": c.evidence}
+                             for text, c in self.claims.items()],
+                            columns=["claim", "verdict", "evidence"])
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the folder, the tasks, the claims and the figures (inline PNGs)."""
+        import base64
+        import html
+
+        parts = [f"<p><b>{html.escape(str(self.out))}</b>: {self.stats.ran} of "
+                 f"{self.stats.total} tasks run here, {self.stats.resumed} resumed, "
+                 f"{self.stats.failed} failed</p>"]
+        if self.claims:
+            parts.append(self.claims_frame().to_html(index=False))
+        for name, path in self.figures.items():
+            if Path(path).is_file():
+                data = base64.b64encode(Path(path).read_bytes()).decode()
+                parts.append(f'<figure><img alt="{html.escape(name)}" style="max-width:100%" '
+                             f'src="data:image/png;base64,{data}"></figure>')
+        return "\n".join(parts)
 
 
 def model_label(model: nn.Module) -> str:
