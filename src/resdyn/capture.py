@@ -49,7 +49,7 @@ def _hooks(units: Sequence[Unit], inputs: dict[str, Tensor], outputs: dict[str, 
     def make(group: list[Unit]):
         def hook(m: nn.Module, args: tuple, out: Tensor) -> None:
             # clone: a later in-place op (ReLU(inplace=True)) must not rewrite what we recorded
-            if all(u.step == 0 and not (u.parts and u.parts.step) for u in group):
+            if all(not (u.parts and u.parts.step) for u in group):  # whole-module units
                 for u in group:
                     inputs[u.name] = args[0].detach().clone()
                     outputs[u.name] = out.detach().clone()

@@ -278,28 +278,35 @@ def _shapes(model: nn.Module, input_shape: Sequence[int],
                          f"{type(model).__name__} with input shape {tuple(input_shape)}: "
                          f"{never[:3]}")
     out: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, int]]] = []
+    replayed: dict[int, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
     with eval_mode(model), torch.no_grad():
         for path, m, step, parts in entries:
             x_in, y, order = record[id(m)]
             if parts is None:
                 out.append((tuple(x_in.shape[1:]), tuple(y.shape[1:]), (order, 0)))
                 continue
-            steps = recognise(m) or ()
-            for s in steps[:step]:
-                x_in = s(x_in)
-            x_out = parts(x_in)
-            out.append((tuple(x_in.shape[1:]), tuple(x_out.shape[1:]), (order, step)))
-            if step == len(steps) - 1:
-                _check_parts(path, m, x_out, y)
+            if id(m) not in replayed:  # every step of a module in one pass
+                replayed[id(m)] = _replay(path, m, x_in, y)
+            out.append((*replayed[id(m)][step], (order, step)))
     return out
 
 
-def _check_parts(path: str, module: nn.Module, composed: Tensor, own: Tensor) -> None:
-    """Raise if the parts (composed over the steps) do not reproduce the module's forward."""
-    if composed.shape == own.shape and torch.allclose(composed, own, rtol=1e-4, atol=1e-5):
-        return
-    err = ((composed - own).abs().max().item() if composed.shape == own.shape
-           else f"shape {tuple(composed.shape)} vs {tuple(own.shape)}")
+def _replay(path: str, module: nn.Module, x: Tensor, own: Tensor,
+            ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(in_shape, out_shape) of each of the module's steps, run in turn from its input ``x``.
+
+    Raises:
+        ValueError: the steps composed do not reproduce the module's own output ``own``.
+    """
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for parts in recognise(module) or ():
+        y = parts(x)
+        shapes.append((tuple(x.shape[1:]), tuple(y.shape[1:])))
+        x = y
+    if x.shape == own.shape and torch.allclose(x, own, rtol=1e-4, atol=1e-5):
+        return shapes
+    err = ((x - own).abs().max().item() if x.shape == own.shape
+           else f"shape {tuple(x.shape)} vs {tuple(own.shape)}")
     raise ValueError(f"the parts of unit {path!r} ({type(module).__name__}) do not reproduce its "
                      f"forward on a random input (largest difference {err}); check its "
                      "shortcut, residual and activation (declare_unit) against its forward")
