@@ -21,10 +21,16 @@ class ModelCache(WorkerPlugin):
         self.models = models
 
     def setup(self, worker: Any) -> None:
+        from ..operators.jacobian import _load_jvp_decompositions
         from .modelref import remember
 
         for key, model in self.models.items():
             remember(key, model)
+        # torch scripts its forward-AD decompositions (ast.parse) on a process's first JVP;
+        # done here, before any task, it cannot meet another thread's ast use (a traceback's
+        # caret anchors on Python 3.11): CPython before 3.11.8 then raises "AST constructor
+        # recursion depth mismatch" (gh-106905)
+        _load_jvp_decompositions()
 
 
 class SpreadGpus(WorkerPlugin):
