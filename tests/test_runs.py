@@ -101,8 +101,8 @@ def _finished(out, key="t0"):
     write_parquet(pd.DataFrame({"i": [0]}), out / "tasks" / "demo" / f"{key}.parquet")
 
 
-def _owned(identity):
-    return ["spectra.parquet", "bins.png"] if identity.get("study") == "s" else []
+def _owned(identity):  # None: a damaged identity, which owns what any study writes
+    return ["spectra.parquet", "bins.png"] if identity is None or identity["study"] == "s" else []
 
 
 def test_folder_resumes_same_identity_and_refuses_another(tmp_path):
@@ -144,20 +144,50 @@ def test_fresh_removes_only_what_resdyn_wrote(tmp_path):
     (out / "tasks" / "demo" / ".t1.parquet.99.tmp").write_text("half")
     with pytest.raises(RunFolderError, match=r"--fresh removes only what resdyn wrote.*mynotes"
                        r"\.txt: move them out"):
-        claim(out, {"study": "s", "config": 1}, fresh=True, owned=_owned)
+        claim(out, {"study": "s", "config": {"n": 1}}, fresh=True, owned=_owned)
     assert (out / "spectra.parquet").exists() and (out / "tasks").exists()  # nothing removed
     (out / "mynotes.txt").unlink()
-    claim(out, {"study": "s", "config": 1}, fresh=True, owned=_owned)
+    claim(out, {"study": "s", "config": {"n": 1}}, fresh=True, owned=_owned)
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]
 
 
-def test_an_unreadable_identity_names_the_file_and_the_way_on(tmp_path):
+DAMAGED = {"truncated": b'{"study": "s", "conf', "empty": b"", "a list": b'["study", "s"]',
+           "wrong types": b'{"study": 5, "config": "images=3"}', "a string": b'"s"',
+           "an empty object": b"{}", "binary": bytes(range(256)), "a number": b"3"}
+
+
+@pytest.mark.parametrize("form", list(DAMAGED))
+def test_a_damaged_identity_is_refused_and_fresh_discards_it(tmp_path, form):
+    out = tmp_path / "run"
+    claim(out, {"study": "s", "config": {"n": 1}})
+    _finished(out)
+    for name in ("spectra.parquet", "bins.png", "summary.md"):
+        (out / name).write_text("x")
+    (out / "run.json").write_bytes(DAMAGED[form])
+    with pytest.raises(RunFolderError, match=r"run.json is damaged: .*Use --fresh"):
+        claim(out, {"study": "s", "config": {"n": 1}})
+    # --fresh knows resdyn's files without the identity: what any study writes
+    assert claim(out, {"study": "s", "config": {"n": 1}}, fresh=True, owned=_owned) is False
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+
+
+def test_a_damaged_identity_over_no_result_is_taken_over(tmp_path):
     out = tmp_path / "run"
     claim(out, {"study": "s"})
     (out / "run.json").write_text('{"study": "s\x01')  # truncated mid-write by another tool
-    with pytest.raises(RunFolderError, match=r"run.json is unreadable .*--fresh"):
-        claim(out, {"study": "s"})
-    assert claim(out, {"study": "s"}, fresh=True) is False
+    assert claim(out, {"study": "s"}) is False
+    assert json.loads((out / "run.json").read_text()) == {"study": "s"}
+
+
+def test_a_damaged_identity_beside_a_users_file_is_refused_by_fresh_naming_it(tmp_path):
+    out = tmp_path / "run"
+    claim(out, {"study": "s"})
+    _finished(out)
+    (out / "mynotes.txt").write_text("mine")
+    (out / "run.json").write_text("[]")
+    with pytest.raises(RunFolderError, match=r"also holds mynotes\.txt: move them out"):
+        claim(out, {"study": "s"}, fresh=True, owned=_owned)
+    assert (out / "mynotes.txt").read_text() == "mine"
 
 
 def test_a_field_added_later_resumes_when_its_default_computes_the_same(tmp_path):

@@ -254,8 +254,7 @@ def _summary_html(s: Summary, shift: int) -> str:
     """A run's summary as HTML, from its data (the study's notes are its own markdown)."""
     h1, h2 = f"h{1 + shift}", f"h{2 + shift}"
     out = [f"<{h1}>{_inline(s.title)}</{h1}>", f"<p>{_inline(s.run)}</p>"]
-    if s.strays:
-        out.append(f"<p>{_inline(s.stray_line())}</p>")
+    out += [f"<p>{_inline(line)}</p>" for line in s.store_lines()]
     if s.failure:
         out.append(f"<p>{_inline(s.failure)}</p>")
         if s.errors:

@@ -22,6 +22,8 @@ class Summary:
         title: "<study title>: <model> on <data>".
         run: what this run computed, one sentence.
         strays: files in ``tasks/`` of no planned task (left out of every table).
+        recomputed: "task file: why" of each stored task file that did not prove it is that
+            task of this run (another run's, damaged), removed and computed again.
         failure: why the claims are not judged when tasks failed (empty when none did).
         errors: (task, "Type: message") of each failed task; empty when ``failure`` already
             names the one error every task raised.
@@ -36,24 +38,29 @@ class Summary:
     run: str = ""
     strays: list[str] = field(default_factory=list)
     failure: str = ""
+    recomputed: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
     notes: str = ""
     figures: dict[str, str] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
 
-    def stray_line(self) -> str:
-        if not self.strays:
-            return ""
-        shown = ", ".join(self.strays[:10]) + (" ..." if len(self.strays) > 10 else "")
-        return (f"{len(self.strays)} file(s) in tasks/ belong to no task of this run and were "
-                f"left out of every table: {shown}")
+    def store_lines(self) -> list[str]:
+        """What the run found in its task store besides its own results, one line each."""
+        lines = []
+        if self.recomputed:
+            lines.append(f"{len(self.recomputed)} stored task file(s) did not prove they are "
+                         "this run's results and were computed again: " + _few(self.recomputed))
+        if self.strays:
+            lines.append(f"{len(self.strays)} file(s) in tasks/ belong to no task of this run "
+                         f"and were left out of every table: {_few(self.strays)}")
+        return lines
 
     def markdown(self) -> str:
         """The run's ``summary.md``."""
         lines = [f"# {self.title}", "", self.run, ""]
-        if self.strays:
-            lines += [self.stray_line(), ""]
+        for line in self.store_lines():
+            lines += [line, ""]
         if self.failure:
             lines.append(self.failure)
             if self.errors:
@@ -86,6 +93,10 @@ class Summary:
             return cls(**raw)
         except (OSError, ValueError, TypeError):
             return None
+
+
+def _few(items: list[str]) -> str:
+    return "; ".join(items[:10]) + (f"; and {len(items) - 10} more" if len(items) > 10 else "")
 
 
 def _cell(text: str) -> str:

@@ -9,21 +9,19 @@ tables are the same whichever ran them and workers never need the run folder.
 
 from __future__ import annotations
 
-import functools
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .context import DEFAULT, RunContext, using
 from .modelref import ModelRef
-from .store import TaskStore, atomic_write
+from .store import TaskStore
 
 
 @dataclass(frozen=True)
@@ -285,18 +283,52 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
             client.register_plugin(ModelCache(dict(sent)), name="resdyn-models")
         on_worker = context if executor.threads is None else replace(
             context, threads=context.threads or executor.threads)
-        futures = {client.submit(execute, t, on_worker, pure=False,
-                                 key=f"{t.analysis}-{t.key}-{time.monotonic_ns()}"): t
-                   for t in tasks}
+
+        def submit(t: Task) -> Any:
+            return client.submit(execute, t, on_worker, pure=False,
+                                 key=f"{t.analysis}-{t.key}-{time.monotonic_ns()}")
+
+        futures = {submit(t): t for t in tasks}
+        killed = []
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            outcome = _outcome(future, futures[future])
+            if outcome[1][0] == "KilledWorker":
+                killed.append(futures[future])
+            else:
+                yield futures[future], outcome
+        # A worker's death counts against every task it held, so a task that only shared a
+        # worker with one that crashes it fails too: each runs again alone, and only one that
+        # kills its worker by itself is recorded as failed.
+        for task in killed:
+            yield task, _outcome(submit(task), task)
 
     try:
         yield run
     finally:
+        if sent and cluster is None:  # a long-lived cluster's workers let the models go
+            with suppress(Exception):
+                client.unregister_worker_plugin("resdyn-models")
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _outcome(future: Any, task: Task) -> Outcome:
+    """The outcome of ``task``'s ``future``; Dask's KilledWorker (the task's worker died more
+    often than ``distributed.scheduler.allowed-failures`` allows) becomes the task's error, so
+    the run goes on and says which task it was."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as e:
+        n = e.allowed_failures + 1
+        return "error", (
+            "KilledWorker",
+            f"task {task.id} was not finished: the Dask worker running it died {n} times "
+            f"(distributed.scheduler.allowed-failures is {e.allowed_failures}). It may crash "
+            "its process (a segfault, running out of memory): run it with the serial executor "
+            "to see its error, or give the workers more memory.", str(e))
 
 
 EXECUTORS: dict[str, Callable[[Executor, RunContext, Models],
@@ -397,9 +429,7 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
         nonlocal ran, failed
         pending[task.analysis] -= 1
         if status == "ok":
-            for path, data in payload.files.items():
-                atomic_write(Path(path), functools.partial(_write_bytes, data=data))
-            store.save(task.analysis, task.key, payload.rows)
+            store.save(task.analysis, task.key, payload.rows, payload.files)
             ran += 1
         else:
             store.fail(task.analysis, task.key, *payload)
@@ -444,6 +474,3 @@ def _with_checkpoints(tasks: Sequence[Task]) -> tuple[list[Task], dict[str, Any]
     out = [replace(t, kwargs={k: fixed(v) for k, v in t.kwargs.items()}) for t in tasks]
     return out, models
 
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.write_bytes(data)

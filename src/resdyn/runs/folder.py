@@ -35,8 +35,9 @@ RESDYN_FILES = frozenset({IDENTITY_FILE, LOCK_FILE, "config.json", "summary.md",
                           "claims.json", "report.html", "options.toml", "errors.parquet",
                           "tasks", "checkpoints", "model.pth", "model.pt"})
 
-#: fn(identity found in a folder) -> the further names resdyn writes into such a folder.
-Owned = Callable[[dict[str, Any]], Iterable[str]]
+#: fn(identity found in a folder) -> the further names resdyn writes into such a folder; called
+#: with None when the folder's identity is damaged: then every name resdyn's studies write.
+Owned = Callable[[dict[str, Any] | None], Iterable[str]]
 
 
 class RunFolderError(ValueError):
@@ -154,10 +155,17 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
     """
     out = check_out(out)
     path = out / IDENTITY_FILE
-    if fresh and (path.is_file() or _older_run(out)):
+    if fresh and (path.exists() or _older_run(out)):
         clear(out, owned)
-    if path.is_file():
-        old = read_identity(out)
+    if path.exists():
+        try:
+            old = read_identity(out)
+        except RunFolderError:
+            if _has_results(out):
+                raise
+            clear(out, owned)  # a damaged identity over no result: nothing to lose
+            _write_identity(path, identity)
+            return False
         diff = [d for d in differences(old, identity)
                 if not (d.old == "<absent>" and d.path in upgrade_safe)]
         if diff and not _has_results(out):
@@ -203,13 +211,29 @@ def read_identity(out: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise RunFolderError(f"{path} is unreadable ({e}), so its results cannot be matched to "
-                             "this run: use --fresh to discard them, or choose another --out"
-                             ) from None
-    if not isinstance(value, dict):
-        raise RunFolderError(f"{path} holds no run identity: use --fresh to discard the folder's "
-                             "results, or choose another --out")
-    return value
+        reason = f"unreadable ({type(e).__name__}: {e})"
+    else:
+        reason = _identity_flaw(value)
+        if reason is None:
+            return value
+    raise RunFolderError(f"{path} is damaged: {reason}, so the folder's results cannot be "
+                         "matched to this run. Use --fresh to discard them (Python: fresh=True), "
+                         "or choose another --out")
+
+
+def _identity_flaw(value: Any) -> str | None:
+    """What makes ``value`` no run identity (None: it is one)."""
+    if not isinstance(value, dict) or not value:
+        return (f"it holds {'an empty' if value == {} else 'a'} {type(value).__name__}, not a "
+                "run identity")
+    if "study" not in value:  # a folder of runs (the demo's) records what its parts depend on
+        bad = [k for k, v in value.items() if not isinstance(v, dict)]
+        return f"its field {bad[0]!r} holds a {type(value[bad[0]]).__name__}" if bad else None
+    kinds = {"study": str, "config": dict, "model": dict | None, "data": dict | None}
+    for name, kind in kinds.items():
+        if name in value and not isinstance(value[name], kind):
+            return f"its field {name!r} holds a {type(value[name]).__name__}"
+    return None
 
 
 def _write_identity(path: Path, identity: dict[str, Any]) -> None:
@@ -236,11 +260,12 @@ def _older_run(out: Path) -> bool:
 def foreign(out: Path, owned: Owned | None = None) -> list[Path]:
     """Files in the run folder ``out`` that resdyn did not write (nested run folders too)."""
     names = set(RESDYN_FILES)
-    if (out / IDENTITY_FILE).is_file() and owned is not None:
+    if (out / IDENTITY_FILE).exists() and owned is not None:
         try:
-            names |= set(owned(read_identity(out)))
+            identity: dict[str, Any] | None = read_identity(out)
         except RunFolderError:
-            pass
+            identity = None  # damaged: whatever resdyn's studies write is resdyn's
+        names |= set(owned(identity))
     found = []
     for p in sorted(out.iterdir()):
         if p.name.startswith(".") and p.name.endswith(".tmp"):

@@ -82,8 +82,11 @@ def parts(quick: bool = False) -> list[Part]:
     ]
 
 
-def _owned(identity: dict[str, Any]) -> list[str]:
-    """What resdyn writes into the demo's folder (its parts' folders) and into each part's."""
+def _owned(identity: dict[str, Any] | None) -> list[str]:
+    """What resdyn writes into the demo's folder (its parts' folders) and into each part's; for
+    a damaged identity (None), the parts of either size and whatever a study writes."""
+    if identity is None:
+        return [p.folder for q in (False, True) for p in parts(q)] + owned_names(None)
     if "demo" in identity:
         return [p.folder for p in parts(bool(identity["demo"].get("quick")))]
     return owned_names(identity)

@@ -28,7 +28,7 @@ from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_task
 from ..runs.folder import check_out, claim, locked, release
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
-from ..runs.store import atomic_write, writing
+from ..runs.store import atomic_write, run_digest, writing
 from ..summary import Summary
 from .base import Claim, Context, Plan, Study, check_numbers, upgrade_safe
 
@@ -66,6 +66,7 @@ class StudyResult:
     stats: RunStats
     errors: pd.DataFrame = field(repr=False)
     strays: list[str] = field(default_factory=list)
+    recomputed: list[str] = field(default_factory=list)
 
     @property
     def tasks_run(self) -> int:
@@ -135,7 +136,9 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
             :mod:`resdyn._threads`).
 
     Returns:
-        :class:`StudyResult` (``strays``: files in ``out/tasks`` of no planned task, left out).
+        :class:`StudyResult` (``strays``: files in ``out/tasks`` of no planned task, left out;
+        ``recomputed``: stored task files that did not prove they are this run's, computed
+        again).
 
     Raises:
         RunFolderError: ``out`` is a file, holds another configuration (names the fields), or
@@ -191,7 +194,7 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
 def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
          executor: Executor | str, progress: Progress | None, fresh: bool) -> StudyResult:
     """run_study's work, while this process holds the run folder's lock."""
-    def owned(found: dict[str, Any]) -> list[str]:
+    def owned(found: dict[str, Any] | None) -> list[str]:
         return owned_names(found, study)
 
     out, model = ctx.out, ctx.model
@@ -211,7 +214,8 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
         raise AssertionError(f"the {study.name} study planned duplicate task keys")
     ids = [t.id for t in plan.tasks]
     start = time.perf_counter()
-    store = TaskStore(out / "tasks")
+    store = TaskStore(out / "tasks", run=run_digest(identity))
+    recomputed = store.sweep(ids)
     models = {ctx.ref.key: model} if model is not None else {}
     stats = run_tasks(plan.tasks, store, executor, progress, ctx.run, models)
     errors = store.errors(ids)
@@ -233,27 +237,32 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
                 fig.draw(tables, ctx, figures[fig_name])
         claims = {text: fn(tables, ctx) for text, fn in study.claims.items()}
     seconds = time.perf_counter() - start
-    _summary(study, ctx, tables, claims, stats, errors, strays, seconds).write(out)
+    summary = _summary(study, ctx, tables, claims, stats, errors, strays, seconds)
+    replace(summary, recomputed=recomputed).write(out)
     _write_config(out, identity, executor, stats, seconds, ctx.run)
     report = write_report(out)
     return StudyResult(out, tables, figures, claims, out / "summary.md", report, stats, errors,
-                       strays)
+                       strays, recomputed)
 
 
-def owned_names(identity: dict[str, Any], running: Study | None = None) -> list[str]:
+def owned_names(identity: dict[str, Any] | None, running: Study | None = None) -> list[str]:
     """What resdyn writes into a run folder of ``identity`` beyond the files of every run: the
     study's tables and figures.
 
     The study is ``running`` (the one about to run) when the names match, else resdyn's own of
-    that name; a folder of another user-defined study owns only the files of every run.
+    that name; a folder of another user-defined study owns only the files of every run. A
+    damaged identity (None) owns what any of resdyn's studies (and ``running``) writes.
     """
     from . import STUDIES
 
-    name = identity.get("study", "")
-    study = running if running is not None and running.name == name else STUDIES.get(name)
-    if study is None:
-        return []
-    return [f"{t}.parquet" for t in study.tables] + [f"{f}.png" for f in study.figures]
+    if identity is None:
+        studies = [*STUDIES.values(), *([running] if running is not None else [])]
+    else:
+        name = identity.get("study", "")
+        found = running if running is not None and running.name == name else STUDIES.get(name)
+        studies = [found] if found is not None else []
+    return [name for study in studies for name in
+            [f"{t}.parquet" for t in study.tables] + [f"{f}.png" for f in study.figures]]
 
 
 def _tables(study: Study, store: TaskStore, plan: Plan, ctx: Context, derived: bool,
