@@ -59,7 +59,9 @@ def test_stable_ode_refuses_nonfinite_and_huge_K(tmp_path, K, words):
 def test_stable_ode_refuses_nonfinite_steps(tmp_path, option, value):
     out = tmp_path / "run"
     r = runner.invoke(app, ["stable", "ode", option, value, "--out", str(out)])
-    _refused(r, f"{option[2:]} must be positive and finite")
+    text = _refused(r, f"{option[2:]} must be")
+    assert ("a finite number" if value != "0" else "positive and finite") in text
+    assert not out.exists()
     assert not out.exists()
 
 

@@ -192,13 +192,17 @@ def test_bad_input_is_one_line_with_status_2(tmp_path):
     out = ["--out", str(tmp_path / "o")]
     for args, message in ((["identity-sweep", "--depths", "2,x"], "comma-separated ints"),
                           (["identity-sweep", "--depths", ""], "at least one value"),
-                          (["identity-sweep", "--depths", "0,4"], "positive integers"),
+                          (["identity-sweep", "--depths", "0,4"], "depths must be at least 1"),
                           (["identity-sweep", "--depths", "4,4"], "repeat"),
-                          (["identity-sweep", "--eps", "0"], "positive numbers"),
+                          (["identity-sweep", "--depths", "1000000000000"], "at most 500"),
+                          (["identity-sweep", "--epochs", "1000000000000"], "at most 10 000"),
+                          (["identity-sweep", "--batch-size", "0"], "at least 1"),
+                          (["identity-sweep", "--eps", "0"], "eps must be greater than 0"),
                           (["identity", "--model", "digits-resnet20", "--eps", "-0.1"],
-                           "positive numbers")):
+                           "eps must be greater than 0")):
         r = runner.invoke(app, args + out)
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "o").exists()  # refused before the folder is touched
 
 
 SWEEP_RUN = textwrap.dedent("""

@@ -126,9 +126,9 @@ def test_partial_spectra_are_recognised():
 
 
 def test_config_rejects_bad_input():
-    with pytest.raises(ValueError, match="images >= 2"):
+    with pytest.raises(ValueError, match="images must be at least 2; got 1"):
         StabilityConfig(images=1)
-    with pytest.raises(ValueError, match="t must lie in"):
+    with pytest.raises(ValueError, match="ts must be at most 1.0"):
         StabilityConfig(ts=(0.5, 1.5))
 
 

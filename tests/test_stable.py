@@ -336,8 +336,9 @@ def test_branch_share_counts_real_parts_beyond_their_own_error():
 def test_compare_bad_input_is_one_line_with_status_2():
     runner = CliRunner()
     for args, message in ((["--blocks", "0"], "at least 1"),
-                          (["--h", "0"], "h > 0"),
-                          (["--gamma", "-0.1"], "gamma >= 0"),
+                          (["--h", "0"], "h must be greater than 0"),
+                          (["--gamma", "-0.1"], "gamma must be at least 0"),
+                          (["--batch-size", "0"], "batch_size must be at least 1"),
                           (["--data", "nowhere.npz"], "does not exist")):
         r = runner.invoke(app, ["stable", "compare", *args, "--out", "unused"])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

@@ -38,12 +38,12 @@ class Summary:
     run: str = ""
     strays: list[str] = field(default_factory=list)
     failure: str = ""
-    recomputed: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
     notes: str = ""
     figures: dict[str, str] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
+    recomputed: list[str] = field(default_factory=list)
 
     def store_lines(self) -> list[str]:
         """What the run found in its task store besides its own results, one line each."""

@@ -31,6 +31,21 @@ Progress = Callable[[int, int, int, float], None]
 whole run (so step == total_steps at the end); loss of the batch just taken."""
 
 
+class TrainingDiverged(ValueError):
+    """Training stopped: the loss (or the weights) stopped being finite. Nothing is saved.
+
+    Example:
+        >>> str(TrainingDiverged(float("inf"), 3, 30, 1e12))  # doctest: +ELLIPSIS
+        'training diverged: the loss is inf at epoch 3 of 30 (learning rate 1e+12)...'
+    """
+
+    def __init__(self, value: float, epoch: int, epochs: int, lr: float, what: str = "") -> None:
+        what = what or f"the loss is {value}"
+        super().__init__(f"training diverged: {what} at epoch {epoch} of {epochs} (learning "
+                         f"rate {lr:g}); no checkpoint was written. Train with a smaller "
+                         "learning rate (--lr)")
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """Statistics of one training epoch (test figures are None without test data)."""
@@ -203,6 +218,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
         ValueError: non-positive epochs/batch_size/lr, an unknown optimizer (the message lists
             the valid names), label_smoothing outside [0, 1), CUDA requested but absent.
         DataError: the model cannot take the data's images (see ``check_compatible``).
+        TrainingDiverged: the loss or the weights stopped being finite (a ValueError).
 
     Example:
         >>> from resdyn.data import load_data
@@ -263,11 +279,18 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
                 sched.step()
                 step += 1
                 value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingDiverged(value, epoch, epochs, lr)
                 loss_sum += value * len(idx)
                 hits += int((logits.detach().argmax(1) == yb).sum())
                 seen += len(idx)
                 if progress is not None:
                     progress(epoch, step, total, value)
+            bad = next((n for n, t in model.state_dict().items()
+                        if t.is_floating_point() and not torch.isfinite(t).all()), None)
+            if bad is not None:  # the last step's update overflowed the weights
+                raise TrainingDiverged(float("nan"), epoch, epochs, lr,
+                                       f"the weights {bad} are not finite")
             test = evaluate(model, test_data) if test_data is not None else None
             history.append(EpochRecord(epoch, loss_sum / seen, hits / seen, lr_now,
                                        test.accuracy if test else None,
@@ -291,6 +314,10 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 512,
         :class:`Evaluation` with accuracy, mean loss and per-image losses (N,), correct (N,)
         and predictions (N,).
 
+    Raises:
+        ValueError: a non-positive batch size, or a model that cannot take the data's images
+            (the message names the shape it takes, the data's and the model's own error).
+
     Example:
         >>> from resdyn import load_model
         >>> from resdyn.data import load_data
@@ -298,11 +325,14 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 512,
         >>> ev.accuracy > 0.95
         True
     """
+    from .models.probe import probe
+
     _check_positive(batch_size=batch_size)
     if device is not None:
         model.to(resolve_device(device))
     p = next(model.parameters(), None)
     dev = p.device if p is not None else torch.device("cpu")
+    probe(model, data.x[:1].to(dev), data=data.name)  # one image: a wrong size is one ValueError
     losses, preds = [], []
     with eval_mode(model), torch.no_grad():
         for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):

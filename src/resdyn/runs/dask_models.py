@@ -1,9 +1,9 @@
 """Worker plugins of a Dask run.
 
 Models travel with the run, not through a file system: :class:`ModelCache` puts the run's models
-into each worker's model cache (:mod:`resdyn.runs.modelref`) when the worker starts, or at once
-on the workers already running. :class:`SpreadGpus` gives each worker of a local cluster its own
-GPU.
+into each worker's store of shipped models (:func:`resdyn.runs.modelref.ship`) when the worker
+starts, or at once on the workers already running. :class:`SpreadGpus` gives each worker of a
+local cluster its own GPU.
 """
 
 from __future__ import annotations
@@ -14,23 +14,32 @@ from distributed import WorkerPlugin
 
 
 class ModelCache(WorkerPlugin):
-    """Holds ``models`` (cache key -> model) and installs them on every worker's cache, so a
-    task's :meth:`resdyn.runs.ModelRef.load` finds its model without reading the run folder."""
+    """Holds ``models`` (cache key -> model) and ships them to every worker
+    (:func:`resdyn.runs.modelref.ship`), so a task's :meth:`resdyn.runs.ModelRef.load` finds
+    its model without reading the run folder, however many models the run has.
+
+    Registering it again (a later wave's checkpoints) replaces the models; unregistering it
+    (the run's end) lets a worker of a long-lived cluster free them.
+    """
 
     def __init__(self, models: dict[str, Any]):
         self.models = models
 
     def setup(self, worker: Any) -> None:
         from ..operators.jacobian import _load_jvp_decompositions
-        from .modelref import remember
+        from .modelref import ship
 
-        for key, model in self.models.items():
-            remember(key, model)
+        ship(self.models)
         # torch scripts its forward-AD decompositions (ast.parse) on a process's first JVP;
         # done here, before any task, it cannot meet another thread's ast use (a traceback's
         # caret anchors on Python 3.11): CPython before 3.11.8 then raises "AST constructor
         # recursion depth mismatch" (gh-106905)
         _load_jvp_decompositions()
+
+    def teardown(self, worker: Any) -> None:
+        from .modelref import ship
+
+        ship({})
 
 
 class SpreadGpus(WorkerPlugin):

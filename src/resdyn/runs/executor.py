@@ -291,11 +291,10 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         futures = {submit(t): t for t in tasks}
         killed = []
         for future in as_completed(futures):
-            outcome = _outcome(future, futures[future])
-            if outcome[1][0] == "KilledWorker":
+            if _killed(future):
                 killed.append(futures[future])
             else:
-                yield futures[future], outcome
+                yield futures[future], future.result()
         # A worker's death counts against every task it held, so a task that only shared a
         # worker with one that crashes it fails too: each runs again alone, and only one that
         # kills its worker by itself is recorded as failed.
@@ -311,6 +310,13 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _killed(future: Any) -> bool:
+    """Whether Dask gave up on ``future``'s task because the workers running it died."""
+    from distributed import KilledWorker
+
+    return future.status == "error" and isinstance(future.exception(), KilledWorker)
 
 
 def _outcome(future: Any, task: Task) -> Outcome:

@@ -161,14 +161,14 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
         try:
             old = read_identity(out)
         except RunFolderError:
-            if _has_results(out):
+            if has_results(out):
                 raise
             clear(out, owned)  # a damaged identity over no result: nothing to lose
             _write_identity(path, identity)
             return False
         diff = [d for d in differences(old, identity)
                 if not (d.old == "<absent>" and d.path in upgrade_safe)]
-        if diff and not _has_results(out):
+        if diff and not has_results(out):
             clear(out, owned)
         elif diff:
             raise RunFolderError(_refusal(out, diff, changes))
@@ -246,11 +246,11 @@ def release(out: Path, owned: Owned | None = None) -> None:
         clear(out, owned)
 
 
-def _has_results(out: Path) -> bool:
+def has_results(out: Path) -> bool:
     """Whether ``out`` (or a run folder nested in it, a demo's part) holds a finished task."""
     if any((out / "tasks").glob("*/*.parquet")) or any((out / "checkpoints").glob("*")):
         return True
-    return any(_has_results(p) for p in out.iterdir() if (p / IDENTITY_FILE).is_file())
+    return any(has_results(p) for p in out.iterdir() if (p / IDENTITY_FILE).is_file())
 
 
 def _older_run(out: Path) -> bool:

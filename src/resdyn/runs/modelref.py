@@ -5,13 +5,20 @@ rebuilt from its spec; ``model.pt``: the whole module of a user's own network) a
 task a :class:`ModelRef`. A process loads each model once and keeps it (and its units), so a
 task costs a dictionary lookup, not a pickled network; the serial executor hands the caller's
 own model object over without any file round trip.
+
+A process holds at most: the models its run shipped to it (:func:`ship`, what a Dask worker
+plugin sends: the run's model and the checkpoints its tasks trained so far, one CPU copy each,
+never evicted, since a worker may have no other way to get them), plus the :data:`KEEP` newest
+models it loaded from files or copied to a GPU.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +29,7 @@ from .context import current
 from .store import atomic_write
 
 _MODELS: dict[str, nn.Module] = {}
+_SHIPPED: dict[str, nn.Module] = {}  # the models this process's run sent it: never evicted
 _UNITS: dict[tuple[str, tuple[int, ...]], list] = {}
 KEEP = 4  # models a process keeps loaded (a demo analyses a few; a worker serves one run)
 
@@ -102,7 +110,9 @@ class ModelRef:
         if model is None:
             model = _MODELS.get(self.key)
             if model is None:
-                model = self._read()
+                model = _SHIPPED.get(self.key)
+                if model is None:
+                    model = self._read()
                 remember(self.key, model)
             if _device_of(model) != torch.device(device):
                 model = copy.deepcopy(model).to(device)
@@ -141,9 +151,15 @@ class ModelRef:
         if self.spec is not None:
             model = load_model(self.spec, path, **self.options)
         else:
-            if _file_digest(path) != self.file_sha256:
-                raise ValueError(f"{path} was changed after the run saved it; rerun with --fresh")
-            model = torch.load(path, weights_only=False).eval()  # written by save_model below
+            data = path.read_bytes()  # read once: what is checked is what is unpickled
+            if hashlib.sha256(data).hexdigest() != self.file_sha256:
+                raise ValueError(f"{path} was changed after the run saved it (its SHA-256 is "
+                                 "not the one the run recorded); rerun with --fresh")
+            # Unpickling runs code, and a whole user module has no safer form. It is sound
+            # here: file_sha256 is the digest of the bytes save_model serialized from the
+            # caller's own in-memory model (never of a file found in the folder), so only those
+            # very bytes are unpickled.
+            model = torch.load(io.BytesIO(data), weights_only=False).eval()
         if model_digest(model) != self.sha256:
             raise ValueError(f"the model rebuilt from {path} differs from the one the run "
                              "started with; rerun with --fresh")
@@ -201,10 +217,15 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
             atomic_write(path, lambda tmp: _torch_save(state, tmp))
         ref = ModelRef(sha256, str(path.resolve()), spec, options)
     else:
+        # the digest tasks trust is that of the bytes serialized here from ``model``; a file
+        # already in the folder is kept only if it holds exactly those bytes (a file planted
+        # before the run, or left by another model, is replaced, never trusted)
+        data = _torch_bytes(model)
+        digest = hashlib.sha256(data).hexdigest()
         path = folder / "model.pt"
-        if not path.is_file():
-            atomic_write(path, lambda tmp: _torch_save(model, tmp))
-        ref = ModelRef(sha256, str(path.resolve()), None, {}, _file_digest(path))
+        if not path.is_file() or _file_digest(path) != digest:
+            atomic_write(path, functools.partial(_write_bytes, data=data))
+        ref = ModelRef(sha256, str(path.resolve()), None, {}, digest)
     remember(sha256, model)
     return ref
 
@@ -213,9 +234,17 @@ def _torch_save(obj: object, path: Path) -> None:
     """torch.save into memory, then the bytes to ``path``: a full disk raises OSError (which
     names the file and the fix, see :func:`resdyn.runs.store.writing`), not torch's zip
     writer's "unexpected pos" RuntimeError."""
+    _write_bytes(path, _torch_bytes(obj))
+
+
+def _torch_bytes(obj: object) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def remember(key: str, model: nn.Module) -> None:
@@ -226,6 +255,29 @@ def remember(key: str, model: nn.Module) -> None:
         del _MODELS[next(iter(_MODELS))]
     for k in [k for k in _UNITS if k[0] == key or k[0] not in _MODELS]:
         del _UNITS[k]
+
+
+def ship(models: Mapping[str, nn.Module]) -> None:
+    """Make ``models`` (cache key -> model) the ones this process's run sent it, replacing
+    those of before; unlike :func:`remember`'s, they are never evicted.
+
+    A Dask worker plugin (:class:`resdyn.runs.dask_models.ModelCache`) calls it: a worker
+    without the run folder has no other way to get them. Memory is the run's models, once each
+    (the plugin holds them anyway); ``ship({})`` lets them go.
+
+    Args:
+        models: cache key (:attr:`ModelRef.key`) -> model.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 2)
+        >>> ship({"a-digest": net})
+        >>> ModelRef("a-digest", "/not/on/this/machine.pt").load() is net
+        True
+        >>> ship({})
+    """
+    _SHIPPED.clear()
+    _SHIPPED.update(models)
 
 
 def _device_of(model: nn.Module) -> torch.device:

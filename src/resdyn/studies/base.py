@@ -9,8 +9,6 @@ its claims (name -> a function of the tables returning a :class:`Claim`) and opt
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,18 +245,3 @@ def upgrade_safe(study: Study, ctx: Context) -> set[str]:
     the first."""
     return ({"config.precision"} if ctx.run.precision == "float64" else set()) | (
         {"revision"} if study.revision == 1 else set())
-
-
-def check_numbers(config: Any) -> None:
-    """Every float of a config (also inside tuples) is finite.
-
-    Raises:
-        ValueError: names the field and the value (NaN or infinite would let every task fail,
-            or give meaningless results, after the run folder is claimed).
-    """
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        values = value if isinstance(value, tuple | list) else (value,)
-        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"{f.name} must be a finite number; got {value!r}")

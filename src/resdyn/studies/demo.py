@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import Executor, Progress, RunContext
-from ..runs.folder import check_out, claim, locked
+from ..runs.folder import check_out, claim, has_results, locked, release
 from .base import Study
 from .dynamics import DYNAMICS, DynamicsConfig
 from .identity import IDENTITY, IdentityConfig
@@ -112,24 +112,36 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     Returns:
         the parts' :class:`StudyResult` in order.
     """
+    out = check_out(out)
+    RunContext.on(device, precision, threads)  # an absent device is refused before the folder is claimed
+    with locked(out):
+        resumed = claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned)
+        try:
+            return _parts(out, quick, executor, progress, device, precision, threads)
+        except BaseException:
+            if not resumed and not has_results(out):  # nothing stored: no claim left behind
+                release(out, _owned)
+            raise
+
+
+def _parts(out: Path, quick: bool, executor: Executor | str,
+           progress: Callable[[Part], Progress | None] | None, device: str, precision: str,
+           threads: int | None) -> list[StudyResult]:
+    """run_demo's work in the claimed folder."""
     from ..data import check_compatible, load_data
     from ..models import load_model
     from ..report import write_report
 
-    out = check_out(out)
-    RunContext.on(device, precision, threads)  # an absent device is refused before the folder is claimed
-    with locked(out):
-        claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned)
-        results = []
-        for part in parts(quick):
-            model = load_model(part.model) if part.model else None
-            data = load_data(part.data, split="test") if part.data else None
-            if model is not None and data is not None:
-                check_compatible(model, data)
-            results.append(run_study(
-                part.study, model, data, part.config, out / part.folder, model_name=part.model,
-                executor=executor, progress=progress(part) if progress else None,
-                device=device, threads=threads,
-                precision=precision if precision in part.study.precisions else "float64"))
-        write_report(out)
+    results = []
+    for part in parts(quick):
+        model = load_model(part.model) if part.model else None
+        data = load_data(part.data, split="test") if part.data else None
+        if model is not None and data is not None:
+            check_compatible(model, data)
+        results.append(run_study(
+            part.study, model, data, part.config, out / part.folder, model_name=part.model,
+            executor=executor, progress=progress(part) if progress else None,
+            device=device, threads=threads,
+            precision=precision if precision in part.study.precisions else "float64"))
+    write_report(out)
     return results

@@ -32,6 +32,7 @@ from ..runs import ModelRef, Task
 from ..runs.identity import model_digest
 from ..tasks.dynamics import alignment_task, depth_task, lyapunov_task
 from .base import Claim, Context, Figure, Plan, Study, Table
+from .options import MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
 
 #: The depth family of RA4 on digits: the shipped ResNets, trained alike at three depths.
 DIGITS_FAMILY = ("digits-resnet20", "digits-resnet56", "digits-resnet110")
@@ -67,31 +68,30 @@ class DynamicsConfig:
         ValueError: k must be at least 1; got 0
     """
 
-    images: int = 3
-    seed: int = 0
-    k: int = 5
-    dense_max: int = 4096
+    images: int = bounded(3, 1, MAX_IMAGES)
+    seed: int = bounded(0, 0, MAX_SEED)
+    k: int = bounded(5, 1, MAX_K)
+    dense_max: int = bounded(4096, 0, MAX_DENSE)
     family: tuple[str, ...] | None = None
-    family_images: int = 2
+    family_images: int = bounded(2, 1, MAX_IMAGES)
     family_digests: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("images", "k", "family_images"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.dense_max < 0:
-            raise ValueError(f"dense_max must be >= 0; got {self.dense_max}")
+        check_config(self)
 
 
 def _family_path(spec: str) -> Path:
     shipped = SHIPPED / f"{spec}.safetensors"
     if shipped.is_file():
         return shipped
-    path = Path(spec)
-    if path.suffix != ".safetensors" or not path.is_file():
-        raise ValueError(f"the depth family takes resdyn checkpoints (shipped names such as "
-                         f"{', '.join(DIGITS_FAMILY)}, or .safetensors files written by `resdyn "
-                         f"train`); got {spec!r}")
+    path = Path(spec).expanduser()
+    takes = (f"the depth family (--family) takes resdyn checkpoints: shipped names such as "
+             f"{', '.join(DIGITS_FAMILY)}, or .safetensors files written by `resdyn train`")
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{takes}; got {spec!r}")
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"family checkpoint {str(path)!r} {what}; {takes}")
     return path.resolve()
 
 

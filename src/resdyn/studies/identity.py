@@ -25,6 +25,7 @@ from ..metrics import stopping_rule
 from ..plots import identity as figs
 from ..tasks.perturbation import perturbation_tasks
 from .base import Claim, Context, Figure, Plan, Study, Table
+from .options import MAX_IMAGES, MAX_SEED, bounded, check_config
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,13 @@ class IdentityConfig:
         ValueError: eps must be one or more positive numbers; got (0.0,)
     """
 
-    images: int = 100
-    seed: int = 0
-    eps: tuple[float, ...] = (0.1,)
+    images: int = bounded(100, 1, MAX_IMAGES)
+    seed: int = bounded(0, 0, MAX_SEED)
+    eps: tuple[float, ...] = bounded((0.1,), above=0)
 
     def __post_init__(self) -> None:
+        check_config(self)
         check_eps(self.eps)
-        if self.images < 1:
-            raise ValueError(f"images must be at least 1; got {self.images}")
 
 
 def check_eps(eps: Sequence[float]) -> None:

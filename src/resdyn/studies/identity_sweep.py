@@ -23,6 +23,7 @@ from ..tasks.perturbation import perturbation_tasks
 from ..tasks.training import train_task
 from .base import Claim, Context, Figure, Plan, Study, Table
 from .identity import block_order, check_eps, distances, per_block, stopping
+from .options import MAX_BATCH, MAX_DEPTH, MAX_EPOCHS, MAX_IMAGES, MAX_SEED, bounded, check_config
 
 SENSIBLE_ACCURACY = 0.9  # a depth that trains to less is named in the summary
 SATURATED = 0.25  # d_scaled grows less than this over the last doubling of depth: saturated
@@ -52,26 +53,21 @@ class SweepConfig:
         ValueError: depths repeat: (2, 2)
     """
 
-    depths: tuple[int, ...] = (2, 4, 8, 16, 32)
-    epochs: int = 15
-    lr: float = 0.1
-    batch_size: int = 128
-    seed: int = 0
-    images: int = 100
-    eps: tuple[float, ...] = (0.1,)
+    depths: tuple[int, ...] = bounded((2, 4, 8, 16, 32), 1, MAX_DEPTH)
+    epochs: int = bounded(15, 1, MAX_EPOCHS)
+    lr: float = bounded(0.1, above=0)
+    batch_size: int = bounded(128, 1, MAX_BATCH)
+    seed: int = bounded(0, 0, MAX_SEED)
+    images: int = bounded(100, 1, MAX_IMAGES)
+    eps: tuple[float, ...] = bounded((0.1,), above=0)
 
     def __post_init__(self) -> None:
-        if not self.depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1
-                                  for d in self.depths):
-            raise ValueError(f"depths must be one or more positive integers; got {self.depths}")
+        check_config(self)
+        if not self.depths:
+            raise ValueError("depths must be one or more positive integers; got none")
         if len(set(self.depths)) != len(self.depths):
             raise ValueError(f"depths repeat: {self.depths}")
         check_eps(self.eps)
-        for name in ("epochs", "batch_size", "images"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive; got {self.lr}")
 
 
 def _plan(ctx: Context) -> Plan:
@@ -103,7 +99,8 @@ def fits(dist: pd.DataFrame) -> pd.DataFrame:
         f = power_law(g["blocks"], g["mean_scaled"])
         rows.append({"section": section, "c": f.c, "p": f.p, "p_low": f.p_low,
                      "p_high": f.p_high, "r2": f.r2, "depths": f.n})
-    return pd.DataFrame(rows)
+    # one depth fits nothing: an empty table with its columns, for the claims and figures
+    return pd.DataFrame(rows, columns=["section", "c", "p", "p_low", "p_high", "r2", "depths"])
 
 
 def crossing_depth(depths, values, eps: float) -> float:

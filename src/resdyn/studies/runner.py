@@ -25,12 +25,13 @@ from torch import nn
 from ..data import Dataset
 from ..report import write_report
 from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_tasks, write_parquet
-from ..runs.folder import check_out, claim, locked, release
+from ..runs.folder import check_out, claim, has_results, locked, release
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
 from ..runs.store import atomic_write, run_digest, writing
 from ..summary import Summary
-from .base import Claim, Context, Plan, Study, check_numbers, upgrade_safe
+from .base import Claim, Context, Plan, Study, upgrade_safe
+from .options import check_config
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,16 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     if not isinstance(config, study.config):
         raise TypeError(f"the {study.name} study takes a {study.config.__name__}; got "
                         f"{type(config).__name__}")
-    check_numbers(config)
+    check_config(config)
+    if model is not None and not isinstance(model, nn.Module):
+        hint = (f" (load it first: resdyn.load_model({model!r}))" if isinstance(model, str)
+                else "")
+        raise TypeError(f"model must be a torch.nn.Module or None; got a "
+                        f"{type(model).__name__}{hint}")
+    if data is not None and not isinstance(data, Dataset):
+        hint = f" (load it first: resdyn.load_data({data!r}))" if isinstance(data, str) else ""
+        raise TypeError(f"data must be a resdyn Dataset or None; got a {type(data).__name__}"
+                        f"{hint}")
     run = RunContext.on(device, precision, threads)
     if precision not in study.precisions:
         raise ValueError(f"the {study.name} study computes in {', '.join(study.precisions)} "
@@ -187,6 +197,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     identity = {**identity, "config": {**identity["config"], "precision": precision},
                 "revision": study.revision}
     ctx = Context(model, None, name, data, config, out, run=run)
+    if isinstance(executor, str):
+        executor = Executor(executor)  # an unknown name is refused before the folder is claimed
     with locked(out):
         return _run(study, ctx, model_hash, identity, executor, progress, fresh)
 
@@ -197,17 +209,25 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
     def owned(found: dict[str, Any] | None) -> list[str]:
         return owned_names(found, study)
 
-    out, model = ctx.out, ctx.model
-    resumed = claim(out, identity, fresh=fresh, owned=owned,
+    resumed = claim(ctx.out, identity, fresh=fresh, owned=owned,
                     upgrade_safe=upgrade_safe(study, ctx), changes=study.changes)
     try:
-        ctx = replace(ctx, model_ref=save_model(model, model_hash, out)
-                      if model is not None and model_hash is not None else None)
-        plan = study.plan(ctx)
+        return _work(study, ctx, model_hash, identity, executor, progress)
     except BaseException:
-        if not resumed:  # a run that could not even start leaves no claim on the folder
-            release(out, owned)
+        # a run that stored nothing (its executor did not start, it was interrupted at once)
+        # leaves no claim on the folder: nothing is lost, and any command may use it
+        if not resumed and not has_results(ctx.out):
+            release(ctx.out, owned)
         raise
+
+
+def _work(study: Study, ctx: Context, model_hash: str | None, identity: dict,
+          executor: Executor | str, progress: Progress | None) -> StudyResult:
+    """run_study's work in the claimed folder."""
+    out, model = ctx.out, ctx.model
+    ctx = replace(ctx, model_ref=save_model(model, model_hash, out)
+                  if model is not None and model_hash is not None else None)
+    plan = study.plan(ctx)
     ctx = replace(ctx, meta=plan.meta)
     keys = [(t.analysis, t.key) for t in plan.tasks]
     if len(set(keys)) != len(keys):

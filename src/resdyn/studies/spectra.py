@@ -19,6 +19,7 @@ from ..plots.common import bin_shares
 from ..spectra.api import check_singular_request
 from ..tasks.spectrum import spectrum_tasks, target_names, target_shapes
 from .base import Context, Figure, Plan, Study, Table
+from .options import MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,15 @@ class SpectraConfig:
         ValueError: unknown singular value method 'qr'; valid: auto, dense, svd, ...
     """
 
-    images: int = 5
-    seed: int = 0
+    images: int = bounded(5, 1, MAX_IMAGES)
+    seed: int = bounded(0, 0, MAX_SEED)
     names: tuple[str, ...] | None = None
     stages: bool = False
     method: str = "auto"
-    k: int | None = None
+    k: int | None = bounded(None, 1, MAX_K)
 
     def __post_init__(self) -> None:
-        if self.images < 1:
-            raise ValueError(f"images must be at least 1; got {self.images}")
+        check_config(self)
         check_singular_request(self.method, self.k)
 
 

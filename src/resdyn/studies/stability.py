@@ -32,6 +32,7 @@ from ..tasks.propagation import propagation_task
 from ..tasks.spectrum import spectrum_tasks, target_shapes
 from . import stability_claims as sc
 from .base import Context, Figure, Plan, Study, Table
+from .options import MAX_EPOCHS, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
 from .runner import StudyResult, run_study
 from .spectra import forward_order
 
@@ -67,31 +68,26 @@ class StabilityConfig:
         >>> resolved = resolve(cfg, load_model("digits-resnet20"), load_data("digits"))
         >>> resolved.unit, resolved.projection_units  # the defaults, made explicit for the run
         ('stages.0.2', ('stages.2.2',))
-        >>> StabilityConfig(images=1)
+        >>> StabilityConfig(images=1)  # the study compares images
         Traceback (most recent call last):
             ...
-        ValueError: the stability study compares images: need images >= 2; got 1
+        ValueError: images must be at least 2; got 1
     """
 
-    images: int = 5
-    seed: int = 0
+    images: int = bounded(5, 2, MAX_IMAGES)
+    seed: int = bounded(0, 0, MAX_SEED)
     method: str = "auto"
-    k: int | None = None
-    eps: float = 0.1
-    pgd_steps: int = 10
+    k: int | None = bounded(None, 1, MAX_K)
+    eps: float = bounded(0.1, above=0)
+    pgd_steps: int = bounded(10, 1, MAX_EPOCHS)
     alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
-    ts: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    ts: tuple[float, ...] = bounded((0.0, 0.25, 0.5, 0.75, 1.0), 0.0, 1.0)
     unit: str | None = None
     projection_units: tuple[str, ...] | None = None
     stage_spectra: bool = True
 
     def __post_init__(self) -> None:
-        if self.images < 2:
-            raise ValueError(f"the stability study compares images: need images >= 2; got {self.images}")
-        if self.eps <= 0:
-            raise ValueError(f"eps must be positive (pixel units); got {self.eps}")
-        if any(not 0.0 <= t <= 1.0 for t in self.ts):
-            raise ValueError(f"interpolation t must lie in [0, 1]; got {self.ts}")
+        check_config(self)
         check_singular_request(self.method, self.k)
 
 

@@ -29,6 +29,17 @@ from ..tasks.propagation import propagation_task
 from ..tasks.spectrum import spectrum_tasks
 from ..tasks.training import train_task
 from .base import Claim, Context, Figure, Plan, Study, Table
+from .options import (
+    MAX_BATCH,
+    MAX_BLOCKS,
+    MAX_EPOCHS,
+    MAX_GRID,
+    MAX_IMAGES,
+    MAX_SEED,
+    MAX_WIDTH,
+    bounded,
+    check_config,
+)
 
 
 @dataclass(frozen=True)
@@ -51,33 +62,26 @@ class CompareConfig:
         >>> CompareConfig(h=0.0)
         Traceback (most recent call last):
             ...
-        ValueError: need h > 0 and gamma >= 0; got h = 0.0, gamma = 0.01
+        ValueError: h must be greater than 0; got 0.0
     """
 
     datasets: tuple[str, ...] = ("swissroll", "peaks", "digits")
-    blocks: int = 8
-    width: int = 8
-    h: float = 0.5
-    gamma: float = 0.01
-    epochs: int = 60
-    lr: float = 0.1
-    batch_size: int = 64
-    seed: int = 0
-    images: int = 10
-    eps: float = 0.05
-    resolution: int = 120
+    blocks: int = bounded(8, 1, MAX_BLOCKS)
+    width: int = bounded(8, 1, MAX_WIDTH)
+    h: float = bounded(0.5, above=0)
+    gamma: float = bounded(0.01, 0)
+    epochs: int = bounded(60, 1, MAX_EPOCHS)
+    lr: float = bounded(0.1, above=0)
+    batch_size: int = bounded(64, 1, MAX_BATCH)
+    seed: int = bounded(0, 0, MAX_SEED)
+    images: int = bounded(10, 2, MAX_IMAGES)
+    eps: float = bounded(0.05, above=0)
+    resolution: int = bounded(120, 2, MAX_GRID)
 
     def __post_init__(self) -> None:
+        check_config(self)
         if not self.datasets:
             raise ValueError("give at least one data set")
-        if self.blocks < 1 or self.width < 1:
-            raise ValueError(f"depth (blocks) and width must be at least 1; got {self.blocks}, "
-                             f"{self.width}")
-        if not self.h > 0 or self.gamma < 0:
-            raise ValueError(f"need h > 0 and gamma >= 0; got h = {self.h}, gamma = {self.gamma}")
-        if not self.eps > 0 or self.images < 2 or self.epochs < 1:
-            raise ValueError(f"need eps > 0, images >= 2, epochs >= 1; got {self.eps}, "
-                             f"{self.images}, {self.epochs}")
 
 
 def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:

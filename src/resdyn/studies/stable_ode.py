@@ -19,6 +19,7 @@ import pandas as pd
 from ..plots import stable as figs
 from ..runs import Task
 from .base import Claim, Context, Figure, Plan, Study, Table
+from .options import MAX_K, bounded, check_config
 
 PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0))),
            ("K0", ((0.0, -1.0), (1.0, 0.0))))
@@ -75,13 +76,14 @@ class OdeConfig:
     matrices: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...] = PAPER_K
     h: float = 0.1
     T: float = 2.0
-    starts: int = 3
+    starts: int = bounded(3, 2, MAX_K)
     spread: float = 0.1
     center: tuple[float, ...] = (1.0, 1.0)
     activation: str = "tanh"
     bias: float = 0.0
 
     def __post_init__(self) -> None:
+        check_config(self)
         for what, v in (("h", self.h), ("T", self.T), ("spread", self.spread)):
             if not (isinstance(v, Real) and np.isfinite(v) and v > 0):
                 raise ValueError(f"{what} must be positive and finite; got {what} = {v!r}")

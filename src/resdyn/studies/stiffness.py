@@ -24,6 +24,7 @@ from ..runs import Task
 from ..tasks.eigen import METRICS, stiffness_task
 from . import stiffness_stats as stats
 from .base import Context, Figure, Plan, Study, Table
+from .options import MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
 
 
 @dataclass(frozen=True)
@@ -52,24 +53,20 @@ class StiffnessConfig:
         ValueError: unknown metric(s) ['trace']; valid: share_negative, stiffness_signed, ...
     """
 
-    images: int = 200
-    seed: int = 0
+    images: int = bounded(200, 2, MAX_IMAGES)
+    seed: int = bounded(0, 0, MAX_SEED)
     blocks: tuple[str, ...] | None = None
-    dense_max: int = 4096
-    k: int = 6
-    keep_values: int = 5
+    dense_max: int = bounded(4096, 0, MAX_DENSE)
+    k: int = bounded(6, 1, MAX_K)
+    keep_values: int = bounded(5, 0, MAX_IMAGES)
     metrics: tuple[str, ...] = METRICS
 
     def __post_init__(self) -> None:
-        if self.images < 2:
-            raise ValueError(f"correlations across images need images >= 2; got {self.images}")
+        check_config(self)  # images >= 2: correlations across images
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
             raise ValueError(f"unknown metric(s) {unknown or self.metrics!r}; valid: "
                              f"{', '.join(METRICS)}")
-        if self.dense_max < 0 or self.k < 1 or self.keep_values < 0:
-            raise ValueError(f"dense_max >= 0, k >= 1 and keep_values >= 0 needed; got "
-                             f"{self.dense_max}, {self.k}, {self.keep_values}")
 
 
 def resolve(config: StiffnessConfig, model: nn.Module, data: Dataset) -> StiffnessConfig:
