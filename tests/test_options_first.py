@@ -4,6 +4,7 @@ executor; a run that could not start leaves no claim. Training that diverges fai
 
 import dataclasses
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -161,3 +162,32 @@ def test_sweep_depth_beyond_the_stated_maximum_is_refused_before_the_folder(tmp_
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and f"depths must be at most {MAX_DEPTH}" in r.output, r.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+@pytest.mark.parametrize("args", [
+    ["spectra", "--model", "digits-resnet20", "--images", "1", "--out", "/proc/self"],
+    ["spectra", "--model", "digits-resnet20", "--images", "1", "--out", "/proc/resdyn/x"],
+    ["report", "{run}", "--out", "/proc/x.html"],
+])
+def test_an_unwritable_system_folder_is_one_line_naming_it(tmp_path, args):
+    from resdyn.studies import ODE
+
+    run = tmp_path / "run"
+    run_study(ODE, None, None, OdeConfig(), run)  # a study of no model: a report to write
+    args = [a.replace("{run}", str(run)) for a in args]
+    r = runner.invoke(app, args)
+    target = args[args.index("--out") + 1]
+    assert r.exit_code == 2, r.output
+    assert f"error: cannot write {target}" in r.output and ".tmp" not in r.output, r.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--workers", "100000"], "workers must be between 1 and 256"),
+    (["--workers", "0"], "workers must be between 1 and 256"),
+])
+def test_run_sizes_are_bounded_before_the_folder(tmp_path, args, words):
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["spectra", "--model", "digits-resnet20", *args, "--out", str(out)])
+    assert r.exit_code == 2 and words in r.output, r.output
+    assert not out.exists()

@@ -20,6 +20,9 @@ from .._threads import automatic
 from .._torch import resolve_device
 from ..spectra.api import precision_dtype
 
+#: The most torch threads a run asks for per process (more than any machine's cores).
+MAX_THREADS = 1024
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -44,7 +47,7 @@ class RunContext:
         >>> RunContext(threads=0)
         Traceback (most recent call last):
             ...
-        ValueError: threads must be at least 1; got 0
+        ValueError: threads must be between 1 and 1024; got 0
     """
 
     device: str = "cpu"
@@ -53,8 +56,8 @@ class RunContext:
 
     def __post_init__(self) -> None:
         precision_dtype(self.precision)  # raises for an unknown one, naming the valid
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1; got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads must be between 1 and {MAX_THREADS}; got {self.threads}")
 
     @classmethod
     def on(cls, device: str = "cpu", precision: str = "float64", threads: int | None = None,

@@ -134,6 +134,9 @@ class TimeLeft:
         return timed, sum(n for a, n in p.pending.items() if a not in self._count)
 
 
+#: The most worker processes of a local Dask cluster (a cluster of more machines: --scheduler).
+MAX_WORKERS = 256
+
 @dataclass(frozen=True)
 class Executor:
     """How to run tasks.
@@ -174,8 +177,9 @@ class Executor:
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
             raise ValueError(f"unknown executor {self.name!r}; valid: {sorted(EXECUTORS)}")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be at least 1; got {self.workers}")
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS} (each a process on "
+                             f"this machine); got {self.workers}")
         if self.name == "serial" and (self.workers is not None or self.scheduler):
             raise ValueError("workers and scheduler need the dask executor")
         if self.workers is not None and self.scheduler:

@@ -214,11 +214,12 @@ def writing(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        if isinstance(e, FileNotFoundError | IsADirectoryError | NotADirectoryError):
-            raise
         reason = e.strerror or type(e).__name__
-        raise OSError(f"cannot write {path}: {reason}; check that the folder is "
-                      "writable and its disk has space, or choose another --out") from None
+        kind = type(e) if isinstance(e, FileNotFoundError | IsADirectoryError
+                                      | NotADirectoryError) else OSError
+        raise kind(f"cannot write {path}: {reason}; check that the folder is writable (a "
+                   "system folder such as /proc is not) and its disk has space, or choose "
+                   "another --out") from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
