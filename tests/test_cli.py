@@ -100,7 +100,7 @@ def test_study_bad_input_is_one_line_with_status_2(tmp_path):
     base = ["spectra", "--model", "digits-resnet20", "--units", "stages.2.0"]
     cases = [
         (["--out", str(tmp_path / "file")], "is a file"),
-        (["--out", str(tmp_path / "a"), "--workers", "0"], "workers must be at least 1"),
+        (["--out", str(tmp_path / "a"), "--workers", "0"], "workers must be between 1 and 256"),
         (["--out", str(tmp_path / "b"), "--executor", "slurm"], "valid: ['dask', 'serial']"),
         (["--out", str(tmp_path / "c"), "--data", _npz(tmp_path / "four.npz", 4, 8),
           "--images", "10"], "asked for 10 images but"),

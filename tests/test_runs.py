@@ -72,7 +72,7 @@ def test_bad_names_and_executors(tmp_path):
         TaskStore(tmp_path).save("demo", "../escape", pd.DataFrame())
     with pytest.raises(ValueError, match=r"valid: \['dask', 'serial'\]"):
         Executor("slurm")
-    with pytest.raises(ValueError, match="at least 1; got 0"):
+    with pytest.raises(ValueError, match="between 1 and 256 .*; got 0"):
         Executor("dask", workers=0)
     with pytest.raises(ValueError, match="need the dask executor"):
         Executor("serial", workers=2)

@@ -7,12 +7,17 @@ model options are declared once, in :mod:`resdyn.cli_run`.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .cli_config import write_options
 from .cli_run import (
@@ -23,6 +28,7 @@ from .cli_run import (
     RunOptions,
     WeightsOpt,
     console,
+    err,
     interrupted,
     load_model_and_data,
     progress_bar,
@@ -34,7 +40,71 @@ from .cli_run import (
 )
 from .spectra import SINGULAR_METHOD_NAMES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+try:  # typer >= 0.22 carries its own click, whose errors are TyperExceptions
+    from typer import TyperException as CommandLineError
+except ImportError:  # pragma: no cover - older typer: click's own errors
+    from click import ClickException as CommandLineError  # type: ignore[assignment]
+
+
+class OneLineErrors(TyperGroup):
+    """The ``resdyn`` group: every refusal of the command line (a bad value, an unknown option,
+    a missing one) is one line ``error: ...`` with exit status 2, as resdyn's own refusals
+    (:func:`~resdyn.cli_run.user_errors`), instead of click's usage box; Ctrl-C anywhere in a
+    command is one line and exit status 130. ``--help`` and no arguments still show the help."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except CommandLineError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # the help (typer tells it so too)
+                if e.format_message():
+                    typer.echo(e.format_message(), err=True)
+            else:
+                given = list(sys.argv[1:] if args is None else args)
+                err.print(f"[bold red]error:[/] {escape(_one_line(e, given))}", highlight=False)
+            sys.exit(e.exit_code)
+        except typer.Abort:  # end of input at a prompt (resdyn has none; Ctrl-C: _ctrl_c)
+            err.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _ctrl_c():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _ctrl_c():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _ctrl_c() -> Iterator[None]:
+    """Ctrl-C outside a study's own handling (:func:`~resdyn.cli_run.interrupted`): one line."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _one_line(e: CommandLineError, args: list[str]) -> str:
+    """A command-line error's message on one line, with the value given where the message does
+    not say it (typer's "Input should be a valid integer"), and where to look for valid ones."""
+    msg = " ".join(e.format_message().split()).rstrip(".")
+    opts = getattr(getattr(e, "param", None), "opts", None) or ()
+    pairs = zip(args, [*args[1:], None], strict=True)  # each word and the one after it
+    given = [a.split("=", 1)[1] if "=" in a else b for a, b in pairs if a.split("=", 1)[0] in opts]
+    if given and given[-1] is not None and repr(given[-1]) not in msg:
+        msg += f"; got {given[-1]!r}"
+    ctx = getattr(e, "ctx", None)
+    return msg + (f"; see '{ctx.command_path} --help'" if ctx is not None else "")
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Residual networks as nonlinear dynamical systems.")
 
 

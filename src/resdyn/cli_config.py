@@ -153,6 +153,7 @@ def write_options(path: Path, ctx: typer.Context) -> Path:
 
 
 def _toml(v: Any) -> str:
+    """A value as TOML; a string as a basic string, escaped as the TOML spec requires."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -161,5 +162,10 @@ def _toml(v: Any) -> str:
         return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
-    text = str(v).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if c < " " or c == "\x7f" else c)
+                         for c in str(v)) + '"'
+
+
+#: TOML's basic-string escapes; the other control characters are written as \uXXXX.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+            "\r": "\\r"}

@@ -21,6 +21,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .cli_config import load_options, write_options
@@ -51,8 +52,9 @@ def user_errors() -> Iterator[None]:
     except typer.Exit:
         raise  # an exit status already decided (e.g. 130 after Ctrl-C)
     except (ValueError, KeyError, RuntimeError, OSError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        msg = " ".join(line.strip() for line in msg.splitlines() if line.strip())  # one line
+        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -315,6 +317,10 @@ def run_command(ctx: typer.Context, study, config, run: RunOptions, *, model: st
     console.print(f"{result.tasks_run} tasks run, {result.stats.resumed} resumed; tables, figures "
                   f"and summary in {result.out}/")
     console.print(result.summary.read_text(), markup=False, highlight=False)
+    if result.recomputed:
+        err.print(f"[yellow]{len(result.recomputed)} stored task file(s) in {result.out}/tasks "
+                  "did not prove they are this run's results and were computed again[/] (listed "
+                  "in summary.md)", highlight=False)
     if result.strays:
         err.print(f"[yellow]{len(result.strays)} file(s) in {result.out}/tasks belong to no task "
                   "of this run and were left out of the tables[/] (listed in summary.md)",

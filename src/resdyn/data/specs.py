@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .._torch import eval_mode
 from .dataset import DataError, Dataset, UnknownData, check_split
 from .digits import load_digits_data
 from .files import load_image_folder, load_npz
@@ -111,8 +110,9 @@ def check_compatible(model: nn.Module, data: Dataset, *, any_input_size: bool = 
 
     Raises:
         DataError: the data's shape differs from the trained one (the message names both and
-            the way out), the forward pass failed (the message gives the data's input shape
-            and the model's expected shape when known), the data has labels the model cannot
+            the way out), the forward pass failed, whatever the model raised (the message
+            gives the data's input shape, the model's expected one when known, its own error
+            and the way out), the data has labels the model cannot
             predict (label >= its number of outputs), or fewer outputs than the data's classes.
 
     Example:
@@ -125,7 +125,7 @@ def check_compatible(model: nn.Module, data: Dataset, *, any_input_size: bool = 
     who = f"model {card.spec!r}" if card is not None else f"model {type(model).__name__}"
     if card is not None:
         _check_trained_shape(card.trained_shape, data, who, any_input_size)
-    out = _forward_one(model, data, who, card.input_shape if card is not None else None)
+    out = _forward_one(model, data, any_input_size)
     if out.ndim != 2:
         raise DataError(f"{who} gives outputs of shape {tuple(out.shape[1:])} per image; "
                         f"expected one score per class, ({data.classes},) for data "
@@ -164,21 +164,16 @@ def _check_trained_shape(trained: tuple[int, ...] | None, data: Dataset, who: st
                         "line: --any-input-size) if the model is meant to take any size")
 
 
-def _forward_one(model: nn.Module, data: Dataset, who: str,
-                 expected: tuple[int, ...] | None) -> Tensor:
+def _forward_one(model: nn.Module, data: Dataset, any_input_size: bool) -> Tensor:
     """The model's output on the first image of ``data``; DataError if the forward pass fails."""
+    from ..models.probe import probe
+
     p = next(model.parameters(), None)
     x = data.x[:1].to(device=p.device if p is not None else "cpu",
                       dtype=p.dtype if p is not None else torch.float32)
+    note = ("--any-input-size (any_input_size=True) lets a model that runs on any size take "
+            "another one, but this one does not run on this size. " if any_input_size else "")
     try:
-        with eval_mode(model), torch.no_grad():
-            return model(x)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        wants = (f"expects input shape {expected}" if expected is not None
-                 else f"rejected it ({first})")
-        raise DataError(f"data {data.name!r} has input shape {data.input_shape} but {who} {wants}"
-                        f"; forward pass error: {first}. Fix: pick data whose images match the "
-                        "model, or build the model for this data (e.g. load_model(spec, "
-                        f"in_channels={data.input_shape[0]}, num_classes={data.classes}))"
-                        ) from None
+        return probe(model, x, data=data.name, note=note)
+    except ValueError as e:
+        raise DataError(str(e)) from e.__cause__

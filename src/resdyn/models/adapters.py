@@ -3,12 +3,15 @@
 Each adapter takes a module (typed ``Any``: adapters read the attributes of foreign classes by
 duck typing) and returns its :class:`UnitParts` if it recognises it, else None:
 one for a module that is one unit, or a tuple for a module whose forward is several residual
-steps in turn (a transformer block: attention, then MLP). Adding a family is one function and one
-line in ``ADAPTERS``; a user's own block is declared with :func:`declare_unit`.
+steps in turn (a transformer block: attention, then MLP). Any other module's steps are found
+from its forward by :mod:`resdyn.models.discover` (the last adapter reads what it found), so an
+adapter is a shortcut that names parts better, not the gate; a user's own block may still be
+declared with :func:`declare_unit`.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -234,6 +237,30 @@ def timm_block(m: Any) -> tuple[UnitParts, ...] | None:
             UnitParts(residual=mlp, family="vit-timm", step="mlp"))
 
 
+#: Modules whose residual steps :func:`resdyn.models.discover.discover` found from their
+#: forward: module -> its recipe (weakly held; a copy made for analysis inherits it).
+FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def discovered_unit(m: nn.Module) -> tuple[UnitParts, ...] | None:
+    """The steps discovery found in ``m``'s forward (:func:`resdyn.units` runs it)."""
+    recipe = FOUND.get(m)
+    return recipe.parts(m) if recipe is not None else None
+
+
+def known(m: nn.Module) -> bool:
+    """Whether an adapter of a known family (or a declaration) recognises ``m``."""
+    return any(adapt(m) is not None for adapt in ADAPTERS if adapt is not discovered_unit)
+
+
+def inherit(copy: nn.Module, original: nn.Module) -> None:
+    """Let ``copy`` (a deep copy of ``original``) and its submodules keep what discovery found
+    in the original's."""
+    for a, b in zip(original.modules(), copy.modules(), strict=True):
+        if a in FOUND:
+            FOUND[b] = FOUND[a]
+
+
 ADAPTERS: tuple[Adapter, ...] = (
     declared_unit,
     resdyn_unit,
@@ -241,6 +268,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     torchvision_style_unit,
     torchvision_encoder_block,
     timm_block,
+    discovered_unit,  # last: a known family's adapter names its parts better
 )
 
 

@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from .._torch import eval_mode
-from .adapters import UnitParts, recognise
+from .adapters import FOUND, UnitParts, known, recognise
+from .discover import Report, discover
+from .probe import probe
 from .resnets import ResNet
 from .zoo import model_card
 
@@ -88,7 +90,7 @@ class Unit:
 
 
 class NoUnitsFound(ValueError):
-    """The model has no residual units resdyn recognises.
+    """The model has no residual units: no addition x + f(x) of a module's input in its forward.
 
     Example:
         >>> from torch import nn
@@ -96,7 +98,7 @@ class NoUnitsFound(ValueError):
         >>> units(nn.Sequential(nn.Linear(2, 2)), (2,))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
-        resdyn.models.units.NoUnitsFound: no residual units recognised in Sequential: ...
+        resdyn.models.units.NoUnitsFound: no residual units found in Sequential: its forward pass adds no two tensors ...
     """
 
 
@@ -185,7 +187,9 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
         NoUnitsFound: nothing recognisable and no ``names`` given.
         KeyError: a name in ``names`` is not a submodule.
         ValueError: no ``input_shape`` given and the model states none, a shape that is not
-            positive integers, or declared parts that do not reproduce their module's forward.
+            positive integers, a model whose forward fails on ``input_shape`` (the message
+            gives the shape it takes and its own error), or declared parts that do not
+            reproduce their module's forward.
 
     Example:
         >>> from resdyn import load_model, units
@@ -194,20 +198,19 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
         (9, 'downsampling', (16, 32, 32))
     """
     shape = _input_shape(model, input_shape)
+    reports = _discover(model, shape)
     if names is None:
         found = [(n, m) for n, m in model.named_modules() if n and recognise(m) is not None]
-        # a recognised unit nested inside another (never seen in practice) is not a unit of the model
+        # a step nested in another's branch (ConvNeXt-V2's GRN inside its block) is part of it
         found = [(n, m) for n, m in found
                  if not any(n.startswith(o + ".") for o, _ in found if o != n)]
         if not found:
             raise NoUnitsFound(
-                f"no residual units recognised in {type(model).__name__}: resdyn knows resdyn, "
-                "pytorchcv (ResUnit, PreResUnit) and torchvision-style (BasicBlock, Bottleneck) "
-                "units and ViT blocks (torchvision EncoderBlock, timm Block). Declare your block "
-                "by its parts with resdyn.declare_unit(BlockClass, lambda m: UnitParts(...)), "
-                "or pass the unit module names, e.g. units(model, shape, names=['layer1.0', "
-                "...]) or --units layer1.0,layer1.1 on the command line; list candidate names with "
-                "[n for n, _ in model.named_modules()].")
+                f"no residual units found in {type(model).__name__}: {_saw(reports)}. If it "
+                "has some, declare your block by its parts with resdyn.declare_unit(BlockClass, "
+                "lambda m: UnitParts(...)), or pass the unit module names, e.g. units(model, "
+                "shape, names=['layer1.0', ...]) or --units layer1.0,layer1.1 on the command "
+                "line (then each is analysed as a whole map)")
     else:
         modules = dict(model.named_modules())
         missing = [n for n in names if n not in modules]
@@ -237,6 +240,42 @@ def units(model: nn.Module, input_shape: Sequence[int] | None = None,
     return result
 
 
+def _sample(model: nn.Module, input_shape: Sequence[int]) -> Tensor:
+    """A seeded random batch of one input, in the model's dtype and on its device."""
+    p = next(model.parameters(), None)
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(1, *input_shape, generator=g).to(
+        dtype=p.dtype if p is not None else torch.float32,
+        device=p.device if p is not None else "cpu")
+
+
+_NOTE = ("input_shape is the shape of one input without the batch dimension, e.g. "
+         "units(model, (3, 32, 32)). ")
+
+
+def _discover(model: nn.Module, input_shape: Sequence[int]) -> tuple[Report, ...]:
+    """Find the residual steps of every module no adapter knows from one recorded forward pass
+    (:mod:`resdyn.models.discover`), and keep them for :func:`recognise`."""
+    found = discover(model, _sample(model, input_shape), skip=known, note=_NOTE)
+    for m in model.modules():
+        FOUND.pop(m, None)
+    for m, recipe in found.recipes.items():
+        FOUND[m] = recipe
+    return found.reports
+
+
+def _saw(reports: Sequence[Report]) -> str:
+    """What the recorded forward pass showed, for NoUnitsFound."""
+    adds = [r for r in reports if r.adds]
+    if not adds:
+        return ("its forward pass adds no two tensors computed from a module's input, so it has "
+                "no x + f(x) step")
+    shown = "; ".join(f"{r.path or '(the model)'} ({r.cls}): {r.why}" for r in adds[:3])
+    more = f"; and {len(adds) - 3} more modules" if len(adds) > 3 else ""
+    return (f"its forward pass adds two computed tensors {sum(r.adds for r in adds)} time(s) in "
+            f"{len(adds)} module(s), none an x + f(x) step of its module's input: {shown}{more}")
+
+
 def _shapes(model: nn.Module, input_shape: Sequence[int],
             entries: list[tuple[str, nn.Module, int, UnitParts | None]],
             ) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, int]]]:
@@ -253,22 +292,11 @@ def _shapes(model: nn.Module, input_shape: Sequence[int],
         if id(m) not in record and isinstance(out, Tensor) and args and isinstance(args[0], Tensor):
             record[id(m)] = (args[0].detach().clone(), out.detach(), len(record))
 
-    p = next(model.parameters(), None)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, *input_shape, generator=g).to(
-        dtype=p.dtype if p is not None else torch.float32,
-        device=p.device if p is not None else "cpu")
+    x = _sample(model, input_shape)
     modules = {id(m): m for _, m, _, _ in entries}
     handles = [m.register_forward_hook(hook) for m in modules.values()]
     try:
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:
-        raise ValueError(f"{type(model).__name__} does not take inputs of shape "
-                         f"{tuple(input_shape)} (a forward pass on a batch of one failed: "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
-                         "). input_shape is the shape of one input without the batch "
-                         "dimension, e.g. units(model, (3, 32, 32))") from None
+        probe(model, x, note=_NOTE)
     finally:
         for h in handles:
             h.remove()

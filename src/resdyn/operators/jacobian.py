@@ -25,7 +25,7 @@ from torch.func import jvp as _torch_jvp
 
 from .._threads import threads_for
 from .._torch import differentiable_attention
-from ..models.adapters import recognise
+from ..models.adapters import inherit, recognise
 from ..models.units import Unit
 from .base import LinearOperator
 
@@ -247,6 +247,7 @@ def analysis_copy(module: nn.Module, dtype: torch.dtype = torch.float64) -> nn.M
                       "eval-mode copy (running statistics). Call model.eval() to silence this.",
                       UserWarning, stacklevel=3)
     clone = copy.deepcopy(module).to(dtype).eval()
+    inherit(clone, module)  # the steps discovery found in the original's forward
     for p in clone.parameters():
         p.requires_grad_(False)
     return clone

@@ -208,6 +208,7 @@ def read_identity(out: Path) -> dict[str, Any]:
         RunFolderError: the file is unreadable or not an identity (names it and the way on).
     """
     path = out / IDENTITY_FILE
+    reason: str | None
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

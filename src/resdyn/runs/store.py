@@ -16,6 +16,7 @@ computed again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -132,7 +133,7 @@ class TaskStore:
         atomically), then its rows, which record the run, the task and those files' digests;
         forget an error an earlier run recorded for it."""
         for name, data in (files or {}).items():
-            atomic_write(Path(name), lambda tmp, data=data: tmp.write_bytes(data))
+            atomic_write(Path(name), functools.partial(_write_bytes, data=data))
         record = {"run": self.run, "task": f"{analysis}/{key}",
                   "files": {self._name(n): _digest(d) for n, d in (files or {}).items()}}
         write_parquet(rows, self._path(analysis, key), {PROVENANCE: json.dumps(record).encode()})
@@ -195,6 +196,10 @@ def _error(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def _digest(data: bytes) -> str:

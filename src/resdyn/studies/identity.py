@@ -44,7 +44,7 @@ class IdentityConfig:
         >>> IdentityConfig(eps=(0.0,))
         Traceback (most recent call last):
             ...
-        ValueError: eps must be one or more positive numbers; got (0.0,)
+        ValueError: eps must be greater than 0; got 0.0
     """
 
     images: int = bounded(100, 1, MAX_IMAGES)

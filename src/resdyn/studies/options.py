@@ -73,7 +73,7 @@ def check_config(config: Any) -> None:
         TypeError: a value of another type (names the field, the type expected and what came).
         ValueError: a number out of its bounds, or not finite (names the field and the bound).
     """
-    hints = _hints(type(config))
+    hints = _hints(type(config))  # type: ignore[arg-type]  # a class is hashable
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         _check_type(f.name, value, hints.get(f.name, Any))

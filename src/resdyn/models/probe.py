@@ -1,0 +1,83 @@
+"""The first forward pass of a model on an input shape, with its failure explained.
+
+Where resdyn first runs a model on inputs of some shape (unit discovery, the data check), a
+model that cannot take that shape fails in its own words (torchvision's ViT: ``AssertionError:
+Wrong image height!``); :func:`probe` turns any such failure into one ValueError that names the
+model, the shape it got, the shape it takes, its own message, and the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.vision_transformer import VisionTransformer
+
+from .._torch import eval_mode
+
+
+def probe(model: nn.Module, x: Tensor, *, data: str | None = None, note: str = "") -> Any:
+    """``model(x)`` in eval mode without gradients (train/eval state restored).
+
+    Args:
+        model: the network.
+        x: a batch (B, *shape).
+        data: the name of the data ``x`` comes from, for the message.
+        note: a sentence added to the message before the fix.
+
+    Returns:
+        whatever the model returns.
+
+    Raises:
+        ValueError: the forward pass raised, whatever the exception: the message names the
+            model, the shape it got, the shape it takes (:func:`~resdyn.models.natural_input_shape`,
+            when it states one), the model's own message and the fix.
+
+    Example:
+        >>> from resdyn import load_model
+        >>> vit16 = load_model("vit(size=16)", in_channels=1)
+        >>> probe(vit16, torch.zeros(1, 1, 8, 8))  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+        Traceback (most recent call last):
+            ...
+        ValueError: model 'vit(size=16)' does not take inputs of shape (1, 8, 8): its forward
+        pass failed (AssertionError: Wrong image height! Expected 16 but got 8!); it expects
+        input shape (1, 16, 16). ... Fix: give data of size 16 x 16, or a model built for 8 x 8
+        inputs
+    """
+    try:
+        with eval_mode(model), torch.no_grad():
+            return model(x)
+    except Exception as e:  # whatever the model's own code raises on this shape
+        raise input_error(model, tuple(x.shape[1:]), e, data, note) from e
+
+
+def input_error(model: nn.Module, shape: tuple[int, ...], error: BaseException,
+                data: str | None = None, note: str = "") -> ValueError:
+    """The ValueError of :func:`probe` for ``model`` whose forward pass on inputs of ``shape``
+    raised ``error``."""
+    from .units import natural_input_shape
+    from .zoo import model_card
+
+    card = model_card(model)
+    who = f"model {card.spec!r}" if card is not None else f"model {type(model).__name__}"
+    text = str(error).strip()
+    own = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    msg = (f"data {data!r} has input shape {shape}, which {who} does not take" if data else
+           f"{who} does not take inputs of shape {shape}") + f": its forward pass failed ({own})"
+    takes = natural_input_shape(model)
+    if takes is None or takes == shape:
+        return ValueError(f"{msg}. {note}Fix: give inputs of the shape the model was built for, "
+                          f"or a model built for {shape}")
+    vit = isinstance(model, VisionTransformer) and takes[1:] != shape[1:]  # another size
+    if vit:
+        note = (f"A ViT takes its own image size only (its position embedding fixes the number "
+                f"of tokens). {note}")
+    if len(takes) == len(shape) == 3 and takes[0] == shape[0]:  # images, channels agree
+        want, have = (" x ".join(map(str, s[1:])) for s in (takes, shape))
+        fix = f"give data of size {want}, or a model built for {have} inputs"
+    else:
+        fix = f"give data of shape {takes}, or a model built for {shape} inputs"
+        if card is not None and len(shape) == 3 and not vit:
+            fix += f" (e.g. load_model({card.spec!r}, in_channels={shape[0]}))"
+    return ValueError(f"{msg}; it expects input shape {takes}. {note}Fix: {fix}")
