@@ -648,6 +648,7 @@ def _nonlinear(graph: fx.Graph, start: str, end: str, module: nn.Module,
 
 def _verify(recipe: Recipe, r: Recording, done: dict[int, Recording]) -> tuple[bool, str]:
     """Whether the steps composed reproduce the recorded output from the recorded input."""
+    assert r.x is not None and r.y is not None  # a recording with a graph has both
     try:
         with torch.no_grad():
             y = r.x
@@ -655,7 +656,6 @@ def _verify(recipe: Recipe, r: Recording, done: dict[int, Recording]) -> tuple[b
                 y = p(y)
     except Exception as e:  # a replay the recording cannot support
         return False, f"its steps cannot be replayed ({type(e).__name__}: {e})"
-    assert r.y is not None and y is not None
     if y.shape == r.y.shape and torch.allclose(y, r.y, rtol=1e-4, atol=1e-5):
         for step in recipe.steps:
             if step.shortcut != step.start and not any(
