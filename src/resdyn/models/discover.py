@@ -340,8 +340,9 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
     if not adds:
         return [], 0, "no addition of two tensors computed from the input"
     if not steps and parallel:
-        return [], len(adds), ("a sum of parallel branches alike (re-parameterisable), none of "
-                               "them the input or a smaller map of it: not x + f(x)")
+        return [], len(adds), ("a sum of parallel paths of one size (re-parameterisable "
+                               "branches, a fusion), none of them the input or a smaller map of "
+                               "it: not x + f(x)")
     if not steps:
         return [], len(adds), "no addition is x + f(x) of the module's input"
     if cur is not out:
@@ -395,7 +396,7 @@ def _chain_end(a: fx.Node, live: set[fx.Node], out: fx.Node) -> fx.Node:
 def _step_name(branches: tuple[fx.Node, ...], cur: fx.Node, anc: dict) -> str:
     """The child module at the core of the branch: the first call_module of the branch that is
     not a norm, else the first one."""
-    calls = [n for b in branches for n in sorted((anc[b] | {b}) - anc[cur], key=_order)
+    calls = [n for b in branches for n in sorted((anc[b] | {b}) - anc[cur] - {cur}, key=_order)
              if n.op == "call_module"]
     core = [c for c in calls if "norm" not in str(c.target).lower() and not
             str(c.target).split(".")[0].startswith(("ln", "bn"))]
@@ -608,7 +609,11 @@ AFFINE = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", 
           "dropout2d", "reshape", "view", "permute", "transpose", "flatten", "unflatten",
           "contiguous", "__getitem__", "getitem", "squeeze", "unsqueeze", "expand", "chunk",
           "split", "narrow", "roll", "cat", "stack", "__add__", "__radd__", "add", "__sub__",
-          "__rsub__", "sub", "__neg__", "neg", "sum", "mean", "getattr", "size", "clone"}
+          "__rsub__", "sub", "__neg__", "neg", "sum", "mean", "getattr", "size", "clone",
+          "swapaxes", "swapdims", "movedim", "moveaxis", "t", "repeat", "tile", "expand_as",
+          "view_as", "reshape_as", "flip", "type_as", "float", "double", "to", "unbind",
+          "select", "index_select", "pixel_shuffle", "pixel_unshuffle", "interpolate",
+          "identity", "__get__"}
 #: ... and those affine when at most one operand is computed (a scale, a matrix product by a
 #: weight), nonlinear when two are (a gate, attention scores).
 PRODUCTS = {"__mul__", "__rmul__", "mul", "__truediv__", "div", "matmul", "__matmul__", "bmm",
@@ -658,9 +663,16 @@ def _verify(recipe: Recipe, r: Recording, done: dict[int, Recording]) -> tuple[b
         return False, f"its steps cannot be replayed ({type(e).__name__}: {e})"
     if y.shape == r.y.shape and torch.allclose(y, r.y, rtol=1e-4, atol=1e-5):
         for step in recipe.steps:
-            if step.shortcut != step.start and not any(
-                    _nonlinear(recipe.graph, step.start, b, r.module, done)
-                    for b in step.branches):
+            if step.shortcut == step.start:
+                continue
+            # a projection shortcut is an affine map (a 1x1 conv and a norm, a pooling)
+            # beside a nonlinear branch; two nonlinear paths summed are a fusion, and
+            # affine paths summed are one affine map (re-parameterisable, as RepVGG's)
+            if _nonlinear(recipe.graph, step.start, step.shortcut, r.module, done):
+                return False, ("its sum adds nonlinear parallel paths (a fusion), none of them "
+                               "the input or an affine map of it: not x + f(x)")
+            if not any(_nonlinear(recipe.graph, step.start, b, r.module, done)
+                       for b in step.branches):
                 return False, ("its sum is of parallel affine branches (re-parameterisable, "
                                "as RepVGG's), one affine map, not x + f(x) of a nonlinear f")
         return True, ""
