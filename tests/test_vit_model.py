@@ -65,7 +65,8 @@ def test_defaults_and_the_natural_shape_without_a_card():
     assert natural_input_shape(ViT(a)) == (3, 8, 8)  # from in_channels / in_size
     names = [n for n, _ in zoo_names()]
     assert "vit(blocks=4,width=64,heads=4,patch=2,mlp=128,size=8)" in names
-    assert "digits-vit" in names and "torchvision:vit_b_16" in names
+    assert "digits-vit" in names and "torchvision:NAME" in names
+    assert "torchvision:vit_b_16" in dict(zoo_names())["torchvision:NAME"]
 
 
 @pytest.mark.parametrize("dtype,exact", [(torch.float32, True), (torch.float16, False)])

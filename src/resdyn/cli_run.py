@@ -35,7 +35,9 @@ err = Console(stderr=True, soft_wrap=True)
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name or checkpoint (see "
                                                              "`resdyn models`)")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="local state dict "
-                                                                   "(.pth/.safetensors)")]
+                                                                   "(.pth/.safetensors), or "
+                                                                   "'random' (reproducible "
+                                                                   "random init)")]
 DataOpt = Annotated[str, typer.Option("--data", "-d",
                                       help="digits | cifar10 | mnist | PATH.npz | image folder")]
 AnySizeOpt = Annotated[bool, typer.Option("--any-input-size", help="allow images of another "

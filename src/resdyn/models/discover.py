@@ -290,6 +290,7 @@ class Step:
     add: str
     end: str
     name: str
+    projection: bool = False  # the shortcut holds parameters (a learned map)
 
 
 def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
@@ -317,7 +318,7 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
     parallel = 0  # sums of parallel branches alike (re-parameterisable), not x + f(x)
     # the stream may pass a chain of the input alone before its first step (a window partition,
     # a reshape to tokens): that chain is the first step's shortcut and starts its branch
-    cur = _chain_end(x, live, out) if adds else x
+    base, cur = x, _chain_end(x, live, out) if adds else x
     for a in adds:
         if a not in live or cur not in anc[a] or (steps and anc[a].isdisjoint({cur})):
             continue
@@ -333,10 +334,13 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
             continue
         branches = tuple(t for t in terms if t is not shortcut)
         end = _chain_end(a, live, out)
-        steps.append(Step(x.name if not steps else cur.name, shortcut.name,
-                          tuple(b.name for b in branches), a.name, end.name,
-                          _step_name(branches, cur, anc)))
-        cur = end
+        if end is not out and _reshapes(a, end):
+            end = a  # a reshape between two steps starts the next one: each step keeps its shape
+        path = (anc[shortcut] | {shortcut}) - anc[base] - {base}
+        steps.append(Step(base.name, shortcut.name, tuple(b.name for b in branches), a.name,
+                          end.name, _step_name(branches, cur, anc),
+                          any(n.op in ("call_module", "get_attr") for n in path)))
+        base, cur = end, _chain_end(end, live, out)
     if not adds:
         return [], 0, "no addition of two tensors computed from the input"
     if not steps and parallel:
@@ -345,9 +349,34 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
                                "it: not x + f(x)")
     if not steps:
         return [], len(adds), "no addition is x + f(x) of the module's input"
-    if cur is not out:
+    if base is not out:
         return [], len(adds), "the output is not the last step's (more is computed after it)"
     return steps, len(adds), ""
+
+
+#: Operations that only rearrange a tensor's elements.
+RESHAPES = {"reshape", "view", "flatten", "unflatten", "permute", "transpose", "contiguous",
+            "squeeze", "unsqueeze", "swapaxes", "swapdims", "movedim", "moveaxis"}
+
+
+def _reshapes(a: fx.Node, end: fx.Node) -> bool:
+    """Whether the chain from ``a`` to ``end`` only rearranges elements."""
+    chain = _chain_nodes(a, end)
+    return chain is not None and all(
+        m.op == "call_function" and getattr(m.target, "__name__", "") in RESHAPES
+        for m in chain)
+
+
+def _chain_nodes(a: fx.Node, end: fx.Node) -> list[fx.Node] | None:
+    """The nodes after ``a`` up to ``end`` along the chain that follows ``a``."""
+    out, n = [], a
+    while n is not end:
+        users = list(n.users)
+        if len(users) != 1:
+            return None
+        n = users[0]
+        out.append(n)
+    return out
 
 
 def _terms(a: fx.Node, live: set[fx.Node]) -> list[fx.Node]:
@@ -475,26 +504,46 @@ class Recipe:
     graph: fx.Graph
     steps: tuple[Step, ...]
     constants: dict[str, Any]
+    batch: int = 1
 
     def parts(self, module: nn.Module) -> tuple[UnitParts, ...]:
-        """The steps as UnitParts that run on ``module`` (the recorded one, or a copy)."""
+        """The steps as UnitParts that run on ``module`` (the recorded one, or a copy).
+
+        The recording holds the shapes it saw, the batch size too (a window partition
+        reshapes to it), so a batch of another size runs in chunks of the recorded one.
+        """
+        def part(start: str, end: str) -> Callable[[Tensor], Tensor]:
+            fn = _bound(_subgraph(self.graph, start, end), module, self.constants)
+            return _chunked(fn, self.batch)
+
         out = []
         many = len(self.steps) > 1
         names = _distinct([s.name for s in self.steps])
         for step, name in zip(self.steps, names, strict=True):
-            shortcut = _bound(_subgraph(self.graph, step.start, step.shortcut), module,
-                              self.constants) if step.shortcut != step.start else _identity
-            branch = _sum([_bound(_subgraph(self.graph, step.start, b), module, self.constants)
-                           for b in step.branches])
-            activation = (_bound(_subgraph(self.graph, step.add, step.end), module,
-                                 self.constants) if step.end != step.add else _identity)
-            out.append(UnitParts(shortcut, branch, activation, step.shortcut != step.start,
+            shortcut = (part(step.start, step.shortcut) if step.shortcut != step.start
+                        else _identity)
+            branch = _sum([part(step.start, b) for b in step.branches])
+            activation = part(step.add, step.end) if step.end != step.add else _identity
+            out.append(UnitParts(shortcut, branch, activation, step.projection,
                                  family="discovered", step=name if many else ""))
         return tuple(out)
 
 
 def _identity(x: Tensor) -> Tensor:
     return x
+
+
+def _chunked(fn: Callable[[Tensor], Tensor], batch: int) -> Callable[[Tensor], Tensor]:
+    """``fn`` on a batch of any size, in chunks of ``batch`` (the size it was recorded at)."""
+    def run(x: Tensor) -> Tensor:
+        if x.shape[0] == batch:
+            return fn(x)
+        if x.shape[0] % batch:
+            raise ValueError(f"a discovered step was recorded on batches of {batch}; got a "
+                             f"batch of {x.shape[0]}")
+        return torch.cat([fn(c) for c in x.split(batch)])
+
+    return run
 
 
 def _sum(fns: list[Callable[[Tensor], Tensor]]) -> Callable[[Tensor], Tensor]:
@@ -574,7 +623,7 @@ def discover(model: nn.Module, x: Tensor, skip: Callable[[nn.Module], bool] = la
         if not steps:
             reports.append(Report(paths[key], type(r.module).__name__, adds, 0, False, why))
             continue
-        recipe = Recipe(r.graph, tuple(steps), r.constants)
+        recipe = Recipe(r.graph, tuple(steps), r.constants, r.x.shape[0] if r.x is not None else 1)
         verified, why = _verify(recipe, r, rec.done)
         reports.append(Report(paths[key], type(r.module).__name__, adds, len(steps), verified,
                               why))

@@ -141,7 +141,8 @@ INTEGER = ("image", "label", "stage", "position", "n_in", "n_out", "a_index", "b
 def _records(t: pd.DataFrame, record: str) -> pd.DataFrame:
     """The alignment rows of one record kind, with its own columns only (integers as such:
     the records share one table, where a column another record lacks turned float)."""
-    part = t[t["record"] == record].dropna(axis=1, how="all").drop(columns="record")
+    part = t[t["record"] == record].dropna(axis=1, how="all").drop(columns="record",
+                                                                     errors="ignore")
     return part.astype({c: int for c in INTEGER if c in part}).reset_index(drop=True)
 
 

@@ -31,15 +31,19 @@ from ..spectra.api import singular_values
 
 
 def consecutive(unit_list: Sequence[Unit], inputs: dict[str, Tensor],
-                outputs: dict[str, Tensor]) -> None:
-    """Raise unless each unit's output is the next unit's input (the exponents compose units
-    one after another; a pooling or a norm between two units would break the chain)."""
+                outputs: dict[str, Tensor]) -> list[Unit]:
+    """The longest run of units each of whose output is the next one's input (the first such
+    run on a tie): the exponents compose units one after another, and a layer between two
+    units (a pooling, a norm, a ConvNeXt's or Swin's down-sampling between stages) breaks the
+    chain there."""
+    runs: list[list[Unit]] = [[unit_list[0]]] if unit_list else []
     for a, b in zip(unit_list, unit_list[1:], strict=False):
         out, nxt = outputs[a.name], inputs[b.name]
-        if out.shape != nxt.shape or not torch.allclose(out, nxt, rtol=1e-5, atol=1e-6):
-            raise ValueError(f"the output of unit {a.name!r} is not the input of {b.name!r} "
-                             "(something between them, e.g. a pooling); the exponents compose "
-                             "consecutive units only: pick units that follow each other")
+        if out.shape == nxt.shape and torch.allclose(out, nxt, rtol=1e-5, atol=1e-6):
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    return max(runs, key=len, default=[])
 
 
 def _residual_units(unit_list: Sequence[Unit]) -> list[Unit]:
@@ -49,7 +53,8 @@ def _residual_units(unit_list: Sequence[Unit]) -> list[Unit]:
 
 def lyapunov_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, image: int,
                   label: int, k: int, dense_max: int) -> pd.DataFrame:
-    """Finite-time Lyapunov exponents of one image at every depth, exactly and by QR.
+    """Finite-time Lyapunov exponents of one image at every depth, exactly and by QR, along
+    the longest run of consecutive units (:func:`consecutive`: all of them in a ResNet).
 
     Returns:
         one row per (path, depth, i): image, label, path ("exact" or "qr"), method ("dense",
@@ -60,7 +65,7 @@ def lyapunov_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, i
     run = current()
     net, unit_list = model.load(), model.units(input_shape)
     acts = capture(net, run.put(x[None]), unit_list)
-    consecutive(unit_list, acts.inputs, acts.outputs)
+    unit_list = consecutive(unit_list, acts.inputs, acts.outputs)
     x0 = acts.inputs[unit_list[0].name][0]
     stage_of = {u.name: u.stage for u in unit_list}
     rows = []
