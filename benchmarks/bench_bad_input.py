@@ -82,27 +82,31 @@ CASES: list[tuple[str, list[str]]] = [
     ("out in /proc", ["spectra", *R20, *SMALL, "--out", "/proc/self"]),
     # other commands
     ("evaluate ViT of another size", ["evaluate", "--model", "vit(size=16)"]),
-    ("check ViT of another size", ["check", "--model", "vit(size=16)"]),
+    ("check ViT of another size", ["check", "--model", "vit(size=16)", "--input-shape", "1,8,8"]),
     ("units bad input shape", ["units", *R20, "--input-shape", "1,x,8"]),
     ("train out not safetensors", ["train", *R20, "--data", "digits", "--out", "{tmp}/r.pth"]),
     ("train epochs zero", ["train", *R20, "--data", "digits", "--epochs", "0",
                            "--out", "{tmp}/r.safetensors"]),
     ("report of a missing folder", ["report", "/nonexistent"]),
-    ("report into /proc", ["report", "{tmp}", "--out", "/proc/x.html"]),
+    ("report into /proc", ["report", "{run}", "--out", "/proc/x.html"]),
 ]
 
 
 def judge(args: list[str], tmp: Path) -> tuple[str, str]:
     """(verdict, what came) for one command line."""
     out = tmp / "run"
-    args = [a.replace("{tmp}", str(tmp)).replace("{file}", str(tmp / "a-file")) for a in args]
+    resdyn = str(Path(sys.executable).with_name("resdyn"))
+    if "{run}" in args:  # a real run folder to report on: the ODE examples, a few seconds
+        subprocess.run([resdyn, "stable", "ode", "--out", str(tmp / "ode")], check=True,
+                       capture_output=True)
+    args = [a.replace("{tmp}", str(tmp)).replace("{file}", str(tmp / "a-file"))
+            .replace("{run}", str(tmp / "ode")) for a in args]
     if "--out" not in args and args[0] not in ("evaluate", "check", "units", "report", "train",
                                                "--threads"):
         args += ["--out", str(out)]
     if args[0] == "--threads":
         args += ["--out", str(out)]
     env = {**os.environ, "COLUMNS": "40"}
-    resdyn = str(Path(sys.executable).with_name("resdyn"))
     p = subprocess.run([resdyn, *args], capture_output=True, text=True, env=env, timeout=600,
                        cwd=tmp)
     text = (p.stdout + p.stderr).strip()

@@ -187,6 +187,33 @@ class Executor:
                              "not both")
 
 
+    def check_reachable(self) -> None:
+        """Raise unless the scheduler (if any) accepts a connection: what a run checks before
+        it claims its folder (a TCP connect, not a Dask client).
+
+        Raises:
+            ConnectionError: nothing answers at the address (the message names the fix).
+        """
+        if self.scheduler is None:
+            return
+        import socket
+        from urllib.parse import urlsplit
+
+        where = urlsplit(self.scheduler if "://" in self.scheduler else f"tcp://{self.scheduler}")
+        try:
+            with socket.create_connection((where.hostname or "", where.port or 8786),
+                                          timeout=self.timeout):
+                pass
+        except (OSError, ValueError) as e:
+            raise self.unreachable(e) from None
+
+    def unreachable(self, e: BaseException) -> ConnectionError:
+        return ConnectionError(
+            f"no Dask scheduler answered at {self.scheduler} within {self.timeout:g} s "
+            f"({type(e).__name__}): check that `dask scheduler` runs there, that the address "
+            "and port are right and reachable from this machine")
+
+
 @dataclass(frozen=True)
 class RunStats:
     """What a run did: ``ran`` tasks finished now, ``failed`` raised, ``resumed`` were stored.
@@ -260,10 +287,7 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         try:
             client = Client(executor.scheduler, timeout=executor.timeout)
         except (OSError, TimeoutError) as e:
-            raise ConnectionError(
-                f"no Dask scheduler answered at {executor.scheduler} within {executor.timeout:g} s "
-                f"({type(e).__name__}): check that `dask scheduler` runs there, that the address "
-                "and port are right and reachable from this machine") from None
+            raise executor.unreachable(e) from None
     else:
         cluster = LocalCluster(n_workers=executor.workers or 2, threads_per_worker=1,
                                processes=True, host="127.0.0.1", dashboard_address=None)

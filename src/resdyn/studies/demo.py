@@ -114,6 +114,8 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     """
     out = check_out(out)
     RunContext.on(device, precision, threads)  # an absent device is refused before the folder is claimed
+    executor = Executor(executor) if isinstance(executor, str) else executor
+    executor.check_reachable()
     with locked(out):
         resumed = claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned)
         try:

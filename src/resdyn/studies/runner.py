@@ -199,6 +199,7 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     ctx = Context(model, None, name, data, config, out, run=run)
     if isinstance(executor, str):
         executor = Executor(executor)  # an unknown name is refused before the folder is claimed
+    executor.check_reachable()
     with locked(out):
         return _run(study, ctx, model_hash, identity, executor, progress, fresh)
 
