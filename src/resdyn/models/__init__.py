@@ -1,7 +1,9 @@
-"""Models: the zoo, resdyn's own ResNets, checkpoints and residual-unit discovery."""
+"""Models: the zoo, resdyn's own ResNets, checkpoints, and residual units found from what a
+forward pass computes."""
 
 from .adapters import UnitParts, declare_unit
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .discover import discover
 from .interventions import calibrate_batchnorm
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
 from .stable import STABLE_FAMILIES, StableNet
@@ -11,6 +13,7 @@ from .zoo import ModelCard, UnknownModel, load_model, model_card, zoo_names
 
 __all__ = ["Arch", "CheckpointError", "ModelCard", "NoUnitsFound", "ResNet", "STABLE_FAMILIES",
            "StableNet", "Unit", "UnitParts", "ViT", "calibrate_batchnorm", "declare_unit",
+           "discover",
            "UnknownModel", "cifar_resnet", "load_checkpoint", "load_model", "model_card",
            "natural_input_shape", "preresnet", "save_checkpoint", "stage_name", "stages", "units",
            "zoo_names"]
