@@ -73,3 +73,18 @@ def pytest_collection_modifyitems(config, items):
 
     if os.environ.get("RESDYN_TEST_ORDER") == "reverse":
         items.reverse()
+
+
+def refuse_paths(root: str) -> None:
+    """From now on, opening any path under ``root`` in this process raises PermissionError:
+    run on a Dask worker (``client.run``), it makes a worker that cannot see the run folder."""
+    import os
+    import sys
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+            path = os.path.abspath(os.fsdecode(args[0]))
+            if path == root or path.startswith(root + os.sep):
+                raise PermissionError(f"this worker cannot see {root}")
+
+    sys.addaudithook(hook)

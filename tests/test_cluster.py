@@ -10,6 +10,7 @@ import cloudpickle
 import pandas as pd
 import pytest
 import torch
+from conftest import refuse_paths
 
 from resdyn import load_data
 from resdyn.models.checkpoints import read_state
@@ -17,18 +18,9 @@ from resdyn.runs import Executor, RunContext
 from resdyn.runs.context import pin, spread, using
 from resdyn.studies import SWEEP, SweepConfig, run_study
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
-
-
-def _refuse(root: str) -> None:
-    """From now on, opening any path under ``root`` in this process raises PermissionError."""
-    def hook(event, args):
-        if event == "open" and isinstance(args[0], str | bytes | os.PathLike):
-            path = os.path.abspath(os.fsdecode(args[0]))
-            if path == root or path.startswith(root + os.sep):
-                raise PermissionError(f"this worker cannot see {root}")
-
-    sys.addaudithook(hook)
+# the workers cannot import tests/: this module's functions and conftest's go by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(sys.modules["conftest"])
 
 
 def _try(path: str) -> str:
@@ -53,7 +45,7 @@ def test_sweep_on_workers_that_cannot_open_the_run_folder(tmp_path):
     out = str((tmp_path / "cluster").resolve())
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(_refuse, out)
+        client.run(refuse_paths, out)
         assert set(client.run(_try, os.path.join(out, "probe")).values()) == {"refused"}
         r = run_study(SWEEP, None, data, config, out, threads=1,
                       executor=Executor("dask", scheduler=cluster.scheduler_address))

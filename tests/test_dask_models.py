@@ -13,6 +13,7 @@ import dask
 import pandas as pd
 import pytest
 import torch
+from conftest import refuse_paths
 from torch import nn
 
 from resdyn.runs import Executor, TaskStore
@@ -20,18 +21,9 @@ from resdyn.runs.executor import RunStats, Task, run_tasks
 from resdyn.runs.identity import model_digest
 from resdyn.runs.modelref import _MODELS, KEEP, save_model
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
-
-
-def _refuse(root: str) -> None:
-    """From now on, opening any path under ``root`` in this process raises PermissionError."""
-    def hook(event, args):
-        if event == "open" and isinstance(args[0], str | bytes | os.PathLike):
-            path = os.path.abspath(os.fsdecode(args[0]))
-            if path == root or path.startswith(root + os.sep):
-                raise PermissionError(f"this worker cannot see {root}")
-
-    sys.addaudithook(hook)
+# the workers cannot import tests/: this module's functions and conftest's go by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(sys.modules["conftest"])
 
 
 def _try(path: str) -> str:
@@ -63,7 +55,7 @@ def test_more_models_than_the_cache_keeps_reach_workers_without_the_run_folder(t
              for r in range(2) for i, ref in enumerate(refs)]
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(_refuse, root)
+        client.run(refuse_paths, root)
         assert set(client.run(_try, refs[0].path).values()) == {"refused"}
         store = TaskStore(tmp_path / "tasks")
         stats = run_tasks(tasks, store, Executor("dask", scheduler=cluster.scheduler_address),
