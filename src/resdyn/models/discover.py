@@ -136,6 +136,7 @@ class _Recorder(TorchFunctionMode):
     def _bind(self, frame: _Frame, out: Any, node: fx.Node) -> None:
         if isinstance(out, Tensor):
             frame.env[id(out)] = node
+            node.meta["lead"] = out.shape[0] if out.dim() else None
         elif isinstance(out, tuple | list):
             for i, o in enumerate(out):
                 if isinstance(o, Tensor):
@@ -188,6 +189,7 @@ class _Recorder(TorchFunctionMode):
         else:
             frame.x = args[0]
             frame.env[id(args[0])] = frame.graph.placeholder("x")
+            frame.env[id(args[0])].meta["lead"] = args[0].shape[0] if args[0].dim() else None
             # what else the caller passes (a mask, rotary embeddings, a flag) is replayed as
             # it was passed, unless the caller computed it from its own input: then the
             # module is a map of two inputs, not of x alone
@@ -238,7 +240,7 @@ def _from_input(frame: _Frame, t: Tensor) -> bool:
         n = todo.pop()
         if n.op == "placeholder":
             return True
-        if n not in seen:
+        if n not in seen and not _input_attribute(n):  # a dtype or device read off the input
             seen.add(n)
             todo += n.all_input_nodes
     return False
@@ -291,6 +293,7 @@ class Step:
     end: str
     name: str
     projection: bool = False  # the shortcut holds parameters (a learned map)
+    fork: str = ""  # where the stream splits into shortcut and branches (after a shared prefix)
 
 
 def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
@@ -310,7 +313,9 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
     out = next(n for n in nodes if n.op == "output").args[0]
     anc: dict[fx.Node, set[fx.Node]] = {}
     for n in nodes:
-        anc[n] = set().union(*([{a} | anc[a] for a in n.all_input_nodes]))
+        # reading the input's dtype or device is no dependence on its values
+        anc[n] = set().union(*([{a} | anc[a] for a in n.all_input_nodes
+                                if not _input_attribute(a)]))
     live = {n for n in nodes if n is x or x in anc[n]}  # what depends on the input
     adds = [n for n in nodes if n.op == "call_function" and n.target in ADDS
             and sum(isinstance(a, fx.Node) and a in live for a in n.args[:2]) == 2]
@@ -339,7 +344,7 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
         path = (anc[shortcut] | {shortcut}) - anc[base] - {base}
         steps.append(Step(base.name, shortcut.name, tuple(b.name for b in branches), a.name,
                           end.name, _step_name(branches, cur, anc),
-                          any(n.op in ("call_module", "get_attr") for n in path)))
+                          any(n.op in ("call_module", "get_attr") for n in path), cur.name))
         base, cur = end, _chain_end(end, live, out)
     if not adds:
         return [], 0, "no addition of two tensors computed from the input"
@@ -512,9 +517,11 @@ class Recipe:
         The recording holds the shapes it saw, the batch size too (a window partition
         reshapes to it), so a batch of another size runs in chunks of the recorded one.
         """
+        lead = {n.name: n.meta.get("lead") for n in self.graph.nodes}
+
         def part(start: str, end: str) -> Callable[[Tensor], Tensor]:
             fn = _bound(_subgraph(self.graph, start, end), module, self.constants)
-            return _chunked(fn, self.batch)
+            return _chunked(fn, lead.get(start) or self.batch)
 
         out = []
         many = len(self.steps) > 1
@@ -536,7 +543,7 @@ def _identity(x: Tensor) -> Tensor:
 def _chunked(fn: Callable[[Tensor], Tensor], batch: int) -> Callable[[Tensor], Tensor]:
     """``fn`` on a batch of any size, in chunks of ``batch`` (the size it was recorded at)."""
     def run(x: Tensor) -> Tensor:
-        if x.shape[0] == batch:
+        if not x.dim() or x.shape[0] == batch:
             return fn(x)
         if x.shape[0] % batch:
             raise ValueError(f"a discovered step was recorded on batches of {batch}; got a "
@@ -669,8 +676,13 @@ PRODUCTS = {"__mul__", "__rmul__", "mul", "__truediv__", "div", "matmul", "__mat
             "einsum"}
 
 
+#: Nonlinear but allowed in a shortcut: a max pooling of a projection (Hiera's stage change).
+POOLS = frozenset({"max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d",
+                   "adaptive_max_pool2d", "adaptive_max_pool3d", "max", "amax"})
+
+
 def _nonlinear(graph: fx.Graph, start: str, end: str, module: nn.Module,
-               done: dict[int, Recording]) -> bool:
+               done: dict[int, Recording], allowed: frozenset[str] = frozenset()) -> bool:
     """Whether the part of ``graph`` from ``start`` to ``end`` computes anything nonlinear
     (looking into the recorded graphs of the child modules it calls; an unrecorded child
     counts as nonlinear)."""
@@ -685,7 +697,7 @@ def _nonlinear(graph: fx.Graph, start: str, end: str, module: nn.Module,
             name = getattr(n.target, "__name__", str(n.target))
             if name in PRODUCTS and len(inputs) <= 1:
                 continue
-            if name not in AFFINE:
+            if name not in AFFINE and name not in allowed:
                 return True
         elif n.op == "call_module":
             child = _get(module, str(n.target))
@@ -695,7 +707,7 @@ def _nonlinear(graph: fx.Graph, start: str, end: str, module: nn.Module,
             out = next(m for m in g.nodes if m.op == "output").args[0]
             x = next(m for m in g.nodes if m.op == "placeholder")
             if out is not x and _nonlinear(g, x.name, out.name,  # type: ignore[union-attr]
-                                           child, done):
+                                           child, done, allowed):
                 return True
     return False
 
@@ -717,10 +729,11 @@ def _verify(recipe: Recipe, r: Recording, done: dict[int, Recording]) -> tuple[b
             # a projection shortcut is an affine map (a 1x1 conv and a norm, a pooling)
             # beside a nonlinear branch; two nonlinear paths summed are a fusion, and
             # affine paths summed are one affine map (re-parameterisable, as RepVGG's)
-            if _nonlinear(recipe.graph, step.start, step.shortcut, r.module, done):
+            fork = step.fork or step.start  # a prefix both share is part of both
+            if _nonlinear(recipe.graph, fork, step.shortcut, r.module, done, POOLS):
                 return False, ("its sum adds nonlinear parallel paths (a fusion), none of them "
                                "the input or an affine map of it: not x + f(x)")
-            if not any(_nonlinear(recipe.graph, step.start, b, r.module, done)
+            if not any(_nonlinear(recipe.graph, fork, b, r.module, done)
                        for b in step.branches):
                 return False, ("its sum is of parallel affine branches (re-parameterisable, "
                                "as RepVGG's), one affine map, not x + f(x) of a nonlinear f")
