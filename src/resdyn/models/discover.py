@@ -327,6 +327,8 @@ def find_steps(graph: fx.Graph, weight: Callable[[fx.Node], int] = lambda n: 1,
     for a in adds:
         if a not in live or cur not in anc[a] or (steps and anc[a].isdisjoint({cur})):
             continue
+        if len(a.users) == 1 and next(iter(a.users)) in adds:
+            continue  # a partial sum: the sum it is a term of is the step (a + b + c)
         terms = _terms(a, live)
         if any(t is not cur and cur not in anc[t] for t in terms):
             continue  # a term that does not come from the step's input
