@@ -5,9 +5,10 @@ from .adapters import UnitParts, declare_unit
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .discover import discover
 from .interventions import calibrate_batchnorm
+from .probe import natural_input_shape
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
 from .stable import STABLE_FAMILIES, StableNet
-from .units import NoUnitsFound, Unit, natural_input_shape, stage_name, stages, units
+from .units import NoUnitsFound, Unit, stage_name, stages, units
 from .vit import ViT
 from .zoo import ModelCard, UnknownModel, load_model, model_card, zoo_names
 

@@ -8,6 +8,7 @@ model, the shape it got, the shape it takes, its own message, and the way out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,6 +16,8 @@ from torch import Tensor, nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from .._torch import eval_mode
+from .resnets import ResNet
+from .zoo import model_card
 
 
 def probe(model: nn.Module, x: Tensor, *, data: str | None = None, note: str = "") -> Any:
@@ -56,9 +59,6 @@ def input_error(model: nn.Module, shape: tuple[int, ...], error: BaseException,
                 data: str | None = None, note: str = "") -> ValueError:
     """The ValueError of :func:`probe` for ``model`` whose forward pass on inputs of ``shape``
     raised ``error``."""
-    from .units import natural_input_shape
-    from .zoo import model_card
-
     card = model_card(model)
     who = f"model {card.spec!r}" if card is not None else f"model {type(model).__name__}"
     text = str(error).strip()
@@ -81,3 +81,40 @@ def input_error(model: nn.Module, shape: tuple[int, ...], error: BaseException,
         if card is not None and len(shape) == 3 and not vit:
             fix += f" (e.g. load_model({card.spec!r}, in_channels={shape[0]}))"
     return ValueError(f"{msg}; it expects input shape {takes}. {note}Fix: {fix}")
+
+
+def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
+    """The (C, H, W) input shape ``model`` states, or None when it states none.
+
+    Looked up in this order: the card :func:`resdyn.load_model` attached
+    (``model_card(model).input_shape``); resdyn's own :class:`~resdyn.models.ResNet`
+    (``arch.in_channels`` at CIFAR's 32 x 32); a pytorchcv-style ``in_size`` attribute (H, W)
+    or a torchvision ViT's ``image_size`` (an int), with the channels from an ``in_channels``
+    attribute or else from the first convolution.
+
+    Example:
+        >>> from resdyn.models import cifar_resnet
+        >>> natural_input_shape(cifar_resnet(20, in_channels=1))
+        (1, 32, 32)
+    """
+    card = model_card(model)
+    if card is not None:
+        return tuple(card.input_shape)  # type: ignore[return-value]
+    if isinstance(model, ResNet):
+        return (model.arch.in_channels, 32, 32)
+    size = getattr(model, "in_size", None)
+    if positive_ints([getattr(model, "image_size", None)]):
+        size = (model.image_size, model.image_size)
+    if not (isinstance(size, tuple | list) and len(size) == 2 and positive_ints(size)):
+        return None
+    channels = getattr(model, "in_channels", None)
+    if not positive_ints([channels]):
+        conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+        if conv is None:
+            return None
+        channels = conv.in_channels
+    return (int(channels), int(size[0]), int(size[1]))  # type: ignore[arg-type]  # checked above
+
+
+def positive_ints(values: Sequence[object]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)

@@ -14,9 +14,7 @@ from torch import Tensor, nn
 from .._torch import eval_mode
 from .adapters import FOUND, UnitParts, known, recognise
 from .discover import Report, discover
-from .probe import probe
-from .resnets import ResNet
-from .zoo import model_card
+from .probe import natural_input_shape, positive_ints, probe
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,43 +100,6 @@ class NoUnitsFound(ValueError):
     """
 
 
-def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
-    """The (C, H, W) input shape ``model`` states, or None when it states none.
-
-    Looked up in this order: the card :func:`resdyn.load_model` attached
-    (``model_card(model).input_shape``); resdyn's own :class:`~resdyn.models.ResNet`
-    (``arch.in_channels`` at CIFAR's 32 x 32); a pytorchcv-style ``in_size`` attribute (H, W)
-    or a torchvision ViT's ``image_size`` (an int), with the channels from an ``in_channels``
-    attribute or else from the first convolution.
-
-    Example:
-        >>> from resdyn.models import cifar_resnet
-        >>> natural_input_shape(cifar_resnet(20, in_channels=1))
-        (1, 32, 32)
-    """
-    card = model_card(model)
-    if card is not None:
-        return tuple(card.input_shape)  # type: ignore[return-value]
-    if isinstance(model, ResNet):
-        return (model.arch.in_channels, 32, 32)
-    size = getattr(model, "in_size", None)
-    if _positive_ints([getattr(model, "image_size", None)]):
-        size = (model.image_size, model.image_size)
-    if not (isinstance(size, tuple | list) and len(size) == 2 and _positive_ints(size)):
-        return None
-    channels = getattr(model, "in_channels", None)
-    if not _positive_ints([channels]):
-        conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-        if conv is None:
-            return None
-        channels = conv.in_channels
-    return (int(channels), int(size[0]), int(size[1]))  # type: ignore[arg-type]  # checked above
-
-
-def _positive_ints(values: Sequence[object]) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-
-
 def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
     """``input_shape`` checked, or the model's natural one when None."""
     if input_shape is None:
@@ -154,7 +115,7 @@ def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[i
         given: tuple[int, ...] = tuple(operator.index(s) for s in input_shape)
     except TypeError:
         given = ()
-    if not given or not _positive_ints(given):
+    if not given or not positive_ints(given):
         raise ValueError(f"input_shape must be the shape of one input without the batch "
                          f"dimension, positive integers such as (C, H, W); got {input_shape!r}. "
                          "E.g. units(model, (3, 32, 32))")
