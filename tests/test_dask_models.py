@@ -1,4 +1,4 @@
-"""Models on Dask workers (issue 27): more models than a process's model cache keeps reach
+"""Models on Dask workers: more models than a process's model cache keeps reach
 workers that cannot open the run folder; a task that kills its worker every time is recorded
 as failed (KilledWorker) while the others finish; a model.pt planted in the run folder before
 the run is never trusted (never unpickled)."""
