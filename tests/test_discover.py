@@ -264,3 +264,25 @@ def test_discovery_and_the_basicblock_adapter_agree():
         torch.testing.assert_close(disc(x), known(x))
         torch.testing.assert_close(disc.shortcut(x), known.shortcut(x))
         torch.testing.assert_close(disc.residual(x), known.residual(x))
+
+
+class Threaded(nn.Module):
+    """x + W x, while another thread runs a module of another model during the forward."""
+
+    def __init__(self, other):
+        super().__init__()
+        self.w, self.other = nn.Linear(4, 4), [other]  # a list: not a child module
+
+    def forward(self, x):
+        import threading
+
+        t = threading.Thread(target=lambda: self.other[0](torch.randn(1, 4)))
+        t.start()
+        t.join()
+        return x + torch.tanh(self.w(x))
+
+
+def test_another_threads_modules_are_not_recorded():
+    block = Threaded(nn.Linear(4, 4))
+    (u,) = units(nn.Sequential(block), (4,))
+    assert u.name == "0" and u.parts.family == "discovered"

@@ -6,6 +6,7 @@ See :mod:`resdyn.models.discover`, which finds residual steps in these graphs.
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -229,8 +230,11 @@ def recording(model: nn.Module) -> Iterator[_Recorder]:
     functions through the recorder's mode."""
     recorder = _Recorder(model)
     original = nn.Module.__call__
+    here = threading.get_ident()  # torch function modes are per thread; the patch is not
 
     def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != here:  # another thread's model: not recorded
+            return original(module, *args, **kwargs)
         return recorder.call(original, module, args, kwargs)
 
     nn.Module.__call__ = call  # type: ignore[method-assign]
@@ -239,7 +243,6 @@ def recording(model: nn.Module) -> Iterator[_Recorder]:
             yield recorder
     finally:
         nn.Module.__call__ = original  # type: ignore[method-assign]
-
 
 
 def input_attribute(n: fx.Node) -> bool:
