@@ -137,6 +137,7 @@ class TimeLeft:
 #: The most worker processes of a local Dask cluster (a cluster of more machines: --scheduler).
 MAX_WORKERS = 256
 
+
 @dataclass(frozen=True)
 class Executor:
     """How to run tasks.
@@ -186,7 +187,6 @@ class Executor:
             raise ValueError("give either workers (a local cluster) or a scheduler address, "
                              "not both")
 
-
     def check_reachable(self) -> None:
         """Raise unless the scheduler (if any) accepts a connection: what a run checks before
         it claims its folder (a TCP connect, not a Dask client).
@@ -208,6 +208,7 @@ class Executor:
             raise self.unreachable(e) from None
 
     def unreachable(self, e: BaseException) -> ConnectionError:
+        """The error of a scheduler that did not answer (``e``: what the attempt raised)."""
         return ConnectionError(
             f"no Dask scheduler answered at {self.scheduler} within {self.timeout:g} s "
             f"({type(e).__name__}): check that `dask scheduler` runs there, that the address "

@@ -188,6 +188,26 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
     return False
 
 
+@contextmanager
+def claimed(out: Path, identity: dict[str, Any], *, fresh: bool = False,
+            owned: Owned | None = None, upgrade_safe: Iterable[str] = (),
+            changes: str = "") -> Iterator[bool]:
+    """:func:`claim` ``out`` for the block, which sees whether it resumes an earlier run.
+
+    A new run that ends in an exception having stored nothing (its executor did not start, it
+    was interrupted at once) leaves no claim on the folder: nothing is lost, and any command
+    may use it.
+    """
+    resumed = claim(out, identity, fresh=fresh, owned=owned, upgrade_safe=upgrade_safe,
+                    changes=changes)
+    try:
+        yield resumed
+    except BaseException:
+        if not resumed and not has_results(out):
+            release(out, owned)
+        raise
+
+
 def _refusal(out: Path, diff: list[Difference], changes: str = "") -> str:
     absent = [d for d in diff if d.old == "<absent>" and d.path.startswith("config.")]
     older = (f" The folder was written by an older resdyn version that did not record "

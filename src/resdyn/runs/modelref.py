@@ -15,7 +15,6 @@ models it loaded from files or copied to a GPU.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import io
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from .context import current
-from .store import atomic_write
+from .store import atomic_write_bytes
 
 _MODELS: dict[str, nn.Module] = {}
 _SHIPPED: dict[str, nn.Module] = {}  # the models this process's run sent it: never evicted
@@ -214,7 +213,7 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
             spec = str(Path(spec).resolve())  # a worker may run in another directory
         if not path.is_file():
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_write(path, lambda tmp: _torch_save(state, tmp))
+            atomic_write_bytes(path, _torch_bytes(state))
         ref = ModelRef(sha256, str(path.resolve()), spec, options)
     else:
         # the digest tasks trust is that of the bytes serialized here from ``model``; a file
@@ -224,27 +223,19 @@ def save_model(model: nn.Module, sha256: str, folder: Path) -> ModelRef:
         digest = hashlib.sha256(data).hexdigest()
         path = folder / "model.pt"
         if not path.is_file() or _file_digest(path) != digest:
-            atomic_write(path, functools.partial(_write_bytes, data=data))
+            atomic_write_bytes(path, data)
         ref = ModelRef(sha256, str(path.resolve()), None, {}, digest)
     remember(sha256, model)
     return ref
 
 
-def _torch_save(obj: object, path: Path) -> None:
-    """torch.save into memory, then the bytes to ``path``: a full disk raises OSError (which
-    names the file and the fix, see :func:`resdyn.runs.store.writing`), not torch's zip
-    writer's "unexpected pos" RuntimeError."""
-    _write_bytes(path, _torch_bytes(obj))
-
-
 def _torch_bytes(obj: object) -> bytes:
+    """torch.save into memory: the bytes are then written as a plain file, so a full disk
+    raises OSError (which names the file and the fix, see :func:`resdyn.runs.store.writing`),
+    not torch's zip writer's "unexpected pos" RuntimeError."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
 
 
 def remember(key: str, model: nn.Module) -> None:

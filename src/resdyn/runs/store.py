@@ -133,7 +133,7 @@ class TaskStore:
         atomically), then its rows, which record the run, the task and those files' digests;
         forget an error an earlier run recorded for it."""
         for name, data in (files or {}).items():
-            atomic_write(Path(name), functools.partial(_write_bytes, data=data))
+            atomic_write_bytes(name, data)
         record = {"run": self.run, "task": f"{analysis}/{key}",
                   "files": {self._name(n): _digest(d) for n, d in (files or {}).items()}}
         write_parquet(rows, self._path(analysis, key), {PROVENANCE: json.dumps(record).encode()})
@@ -198,10 +198,6 @@ def _error(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-
-
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -240,6 +236,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, functools.partial(_write_bytes, data=data))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def write_parquet(rows: pd.DataFrame, path: str | Path,

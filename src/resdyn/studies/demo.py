@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import Executor, Progress, RunContext
-from ..runs.folder import check_out, claim, has_results, locked, release
+from ..runs.folder import check_out, claimed, locked
 from .base import Study
 from .dynamics import DYNAMICS, DynamicsConfig
 from .identity import IDENTITY, IdentityConfig
@@ -117,13 +117,8 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     executor = Executor(executor) if isinstance(executor, str) else executor
     executor.check_reachable()
     with locked(out):
-        resumed = claim(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned)
-        try:
+        with claimed(out, {"demo": {"quick": quick}}, fresh=fresh, owned=_owned):
             return _parts(out, quick, executor, progress, device, precision, threads)
-        except BaseException:
-            if not resumed and not has_results(out):  # nothing stored: no claim left behind
-                release(out, _owned)
-            raise
 
 
 def _parts(out: Path, quick: bool, executor: Executor | str,

@@ -25,7 +25,7 @@ from torch import nn
 from ..data import Dataset
 from ..report import write_report
 from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_tasks, write_parquet
-from ..runs.folder import check_out, claim, has_results, locked, release
+from ..runs.folder import check_out, claimed, locked
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
 from ..runs.store import atomic_write, run_digest, writing
@@ -210,16 +210,9 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
     def owned(found: dict[str, Any] | None) -> list[str]:
         return owned_names(found, study)
 
-    resumed = claim(ctx.out, identity, fresh=fresh, owned=owned,
-                    upgrade_safe=upgrade_safe(study, ctx), changes=study.changes)
-    try:
+    with claimed(ctx.out, identity, fresh=fresh, owned=owned,
+                 upgrade_safe=upgrade_safe(study, ctx), changes=study.changes):
         return _work(study, ctx, model_hash, identity, executor, progress)
-    except BaseException:
-        # a run that stored nothing (its executor did not start, it was interrupted at once)
-        # leaves no claim on the folder: nothing is lost, and any command may use it
-        if not resumed and not has_results(ctx.out):
-            release(ctx.out, owned)
-        raise
 
 
 def _work(study: Study, ctx: Context, model_hash: str | None, identity: dict,
