@@ -47,6 +47,10 @@ class UnitParts:
             (e.g. "self_attention", "mlp"), "" when the module is one unit. The unit is then
             called ``"<module path>.<step>"``; naming the step after the submodule at the core
             of its branch makes that name a module path too (weight interpolation uses it).
+        causal: True when the unit's input and output are (T, d) token sequences and output
+            token t depends only on input tokens s <= t (a causal decoder's attention or
+            token-wise MLP): its Jacobian is block lower-triangular in tokens, so its
+            eigenvalues are those of the T diagonal d×d blocks (``resdyn.operators.causal``).
 
     Example:
         >>> import torch
@@ -64,6 +68,7 @@ class UnitParts:
     split: tuple[Fn, Fn] | None = None
     family: str = "declared"
     step: str = ""
+    causal: bool = False
 
     def __call__(self, x: Tensor, alpha: float = 1.0) -> Tensor:
         """activation(alpha·shortcut(x) + residual(x))."""
@@ -261,6 +266,8 @@ def inherit(copy: nn.Module, original: nn.Module) -> None:
             FOUND[b] = FOUND[a]
 
 
+from .decoders import gpt2_block, llama_layer, neox_layer  # noqa: E402 - they use UnitParts
+
 ADAPTERS: tuple[Adapter, ...] = (
     declared_unit,
     resdyn_unit,
@@ -268,6 +275,9 @@ ADAPTERS: tuple[Adapter, ...] = (
     torchvision_style_unit,
     torchvision_encoder_block,
     timm_block,
+    gpt2_block,
+    llama_layer,
+    neox_layer,
     discovered_unit,  # last: a known family's adapter names its parts better
 )
 

@@ -58,9 +58,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, object] 
         torch.float16
     """
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
-               for k, v in model.state_dict().items()}
-    arch: Arch = model.arch  # type: ignore[assignment]  # resdyn's networks carry their Arch
-    meta = {"format": "resdyn", "arch": json.dumps(arch.to_dict()),
+               for k, v in _untied(model).items()}
+    meta = {"format": "resdyn", "arch": json.dumps(_arch_dict(model)),
             "info": json.dumps(info or {})}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + ".tmp")
@@ -102,10 +101,46 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
     if meta.get("format") != "resdyn" or "arch" not in meta:
         raise CheckpointError(f"{path}: a safetensors file without resdyn architecture metadata; "
                               "load it into a model with --weights instead of --model")
-    arch = Arch.from_dict(json.loads(meta["arch"]))
-    model = build_network(arch)
-    load_state(model, read_state(path), path)
+    recorded = json.loads(meta["arch"])
+    if recorded.get("family") == LM_FAMILY:
+        from .language import from_config
+
+        model: nn.Module = from_config(recorded["config"])
+        load_state(model, read_state(path), path, tied=_tied(model))
+    else:
+        model = build_network(Arch.from_dict(recorded))
+        load_state(model, read_state(path), path)
     return model.float().eval(), json.loads(meta.get("info", "{}"))
+
+
+#: The family recorded for a causal language model (its transformers config beside it).
+LM_FAMILY = "causal-lm"
+
+
+def _arch_dict(model: nn.Module) -> dict:
+    from .language import CausalLM, config_dict
+
+    if isinstance(model, CausalLM):
+        return {"family": LM_FAMILY, "config": config_dict(model)}
+    arch: Arch = model.arch  # type: ignore[assignment]  # resdyn's networks carry their Arch
+    return arch.to_dict()
+
+
+def _tied(model: nn.Module) -> set[str]:
+    """State-dict keys whose tensor is an earlier key's (tied weights: GPT-2's output layer is
+    its token embedding), which a file stores once."""
+    seen: set[int] = set()
+    tied = set()
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) in seen:
+            tied.add(k)
+        seen.add(id(v))
+    return tied
+
+
+def _untied(model: nn.Module) -> dict[str, torch.Tensor]:
+    tied = _tied(model)
+    return {k: v for k, v in model.state_dict().items() if k not in tied}
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -161,11 +196,13 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {first}" if len(first) < 12 else first
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load ``state`` into ``model`` strictly, naming the file and the mismatched keys on failure."""
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path,
+               tied: frozenset[str] | set[str] = frozenset()) -> None:
+    """Load ``state`` into ``model`` strictly, naming the file and the mismatched keys on failure
+    (``tied``: keys that may be missing because they share an earlier key's tensor)."""
     own = model.state_dict()
     state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel checkpoints
-    missing = sorted(set(own) - set(state))
+    missing = sorted(set(own) - set(state) - set(tied))
     unexpected = sorted(set(state) - set(own))
     bad_shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in own if k in state and state[k].shape != own[k].shape]
@@ -178,4 +215,4 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | P
         if bad_shape:
             parts.append(f"{len(bad_shape)} shape mismatch(es), e.g. {bad_shape[:2]}")
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=not tied)

@@ -22,7 +22,9 @@ from .vit import ViT
 SHIPPED = Path(__file__).parent / "shipped"
 DIGITS_DEPTHS = (20, 56, 110)
 #: Checkpoints shipped in ``models/shipped`` (``NAME.safetensors``), loaded by name.
-SHIPPED_NAMES = (*(f"digits-resnet{d}" for d in DIGITS_DEPTHS), "digits-vit")
+SHIPPED_NAMES = (*(f"digits-resnet{d}" for d in DIGITS_DEPTHS), "digits-vit", "induction-gpt2")
+#: Shipped checkpoints named after their data set, by the prefix of the name.
+SHIPPED_PREFIXES = ("digits-", "induction-")
 #: ``weights=RANDOM`` (``--weights random``): a reproducible random initialisation (seed 0).
 RANDOM = "random"
 TORCHVISION_EXAMPLES = ("resnet50", "vit_b_16", "efficientnet_b3", "convnext_tiny")
@@ -62,9 +64,9 @@ class ModelCard:
     """
 
     spec: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     info: dict[str, object] = field(default_factory=dict)
-    trained_shape: tuple[int, int, int] | None = None
+    trained_shape: tuple[int, ...] | None = None
     options: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,6 +102,12 @@ def zoo_names() -> list[tuple[str, str]]:
         *[(f"digits-resnet{d}", "CIFAR-style ResNet trained on digits, shipped with resdyn")
           for d in DIGITS_DEPTHS],
         ("digits-vit", "Vision Transformer trained on digits, shipped with resdyn"),
+        ("gpt2(blocks=4,width=64,heads=4,mlp=256,context=32,vocab=64)",
+         "causal language model (transformers' GPT-2), random init"),
+        ("induction-gpt2", "GPT-2 trained on the embedded token language 'induction', shipped "
+                           "with resdyn"),
+        ("hf:FOLDER", "a transformers causal LM saved by save_pretrained (GPT-2, Llama, Qwen2, "
+                      "Mistral, GPT-NeoX/Pythia), loaded offline"),
         ("pytorchcv:NAME", "pytorchcv model with its pretrained weights, e.g. "
          + ", ".join(f"pytorchcv:{n}" for n in PYTORCHCV_EXAMPLES[:3])),
         ("torchvision:NAME", _library_row("torchvision", _torchvision_names(),
@@ -187,7 +195,11 @@ def _build(spec: str, weights, in_channels, num_classes) -> tuple[nn.Module, Mod
         with _seeded(weights):
             model = build()
         return _with_weights(model, weights), _card(spec, shape, weights, options=options)
-    if spec.startswith("digits-"):
+    if spec.startswith("hf:"):
+        return _hugging_face(spec, weights)
+    if m := re.fullmatch(r"gpt2\((.*)\)", spec):
+        return _gpt2(spec, m.group(1), weights, num_classes)
+    if spec.startswith(SHIPPED_PREFIXES):
         path = SHIPPED / f"{spec}.safetensors"
         if spec not in SHIPPED_NAMES or not path.is_file():
             raise UnknownModel(f"no shipped model {spec!r}; shipped: {list(SHIPPED_NAMES)}")
@@ -230,6 +242,39 @@ def _own_architecture(spec: str, cin: int, ncls: int
     return None
 
 
+def _gpt2(spec: str, params: str, weights, vocab: int | None) -> tuple[nn.Module, ModelCard]:
+    """``gpt2(key=value,...)``: resdyn's small GPT-2 over :data:`GPT2_DEFAULTS`, random init;
+    ``vocab`` (the data's, given as num_classes) unless the spec sets it."""
+    from transformers import GPT2LMHeadModel
+
+    from .language import CausalLM, gpt2_config
+
+    given = parse_options("gpt2", params, GPT2_DEFAULTS)
+    options = {k: int(v) for k, v in given.items()}
+    if vocab is not None and "vocab=" not in params.replace(" ", ""):
+        options["vocab"] = vocab
+    if options["width"] % options["heads"]:
+        raise UnknownModel(f"gpt2 width {options['width']} is not a multiple of heads "
+                           f"{options['heads']}")
+    with _seeded(weights):
+        model = CausalLM(GPT2LMHeadModel(gpt2_config(options)))
+    return model, _card(spec, (options["context"], options["width"]), weights,
+                        options={"num_classes": options["vocab"]})
+
+
+def _hugging_face(spec: str, weights) -> tuple[nn.Module, ModelCard]:
+    """``hf:FOLDER``: a transformers causal LM saved by save_pretrained, loaded offline."""
+    from .language import DEFAULT_TOKENS, load_hf
+
+    if weights is not None and not _is_random(weights):
+        raise ValueError(f"{spec}: a Hugging Face folder holds its own weights; --weights takes "
+                         "only 'random' there (the folder's architecture, initialised with "
+                         "seed 0)")
+    model = load_hf(spec[3:], RANDOM if _is_random(weights) else None)
+    shape = (min(model.context, DEFAULT_TOKENS), model.width)
+    return model, _card(spec, shape, weights)
+
+
 def _card(spec: str, shape: tuple[int, int, int], weights, *, pretrained: bool = False,
           options: dict[str, int] | None = None) -> ModelCard:
     """The card of a built architecture: random weights are trained on nothing and say so."""
@@ -255,14 +300,21 @@ def _checkpoint(spec: str, path: str | Path, weights) -> tuple[nn.Module, ModelC
     model, info = load_checkpoint(path)
     recorded = info.get("input_shape")
     trained = tuple(int(v) for v in recorded) if isinstance(recorded, list | tuple) else None
-    arch: Arch = model.arch  # type: ignore[assignment]
-    # a ViT takes its design size only; the ResNets take any size and were designed for 32x32
-    shape = trained or (arch.in_channels, *((arch.size,) * 2 if arch.family == "vit" else (32, 32)))
+    arch = getattr(model, "arch", None)
+    if arch is None:  # a causal LM: its context and width
+        shape = trained or (model.context, model.width)  # type: ignore[assignment]
+    else:  # a ViT takes its design size only; the ResNets take any size, designed for 32x32
+        shape = trained or (arch.in_channels,
+                            *((arch.size,) * 2 if arch.family == "vit" else (32, 32)))
     return _with_weights(model, weights), ModelCard(spec, shape, info, trained)  # type: ignore[arg-type]
 
 
 STABLE_DEFAULTS: dict[str, int | float] = {"blocks": 8, "width": 8, "kernel": 3, "h": 0.2,
                                            "gamma": 0.0, "size": 32}
+#: ``gpt2(...)``: resdyn's small GPT-2 (transformers' architecture) for token data; ``vocab``
+#: is the data's vocabulary (``num_classes`` when given), ``context`` its longest context.
+GPT2_DEFAULTS: dict[str, int | float] = {"blocks": 4, "width": 64, "heads": 4, "mlp": 256,
+                                         "context": 32, "vocab": 64}
 VIT_DEFAULTS: dict[str, int | float] = {"blocks": 4, "width": 64, "heads": 4, "patch": 2,
                                         "mlp": 128, "size": 8}
 
