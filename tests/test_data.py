@@ -113,7 +113,8 @@ def test_unknown_spec_lists_valid_names():
     for name, _ in data_names():
         assert name in msg
     assert [n for n, _ in data_names()] == ["digits", "cifar10", "mnist", "swissroll", "peaks",
-                                            "PATH.npz", "FOLDER"]
+                                            "induction", "PATH.npz", "PATH.npy", "PATH.txt",
+                                            "FOLDER"]
 
 
 # --- .npz ---------------------------------------------------------------------------------

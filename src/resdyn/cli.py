@@ -248,6 +248,8 @@ def evaluate(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = No
     with user_errors():
         m, ds = load_model_and_data(model, weights, data, any_input_size)
         card = model_card(m)
+        if hasattr(m, "embed"):
+            return _evaluate_lm(m, model, data, device)
         result = evaluate_model(m, ds, device=device)
     recorded = card.info.get("test_accuracy") if card else None
     line = (f"{model} on {data} test split ({len(ds.y)} images): accuracy {result.accuracy:.4f}, "
@@ -255,6 +257,29 @@ def evaluate(model: ModelOpt, data: DataOpt = "digits", weights: WeightsOpt = No
     if isinstance(recorded, int | float):
         line += f" (recorded at training: {float(recorded):.4f})"
     console.print(line)
+
+
+def _evaluate_lm(m, model: str, data: str, device: str) -> None:
+    """Next-token accuracy of a causal LM: every position, the in-context ones, the last."""
+    from ._torch import resolve_device
+    from .data import TokenData, load_data
+    from .models import model_card
+    from .train_lm import evaluate_lm
+
+    card = model_card(m)
+    tokens = load_data(data, split="test", tokenizer=card.spec[3:] if card and card.spec.startswith(
+        "hf:") else None, context=int(card.input_shape[0]) if card else None)
+    assert isinstance(tokens, TokenData)
+    ev = evaluate_lm(m.to(resolve_device(device)), tokens)
+    info = card.info if card else {}
+    recorded = {k: info.get(f"test_accuracy{k}") for k in ("", "_all", "_in_context")}
+    said = (f" (recorded at training: {recorded['']:.4f} last, {recorded['_all']:.4f} all, "
+            f"{recorded['_in_context']:.4f} in context)"
+            if all(isinstance(v, int | float) for v in recorded.values()) else "")
+    console.print(f"{model} on {data} test split ({len(tokens)} sequences of {tokens.context} "
+                  f"tokens): next-token accuracy {ev.accuracy:.4f} at the last position, "
+                  f"{ev.accuracy_all:.4f} over all positions, {ev.accuracy_in_context:.4f} "
+                  f"over the in-context positions; mean loss {ev.loss:.4f}{said}")
 
 
 @app.command()

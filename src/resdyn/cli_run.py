@@ -284,11 +284,11 @@ def study_command(out: str, *, model: bool = True, data: bool = False,
 def load_model_and_data(model: str, weights: Path | None, data: str,
                         any_input_size: bool = False):
     """The model and the test split of the data, checked against each other."""
-    from .data import check_compatible, load_data
+    from .data import check_compatible, load_for
     from .models import load_model
 
     m = load_model(model, weights)
-    ds = load_data(data, split="test")
+    ds = load_for(m, data, split="test")
     check_compatible(m, ds, any_input_size=any_input_size)
     return m, ds
 
@@ -304,9 +304,9 @@ def run_command(ctx: typer.Context, study, config, run: RunOptions, *, model: st
         check_out(run.out)
         ex = run.executor_spec()
         if model is None:  # a study that trains its own networks, or of no data at all
-            from .data import load_data
+            from .data import load_images
 
-            m, ds = None, load_data(data, split="test") if data is not None else None
+            m, ds = None, load_images(data, split="test") if data is not None else None
         else:
             if data is None:
                 raise ValueError(f"{study.name} analyses a model on a data set; give --data")

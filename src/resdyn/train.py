@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._torch import eval_mode, generator, resolve_device
-from .data import Dataset, check_compatible, load_data
+from .data import Dataset, check_compatible, load_images
 from .models import ResNet, StableNet, ViT, load_model, save_checkpoint
 from .models.blocks import ResidualUnit
 
@@ -243,7 +243,8 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
     model.to(dev)
     check_compatible(model, train_data)
     gen = generator(seed)
-    lo = train_data.bounds[0].to(dev)
+    box = train_data.bounds  # None for an unbounded input: shifted-in values are then 0
+    lo = (box[0] if box is not None else torch.zeros(())).to(dev)
     steps_per_epoch = -(-len(train_data) // batch_size)
     if steps_per_epoch > 1 and len(train_data) % batch_size == 1:
         steps_per_epoch -= 1  # _batches drops a last batch of one image
@@ -385,8 +386,15 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
         >>> card.info["test_accuracy"] == result.test_accuracy, card.trained_shape, card.info["epochs"]
         (True, (1, 8, 8), 1)
     """
-    train_data = load_data(data_spec, root=root, split="train")
-    test_data = load_data(data_spec, root=root, split="test")
+    from .data import TokenData, load_data
+
+    if isinstance(load_data(data_spec, root=root, split="train"), TokenData):
+        from .train_lm import train_and_save_lm
+
+        return train_and_save_lm(model_spec, data_spec, epochs, out, seed, device, progress,
+                                 batch_size=batch_size, lr=lr)
+    train_data = load_images(data_spec, root=root, split="train")
+    test_data = load_images(data_spec, root=root, split="test")
     c = train_data.input_shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

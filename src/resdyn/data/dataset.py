@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -57,19 +58,22 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images already normalised, with their labels and the normalisation that was applied.
+    """Inputs already normalised, with their labels and the normalisation that was applied.
 
-    The data spec owns normalisation: ``x = (pixels - mean) / std`` per channel, where pixels
-    lie in ``pixel_range`` (normally [0, 1]). Models trained by resdyn see exactly ``x``.
+    For images the data spec owns normalisation: ``x = (pixels - mean) / std`` per channel, where
+    pixels lie in ``pixel_range`` (normally [0, 1]). Models trained by resdyn see exactly ``x``.
+    Other inputs, such as the token embeddings of :func:`~resdyn.data.embedded` (N, T, d), have no
+    normalisation (``mean = std = ()``) and may be unbounded (``pixel_range = (-inf, inf)``).
 
     Attributes:
-        x: (N, C, H, W) float32, normalised.
+        x: (N, C, H, W) float32 normalised images, or (N, ...) float32 inputs of any shape.
         y: (N,) int64 labels in [0, classes).
         name: the spec the data was loaded from (``"digits"``, ``"cifar10"``, a path ...).
         split: ``"train"``, ``"test"``, or ``"all"`` for a file/folder that has no split.
         classes: number of classes.
-        mean, std: per-channel normalisation constants, length C.
-        pixel_range: (lo, hi) of raw pixel values before normalisation.
+        mean, std: per-channel normalisation constants, length C (images only), or both empty
+            when x is used as it is.
+        pixel_range: (lo, hi) of raw values before normalisation; may be infinite.
         class_names: optional label names, length ``classes`` (empty when unknown).
 
     Example:
@@ -77,6 +81,11 @@ class Dataset:
         >>> d = load_data("digits")
         >>> d.x.shape, d.input_shape, d.classes
         (torch.Size([450, 1, 8, 8]), (1, 8, 8), 10)
+        >>> import torch
+        >>> raw = Dataset(torch.zeros(3, 5, 4), torch.tensor([0, 1, 1]), "toy", "all", 2, (), (),
+        ...               pixel_range=(float("-inf"), float("inf")))
+        >>> raw.input_shape, raw.bounds, raw.pixel_budget(0.1)
+        ((5, 4), None, 0.1)
     """
 
     x: Tensor
@@ -91,16 +100,23 @@ class Dataset:
 
     def __post_init__(self) -> None:
         # Cheap invariant checks: a Dataset that exists is always usable downstream.
-        if self.x.ndim != 4 or self.x.dtype != torch.float32:
-            raise DataError(f"Dataset.x must be a (N, C, H, W) float32 tensor; got shape "
-                            f"{tuple(self.x.shape)} and dtype {self.x.dtype}")
+        if self.x.ndim < 2 or self.x.dtype != torch.float32:
+            raise DataError(f"Dataset.x must be a float32 tensor (N, ...), e.g. (N, C, H, W) images; "
+                            f"got shape {tuple(self.x.shape)} and dtype {self.x.dtype}")
         if self.y.shape != (self.x.shape[0],) or self.y.dtype != torch.int64:
             raise DataError(f"Dataset.y must be a ({self.x.shape[0]},) int64 tensor matching x; got "
                             f"shape {tuple(self.y.shape)} and dtype {self.y.dtype}")
-        c = self.x.shape[1]
-        if len(self.mean) != c or len(self.std) != c:
-            raise DataError(f"mean and std need one value per channel ({c}); got "
-                            f"{len(self.mean)} and {len(self.std)}")
+        if self.mean or self.std:
+            c = self.x.shape[1] if self.x.ndim == 4 else None
+            if c is None:
+                raise DataError(f"mean and std apply per channel of (N, C, H, W) images; x has shape "
+                                f"{tuple(self.x.shape)}, so give mean=() and std=()")
+            if len(self.mean) != c or len(self.std) != c:
+                raise DataError(f"mean and std need one value per channel ({c}); got "
+                                f"{len(self.mean)} and {len(self.std)}")
+        lo, hi = self.pixel_range
+        if not lo < hi:
+            raise DataError(f"pixel_range must be (lo, hi) with lo < hi; got {self.pixel_range}")
         if len(self.y) and (int(self.y.min()) < 0 or int(self.y.max()) >= self.classes):
             raise DataError(f"labels must lie in [0, {self.classes}); got "
                             f"[{int(self.y.min())}, {int(self.y.max())}]")
@@ -115,24 +131,32 @@ class Dataset:
                 f"input_shape={self.input_shape}, classes={self.classes})")
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image."""
-        c, h, w = self.x.shape[1:]
-        return (int(c), int(h), int(w))
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input: (C, H, W) of an image, (T, d) of embedded tokens."""
+        return tuple(int(s) for s in self.x.shape[1:])
 
     @property
-    def bounds(self) -> tuple[Tensor, Tensor]:
-        """(lo, hi), each (C, 1, 1) float32: the pixel range mapped into normalised space.
+    def bounded(self) -> bool:
+        """True when the raw values lie in a finite range (images), False for unbounded inputs."""
+        return all(math.isfinite(v) for v in self.pixel_range)
+
+    @property
+    def bounds(self) -> tuple[Tensor, Tensor] | None:
+        """(lo, hi), each (C, 1, 1) float32: the pixel range mapped into normalised space, or None
+        when the pixel range is infinite (unbounded input).
 
         Attacks clamp to these so a perturbed image stays a valid image:
-        lo = (pixel_lo - mean) / std, hi = (pixel_hi - mean) / std.
+        lo = (pixel_lo - mean) / std, hi = (pixel_hi - mean) / std. Without normalisation
+        (mean = std = ()) lo and hi are scalar tensors.
         """
+        if not self.bounded:
+            return None
         mean, std = self._stats()
         lo, hi = self.pixel_range
         return (lo - mean) / std, (hi - mean) / std
 
     def to_pixels(self, x: Tensor) -> Tensor:
-        """Undo the normalisation: x (..., C, H, W) -> x * std + mean."""
+        """Undo the normalisation: x (..., C, H, W) -> x * std + mean (x itself without one)."""
         mean, std = self._stats()
         return x * std.to(x) + mean.to(x)
 
@@ -154,10 +178,18 @@ class Dataset:
                              f"{len(self)}; choose 1 to {len(self)}")
         return torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
 
-    def pixel_budget(self, eps: float) -> tuple[float, ...]:
+    def pixel_budget(self, eps: float) -> float | tuple[float, ...]:
         """A budget of ``eps`` in pixel units (a share of the pixel range) in normalised units,
-        per channel: eps · (hi − lo) / std_c."""
+        per channel: eps · (hi − lo) / std_c.
+
+        Without normalisation (mean = std = ()) one number, eps · (hi − lo); for an unbounded
+        input (infinite pixel range) ``eps`` itself, already in the input's units.
+        """
+        if not self.bounded:
+            return eps
         scale = self.pixel_range[1] - self.pixel_range[0]
+        if not self.std:
+            return eps * scale
         return tuple(eps * scale / s for s in self.std)
 
     def subset(self, index: Sequence[int] | Tensor | slice) -> Dataset:
@@ -168,6 +200,8 @@ class Dataset:
         return replace(self, x=self.x[idx], y=self.y[idx])
 
     def _stats(self) -> tuple[Tensor, Tensor]:
+        if not self.mean:  # no normalisation: the identity map
+            return torch.tensor(0.0), torch.tensor(1.0)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
         return mean, std

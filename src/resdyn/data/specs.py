@@ -1,4 +1,5 @@
-"""Turn a data spec string into a :class:`Dataset`, and check a model accepts it."""
+"""Turn a data spec string into a :class:`Dataset` (or :class:`TokenData`), and check a model
+accepts it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from .dataset import DataError, Dataset, UnknownData, check_split
 from .digits import load_digits_data
 from .files import load_image_folder, load_npz
+from .tokens import TokenData, is_token_npz, load_tokens, token_names
 from .torchvision_sets import load_cifar10, load_mnist
 from .toy import load_toy
 
@@ -39,33 +41,44 @@ def data_names() -> list[tuple[str, str]]:
     """(spec, description) of every kind of data spec :func:`load_data` accepts.
 
     Example:
-        >>> [spec for spec, _ in data_names()]
-        ['digits', 'cifar10', 'mnist', 'swissroll', 'peaks', 'PATH.npz', 'FOLDER']
+        >>> [spec for spec, _ in data_names()]  # doctest: +NORMALIZE_WHITESPACE
+        ['digits', 'cifar10', 'mnist', 'swissroll', 'peaks', 'induction', 'PATH.npz', 'PATH.npy',
+         'PATH.txt', 'FOLDER']
     """
+    tokens = dict(token_names())
     return [*((name, desc) for name, (_, desc) in NAMED.items()),
+            ("induction", tokens["induction"]),
             ("PATH.npz", "arrays x (N, C, H, W) in [0, 1] and y (N,) (or x_train, y_train, "
-                         "x_test, y_test; optional mean, std)"),
+                         f"x_test, y_test; optional mean, std); or {tokens['PATH.npz']}"),
+            ("PATH.npy", tokens["PATH.npy"]),
+            ("PATH.txt", tokens["PATH.txt"]),
             ("FOLDER", "images in one sub-folder per class (torchvision ImageFolder), "
                        "optionally under train/ and test/")]
 
 
 def load_data(spec: str | Path, *, root: str | Path | None = None, split: str = "test",
-              image_size: int | None = None) -> Dataset:
+              image_size: int | None = None, tokenizer: str | Path | None = None,
+              context: int | None = None) -> Dataset | TokenData:
     """Load a data set by spec, normalised and in memory.
 
     Args:
-        spec: ``"digits"``, ``"cifar10"``, ``"mnist"``, a ``PATH.npz`` or a folder of images
-            (see :func:`data_names`).
+        spec: ``"digits"``, ``"cifar10"``, ``"mnist"``, ``"induction"``, a ``PATH.npz``, a
+            ``PATH.npy`` or ``PATH.txt`` of tokens, or a folder of images (see :func:`data_names`).
         root: cache folder for cifar10/mnist (default $RESDYN_DATA or ~/.cache/resdyn/data).
         split: ``"train"`` or ``"test"``; a file or folder without a split returns all of it.
         image_size: image folders only: resize every image to image_size x image_size.
+        tokenizer: token data (.txt) only: the folder holding the model's tokenizer.
+        context: token data only: the most context tokens per sequence (e.g. the model's); a
+            .txt is cut into sequences of context+1 tokens (see :func:`load_tokens`). Ignored for
+            images.
 
     Returns:
-        :class:`Dataset` with x (N, C, H, W) float32 normalised and y (N,) int64.
+        :class:`Dataset` with x (N, C, H, W) float32 normalised and y (N,) int64 for images;
+        :class:`TokenData` for token specs (``induction``, .npy, .txt, a .npz with ``tokens``).
 
     Raises:
-        UnknownData: the spec is not a known name, an existing .npz file or a folder.
-        DataError: a file or folder that does not hold usable images.
+        UnknownData: the spec is not a known name, a .npz/.npy/.txt path or a folder.
+        DataError: a file or folder that does not hold usable images or tokens.
         DownloadError: cifar10/mnist are not on disk and cannot be downloaded.
 
     Example:
@@ -73,24 +86,89 @@ def load_data(spec: str | Path, *, root: str | Path | None = None, split: str = 
         >>> train = load_data("digits", split="train")
         >>> len(train), train.input_shape
         (1347, (1, 8, 8))
+        >>> load_data("induction")
+        TokenData('induction', split='test', n=512, context=32, vocab=64)
     """
     check_split(split)
     text = str(spec).strip()
-    if text.lower() in NAMED:
-        if image_size is not None:
-            raise ValueError(f"image_size applies to image folders only, not to {text!r}")
-        return NAMED[text.lower()][0](split, root)
     path = Path(text).expanduser()
+    tokens = (text.lower() == "induction" or path.suffix in (".npy", ".txt")
+              or (path.suffix == ".npz" and is_token_npz(path)))
+    if image_size is not None and (tokens or text.lower() in NAMED):
+        raise ValueError(f"image_size applies to image folders only, not to {text!r}")
+    if tokens:
+        return load_tokens(text, split, tokenizer=tokenizer, context=context)
+    if text.lower() in NAMED:
+        return NAMED[text.lower()][0](split, root)
     if text.endswith(".npz"):
         if not path.is_file():
             raise DataError(f"data file {path} does not exist; expected a .npz with "
-                            "arrays x (N, C, H, W) and y (N,)")
+                            "arrays x (N, C, H, W) and y (N,), or tokens (N, L)")
         return load_npz(path, split)
     if path.is_dir():
         return load_image_folder(path, split, image_size)
     valid = "; ".join(f"{n} ({d})" for n, d in data_names())
-    raise UnknownData(f"unknown data {text!r}: not a data set name, a .npz file or an existing "
-                      f"folder. Valid data: {valid}")
+    raise UnknownData(f"unknown data {text!r}: not a data set name, a .npz, .npy or .txt file or "
+                      f"an existing folder. Valid data: {valid}")
+
+
+def load_for(model: nn.Module, spec: str | Path, *, split: str = "test",
+             root: str | Path | None = None) -> Dataset:
+    """``spec`` loaded as ``model`` takes it: images as they are; token data embedded by a causal
+    language model (:func:`~resdyn.data.embedded`), a text file tokenised by the tokenizer saved
+    in the model's folder (``hf:FOLDER``) into sequences of its natural context length.
+
+    Raises:
+        DataError: token data for a model that is not a causal LM, images for one that is, or as
+            :func:`load_data`.
+
+    Example:
+        >>> from resdyn import load_model
+        >>> load_for(load_model("induction-gpt2"), "induction").x.shape
+        torch.Size([512, 32, 64])
+    """
+    from ..models import model_card
+    from .tokens import embedded
+
+    card = model_card(model)
+    lm = hasattr(model, "embed") and hasattr(model, "vocab_size")
+    folder = card.spec[3:] if card is not None and card.spec.startswith("hf:") else None
+    context = int(card.input_shape[0]) if lm and card is not None else None
+    data = load_data(spec, root=root, split=split, tokenizer=folder, context=context)
+    if isinstance(data, TokenData):
+        if not lm:
+            raise DataError(f"data {str(spec)!r} is token data; it needs a causal language model "
+                            f"(induction-gpt2, gpt2(...), hf:FOLDER), not {type(model).__name__}")
+        return embedded(data, model)
+    if lm:
+        raise DataError(f"{type(model).__name__} is a causal language model; it reads token "
+                        f"data (induction, PATH.npz with tokens, PATH.npy, PATH.txt), not the "
+                        f"images of {str(spec)!r}")
+    return data
+
+
+def load_images(spec: str | Path, *, root: str | Path | None = None, split: str = "test",
+                image_size: int | None = None) -> Dataset:
+    """:func:`load_data` for callers that take images only: token data specs are refused.
+
+    Raises:
+        DataError: the spec names token data (the message says how to use it); else as
+            :func:`load_data`.
+
+    Example:
+        >>> load_images("digits").input_shape
+        (1, 8, 8)
+        >>> load_images("induction")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        resdyn.data.dataset.DataError: data 'induction' is token data for causal language models...
+    """
+    data = load_data(spec, root=root, split=split, image_size=image_size)
+    if isinstance(data, TokenData):
+        raise DataError(f"data {str(spec)!r} is token data for causal language models, not images; "
+                        "this takes images. Fix: give image data, or analyse a causal LM on it "
+                        "(resdyn.data.embedded(data, model) gives its embedded inputs)")
+    return data
 
 
 def check_compatible(model: nn.Module, data: Dataset, *, any_input_size: bool = False) -> None:
@@ -148,6 +226,14 @@ def _check_trained_shape(trained: tuple[int, ...] | None, data: Dataset, who: st
     """Refuse data of another shape than the model's weights were trained on."""
     shape = tuple(data.input_shape)
     if trained is None or shape == tuple(trained):
+        return
+    if len(trained) != 3 or len(shape) != 3:
+        # token embeddings (T, d): any T works (embedded() checks the model's context); d must match
+        if len(shape) != len(trained) or shape[-1] != trained[-1]:
+            raise DataError(f"data {data.name!r} has input shape {shape} but {who} takes inputs "
+                            f"of shape {tuple(trained)}. Fix: give token data embedded by this "
+                            "model (resdyn.data.embedded(data, model)), or image data to an "
+                            "image model")
         return
     c, h, w = trained
     if shape[0] != c:

@@ -46,7 +46,7 @@ class CausalLM(nn.Module):
         (torch.Size([1, 3, 16]), torch.Size([1, 11]), torch.Size([1, 3, 11]))
     """
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: Any):
         super().__init__()
         config = lm.config
         config._attn_implementation = "eager"
@@ -67,7 +67,8 @@ class CausalLM(nn.Module):
 
     def embed(self, tokens: Tensor) -> Tensor:
         """Token ids (B, T) -> the embedded context (B, T, d), the model's input."""
-        return self.lm.get_input_embeddings()(tokens)
+        embedding: Any = self.lm.get_input_embeddings()
+        return embedding(tokens)
 
     def logits(self, e: Tensor) -> Tensor:
         """Every position's next-token logits (B, T, V) of the embedded context ``e``."""

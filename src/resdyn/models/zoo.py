@@ -275,7 +275,7 @@ def _hugging_face(spec: str, weights) -> tuple[nn.Module, ModelCard]:
     return model, _card(spec, shape, weights)
 
 
-def _card(spec: str, shape: tuple[int, int, int], weights, *, pretrained: bool = False,
+def _card(spec: str, shape: tuple[int, ...], weights, *, pretrained: bool = False,
           options: dict[str, int] | None = None) -> ModelCard:
     """The card of a built architecture: random weights are trained on nothing and say so."""
     if _is_random(weights):

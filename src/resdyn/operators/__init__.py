@@ -12,6 +12,7 @@ from .base import (
     compose,
     restrict,
 )
+from .causal import causal_eigenvalues, diagonal_blocks, upper_blocks_zero
 from .jacobian import (
     JacobianOperator,
     analysis_copy,
@@ -28,6 +29,6 @@ from .linearize import LinearizedJacobian, linearize, linearized
 
 __all__ = ["Adjoint", "Composed", "JacobianOperator", "LinearOperator", "LinearizedJacobian",
            "MatrixOperator", "Restricted", "linearize", "linearized", "restrict",
-           "analysis_copy", "compose", "copy_unit", "function_jacobian", "module_jacobian",
-           "relu_off", "residual_jacobian", "shortcut_jacobian", "stage_jacobian",
-           "unit_jacobian"]
+           "analysis_copy", "causal_eigenvalues", "compose", "copy_unit", "diagonal_blocks",
+           "function_jacobian", "module_jacobian", "relu_off", "residual_jacobian",
+           "shortcut_jacobian", "stage_jacobian", "unit_jacobian", "upper_blocks_zero"]

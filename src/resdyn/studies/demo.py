@@ -125,14 +125,14 @@ def _parts(out: Path, quick: bool, executor: Executor | str,
            progress: Callable[[Part], Progress | None] | None, device: str, precision: str,
            threads: int | None) -> list[StudyResult]:
     """run_demo's work in the claimed folder."""
-    from ..data import check_compatible, load_data
+    from ..data import check_compatible, load_images
     from ..models import load_model
     from ..report import write_report
 
     results = []
     for part in parts(quick):
         model = load_model(part.model) if part.model else None
-        data = load_data(part.data, split="test") if part.data else None
+        data = load_images(part.data, split="test") if part.data else None
         if model is not None and data is not None:
             check_compatible(model, data)
         results.append(run_study(

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from ..data import Dataset
+from ..data import Dataset, TokenData, embedded
 from ..report import write_report
 from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_tasks, write_parquet
 from ..runs.folder import check_out, claimed, locked
@@ -176,6 +176,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
                 else "")
         raise TypeError(f"model must be a torch.nn.Module or None; got a "
                         f"{type(model).__name__}{hint}")
+    if isinstance(data, TokenData) and model is not None:
+        data = embedded(data, model)  # a causal LM reads the embedded context
     if data is not None and not isinstance(data, Dataset):
         hint = f" (load it first: resdyn.load_data({data!r}))" if isinstance(data, str) else ""
         raise TypeError(f"data must be a resdyn Dataset or None; got a {type(data).__name__}"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import load_data
+from ..data import load_images
 from ..metrics import share_below
 from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
@@ -93,7 +93,7 @@ def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:
 
 def boundary_task(model: ModelRef, data: str, resolution: int) -> pd.DataFrame:
     """Predicted class on a grid over the data's range, and the test points (raw coordinates)."""
-    ds = load_data(data, split="test")
+    ds = load_images(data, split="test")
     lo, hi = ds.pixel_range
     g = np.linspace(lo, hi, resolution)
     gx, gy = np.meshgrid(g, g)
@@ -117,7 +117,7 @@ def _plan(ctx: Context) -> Plan:
     (ctx.out / "checkpoints").mkdir(exist_ok=True)
     tasks = []
     for spec in cfg.datasets:
-        data = load_data(spec, split="test")
+        data = load_images(spec, split="test")
         images = [int(i) for i in data.choose(cfg.images, cfg.seed)]
         eps, bounds = data.pixel_budget(cfg.eps), data.bounds
         for family in STABLE_FAMILIES:

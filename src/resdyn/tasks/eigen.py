@@ -4,7 +4,9 @@ the stable comparison plans too.
 Per block: all eigenvalues (dense) where the block is at most ``dense_max`` wide, otherwise the
 extreme real parts (``k`` per side) by the iterative solver :func:`resdyn.spectra.eigenvalues`
 picks; the metrics of :func:`resdyn.metrics.eigen_summary`, with the reason where one is
-undefined.
+undefined. A causal sequence unit (``UnitParts.causal``, (T, d) -> (T, d)) has a block
+lower-triangular Jacobian: all its eigenvalues come from the T diagonal d x d blocks
+(:mod:`resdyn.operators.causal`) whenever d ≤ ``dense_max``, however large T·d.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch.nn.functional as F
 
 from ..capture import capture
 from ..metrics import EIG_ROUND_OFF_FACTOR, eigen_summary, eigenvalues_with_bounds
-from ..operators import unit_jacobian
+from ..models.units import Unit
+from ..operators import causal_eigenvalues, diagonal_blocks, unit_jacobian, upper_blocks_zero
 from ..operators.base import LinearOperator
 from ..runs import ModelRef, current
 from ..spectra import eigenvalues
@@ -44,6 +47,15 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
     alone) and the rows also hold each kept eigenvalue's error bound p·ε·‖J‖_F / |yᴴx|
     (``values_err``; 0 for the exact zeros of rows the output ReLU kills; empty on the Arnoldi
     path).
+
+    A unit declared causal (:class:`~resdyn.models.UnitParts` ``causal``) with a (T, d) input
+    and output gets every eigenvalue from its T diagonal d x d blocks when d ≤ ``dense_max``
+    (method ``"causal-blocks"``; with ``error_bounds`` each block's values get that block's
+    bounds), after a check that the blocks above the diagonal are exactly zero.
+
+    Raises:
+        ValueError: a unit declared causal whose Jacobian has a nonzero block above the token
+            diagonal (an output token depends on a later input token).
     """
     run = current()
     net, unit_list = model.load(), model.units(input_shape)
@@ -72,8 +84,11 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
         # sum, e.g. a transformer's x + f(x): there the whole block is solved)
         row["known_zero_rows"] = int(op.zero_rows.sum()) if op.zero_rows is not None else 0
         err = np.zeros(0)
-        if u.n_in <= dense_max:
-            if error_bounds:
+        tokens = _causal_tokens(u, dense_max)
+        if tokens or u.n_in <= dense_max:
+            if tokens:
+                lam, err, extra = _causal_blocks(op, u.name, tokens, error_bounds)
+            elif error_bounds:
                 lam, err, extra = _dense_with_bounds(op)
             else:
                 res = eigenvalues(op)  # all values: "auto" solves densely (or says why not)
@@ -135,15 +150,64 @@ def _dense_with_bounds(op: LinearOperator) -> tuple[np.ndarray, np.ndarray, dict
     t0 = time.perf_counter()
     full = op.dense().to("cpu", torch.float64).numpy()
     n = full.shape[0]
-    keep = (full != 0).any(axis=1)
-    if op.zero_rows is not None:
-        keep &= ~op.zero_rows.cpu().numpy()
-    lam, err = eigenvalues_with_bounds(full[np.ix_(keep, keep)])
-    zeros = n - int(keep.sum())
-    lam = np.concatenate([lam, np.zeros(zeros, np.complex128)])
-    err = np.concatenate([err, np.zeros(zeros)])
+    known = op.zero_rows.cpu().numpy() if op.zero_rows is not None else None
+    lam, err, zeros = _deflated_with_bounds(full, known)
     order = np.lexsort((-lam.imag, -lam.real))
     return lam[order], err[order], {
         "method": "dense", "converged": True, "seconds": time.perf_counter() - t0,
         "note": f"geev with left and right eigenvectors of a {n - zeros}x{n - zeros} block, "
                 f"{zeros} exact zeros; error bounds {EIG_ROUND_OFF_FACTOR:g}·ε·‖J‖_F / |yᴴx|"}
+
+
+def _deflated_with_bounds(a: np.ndarray, known_zero: np.ndarray | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values, bounds, zeros) of the square ``a``: an exact 0 (bound 0) per zero row (found, or
+    known in ``known_zero``), :func:`~resdyn.metrics.eigenvalues_with_bounds` of the rest."""
+    keep = (a != 0).any(axis=1)
+    if known_zero is not None:
+        keep &= ~known_zero
+    lam, err = eigenvalues_with_bounds(a[np.ix_(keep, keep)])
+    zeros = len(a) - int(keep.sum())
+    return (np.concatenate([lam, np.zeros(zeros, np.complex128)]),
+            np.concatenate([err, np.zeros(zeros)]), zeros)
+
+
+def _causal_tokens(u: Unit, dense_max: int) -> int:
+    """T where the unit is declared causal on (T, d) -> (T, d) with d ≤ ``dense_max`` (its
+    eigenvalues come from the diagonal blocks), else 0."""
+    causal = u.parts is not None and u.parts.causal
+    shape = u.in_shape
+    if not causal or shape != u.out_shape or len(shape) != 2 or shape[1] > dense_max:
+        return 0
+    return shape[0]
+
+
+def _causal_blocks(op: LinearOperator, name: str, tokens: int, bounds: bool,
+                   ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """All eigenvalues of a causal unit's J from its diagonal blocks (with each block's error
+    bounds when ``bounds``), sorted as :func:`eigenvalues` sorts them.
+
+    Raises:
+        ValueError: a block above the token diagonal is not exactly zero.
+    """
+    t0 = time.perf_counter()
+    if not upper_blocks_zero(op, tokens):
+        raise ValueError(f"unit {name!r} is declared causal (UnitParts(causal=True)) but is not: "
+                         "an output token depends on a later input token (a block of its "
+                         "Jacobian above the token diagonal is not zero). Declare it without "
+                         "causal=True, or check its attention mask")
+    d = op.shape[0] // tokens
+    note = f"eigenvalues of the {tokens} diagonal {d}×{d} blocks (block lower-triangular Jacobian)"
+    if bounds:
+        solved = [_deflated_with_bounds(b) for b in
+                  diagonal_blocks(op, tokens).to("cpu", torch.float64).numpy()]
+        lam = np.concatenate([v for v, _, _ in solved])
+        err = np.concatenate([e for _, e, _ in solved])
+        order = np.lexsort((-lam.imag, -lam.real))
+        lam, err = lam[order], err[order]
+        note += (f"; error bounds {EIG_ROUND_OFF_FACTOR:g}·ε·‖J_tt‖_F / |yᴴx| of each block's "
+                 "geev with left and right eigenvectors")
+    else:
+        lam, err = causal_eigenvalues(op, tokens), np.zeros(0)
+    return lam, err, {"method": "causal-blocks", "converged": True, "note": note,
+                      "seconds": time.perf_counter() - t0}
