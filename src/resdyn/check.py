@@ -154,15 +154,16 @@ def check_jacobian(op: LinearOperator, fn: Callable[[Tensor], Tensor], x: Tensor
 def _one_image(model: nn.Module, x: Tensor | Sequence[int], seed: int) -> Tensor:
     if isinstance(x, Tensor):
         x = x.detach()
-        if x.dim() == 3:
+        one = 2 if hasattr(model, "embed") else 3  # an embedded context (T, d), or an image
+        if x.dim() == one:
             x = x.unsqueeze(0)
-        if x.dim() != 4:
-            raise ValueError(f"expected an image (C, H, W) or a batch (B, C, H, W); got shape "
-                             f"{tuple(x.shape)}")
+        if x.dim() != one + 1:
+            what = "an embedded context (T, d)" if one == 2 else "an image (C, H, W)"
+            raise ValueError(f"expected {what} or a batch of them; got shape {tuple(x.shape)}")
         return x[:1]
     shape = tuple(int(s) for s in x)
-    if len(shape) != 3:
-        raise ValueError(f"expected an input shape (C, H, W); got {shape}")
+    if not shape:
+        raise ValueError(f"expected an input shape, e.g. (C, H, W); got {shape}")
     p = next(model.parameters(), None)
     g = generator(seed)
     img = torch.randn(1, *shape, generator=g)

@@ -34,6 +34,11 @@ def _check_present(model: nn.Module, names: list[str]) -> None:
                        "[u.name for u in resdyn.units(model)]")
 
 
+def _linear_like(m: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2's linear layers, weight stored transposed)."""
+    return type(m).__name__ == "Conv1D" and type(m).__module__.startswith("transformers")
+
+
 def _weights(module: nn.Module) -> list[Tensor]:
     """Weight tensors of the conv, linear and attention layers inside ``module``, in
     registration order (an attention's input projections before its output projection)."""
@@ -43,7 +48,8 @@ def _weights(module: nn.Module) -> list[Tensor]:
         if isinstance(m, nn.MultiheadAttention):
             out += [w for w in (m.in_proj_weight, m.q_proj_weight, m.k_proj_weight,
                                 m.v_proj_weight) if isinstance(w, Tensor)]
-        elif isinstance(m, kinds) and isinstance(getattr(m, "weight", None), Tensor):
+        elif (isinstance(m, kinds) or _linear_like(m)) and isinstance(
+                getattr(m, "weight", None), Tensor):
             out.append(m.weight)
     return out
 

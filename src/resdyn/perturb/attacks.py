@@ -74,9 +74,10 @@ class Attack:
 
 
 def _check_batch(x: object, y: object) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+    if not isinstance(x, Tensor) or x.dim() < 2 or not x.is_floating_point():
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x must be a floating batch of images (B, C, H, W); got {got}")
+        raise ValueError(f"x must be a floating batch of inputs (B, ...), e.g. images (B, C, H, "
+                         f"W) or embedded contexts (B, T, d); got {got}")
     if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
         got = str((tuple(y.shape), y.dtype)) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"y must be integer class labels of shape ({x.shape[0]},) for a batch of "
@@ -87,7 +88,7 @@ def _eps_tensor(eps: float | Sequence[float] | Tensor, x: Tensor,
                 ) -> tuple[Tensor, float | tuple[float, ...]]:
     """eps as a (1, C, 1, 1) or scalar tensor of x's dtype, and as plain numbers for the record."""
     values = torch.as_tensor(eps, dtype=torch.float64).detach().cpu()
-    channels = x.shape[1]
+    channels = x.shape[1] if x.dim() == 4 else 0  # one budget per channel: images only
     if values.dim() == 0:
         record: float | tuple[float, ...] = float(values)
         shaped = values
@@ -147,9 +148,9 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
         return model(x).argmax(dim=1)
 
 
-def _per_sample(v: Tensor) -> Tensor:
-    """(B,) values viewed as (B, 1, 1, 1) for broadcasting against images."""
-    return v.view(-1, 1, 1, 1)
+def _per_sample(v: Tensor, like: Tensor) -> Tensor:
+    """(B,) values viewed as (B, 1, ..., 1) for broadcasting against a batch ``like``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _finish(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, eps_record: float | tuple,
@@ -218,14 +219,14 @@ def _linf_start(delta: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
 
 
 def _l2_norm(v: Tensor) -> Tensor:
-    return _per_sample(v.flatten(1).norm(dim=1))
+    return _per_sample(v.flatten(1).norm(dim=1), v)
 
 
 def _l2_start(delta: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
     # uniform in the ball: Gaussian direction, radius eps * U^(1/n)
     z = torch.randn(delta.shape, generator=gen, dtype=delta.dtype)
     u = torch.rand(delta.shape[0], generator=gen, dtype=delta.dtype)
-    radius = _per_sample(u ** (1.0 / delta[0].numel()))
+    radius = _per_sample(u ** (1.0 / delta[0].numel()), delta)
     z = z / _l2_norm(z).clamp_min(torch.finfo(z.dtype).tiny)
     return (z * radius).to(delta.device) * eps
 

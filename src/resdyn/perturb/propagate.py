@@ -125,9 +125,10 @@ def propagate(model: nn.Module, unit_list: Sequence[Unit], x: Tensor, delta: Ten
         >>> p.out_norm.shape, len(p.to_frame())
         (torch.Size([9, 2]), 18)
     """
-    if not isinstance(x, Tensor) or x.dim() != 4:
+    if not isinstance(x, Tensor) or x.dim() < 2:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x must be a batch of images (B, C, H, W); got {got}")
+        raise ValueError(f"x must be a batch of inputs (B, ...), e.g. images (B, C, H, W); got "
+                         f"{got}")
     if not isinstance(delta, Tensor) or delta.shape != x.shape:
         got = tuple(delta.shape) if isinstance(delta, Tensor) else type(delta).__name__
         raise ValueError(f"delta must have the shape of x {tuple(x.shape)}; got {got}")

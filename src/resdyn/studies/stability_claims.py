@@ -12,7 +12,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .base import Claim
+from .base import Claim, Context
 
 
 def _pad(values, n: int) -> np.ndarray:
@@ -185,6 +185,17 @@ CLAIMS = {
 }
 
 
+def _budget(eps: float, ctx: Context) -> str:
+    """The attacks' budget in the input's own terms: pixel units, or per token of an embedded
+    context (ℓ∞ per coordinate, and the ℓ2 norm that gives one token)."""
+    data = ctx.data
+    if data is not None and not data.bounded and len(data.input_shape) == 2:
+        d = data.input_shape[1]
+        return (f"ε = {eps:g} per coordinate of the embedding space (ℓ∞; per token of d = {d}: "
+                f"ℓ2 ≤ {eps * d ** 0.5:.3g}, over the context of {data.input_shape[0]} tokens)")
+    return f"ε = {eps:g} in pixel units"
+
+
 def _stage(spectra: pd.DataFrame, stage: int) -> str:
     """A stage's name as the tables write it (``stages.1``), from a unit name of that stage."""
     rows = spectra[(spectra["stage"] == stage) & (spectra["kind"] == "stage")]
@@ -212,7 +223,7 @@ def notes(tables, ctx) -> str:
     cfg = ctx.config
     lines = ["## Numbers", "",
              f"Images {ctx.meta['images']} (labels {ctx.meta['labels']}); FGSM/PGD budget "
-             f"ε = {cfg.eps:g} in pixel units; skip scaling and interpolation on {cfg.unit}.", "",
+             f"{_budget(cfg.eps, ctx)}; skip scaling and interpolation on {cfg.unit}.", "",
              "Plateau share (0.99 ≤ σ ≤ 1.01) per stage, regular units: "
              + ", ".join(f"{_stage(sp, s)}: {g['plateau_share'].mean():.3f}" for s, g in
                          shares[shares["kind"] == "regular"].groupby("stage")) + ".", "",
