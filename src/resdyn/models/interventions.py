@@ -49,8 +49,8 @@ def _weights(module: nn.Module) -> list[Tensor]:
             out += [w for w in (m.in_proj_weight, m.q_proj_weight, m.k_proj_weight,
                                 m.v_proj_weight) if isinstance(w, Tensor)]
         elif (isinstance(m, kinds) or _linear_like(m)) and isinstance(
-                getattr(m, "weight", None), Tensor):
-            out.append(m.weight)
+                w := getattr(m, "weight", None), Tensor):
+            out.append(w)
     return out
 
 
