@@ -1,5 +1,6 @@
 """The demo: every study of the four papers on the embedded default, small, in one folder; the
-stability, identity and stiffness studies on a ResNet and on a ViT, side by side in the report.
+stability, identity and stiffness studies on a ResNet, a ViT and a causal language model (the
+shipped GPT-2 on the embedded token language), side by side in the report.
 
 Each part is an ordinary study run in its own subfolder, named by paper (``000-stability``, so
 the folders sort in the papers' order), which resumes on its own and can be opened alone; the
@@ -42,7 +43,8 @@ class Part:
 def parts(quick: bool = False) -> list[Part]:
     """The demo's studies: papers 000 (stability), 002 (identity and its depth sweep), 003
     (stiffness) and 004 (ODE examples, stable architectures compared); 000, 002 and 003 on the
-    shipped digits ResNet and on the shipped digits ViT (``-vit`` folders); then the dynamics
+    shipped digits ResNet, the shipped digits ViT (``-vit`` folders) and the shipped GPT-2 on
+    the embedded token language (``-lm`` folders); then the dynamics
     study (Lyapunov exponents, residual alignment)."""
     if quick:
         return [
@@ -57,6 +59,12 @@ def parts(quick: bool = False) -> list[Part]:
             Part("003-stiffness", STIFFNESS, "digits-resnet20", "digits",
                  StiffnessConfig(images=3, keep_values=2)),
             Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits",
+                 StiffnessConfig(images=3, keep_values=2)),
+            Part("000-stability-lm", STABILITY, "induction-gpt2", "induction",
+                 StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
+            Part("002-identity-lm", IDENTITY, "induction-gpt2", "induction",
+                 IdentityConfig(images=10)),
+            Part("003-stiffness-lm", STIFFNESS, "induction-gpt2", "induction",
                  StiffnessConfig(images=3, keep_values=2)),
             Part("004-ode", ODE, None, None, OdeConfig(starts=2)),
             Part("004-stable-compare", COMPARE, None, None,
@@ -74,6 +82,12 @@ def parts(quick: bool = False) -> list[Part]:
         Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=100)),
         Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=50)),
         Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=20)),
+        Part("000-stability-lm", STABILITY, "induction-gpt2", "induction",
+             StabilityConfig(images=3)),
+        Part("002-identity-lm", IDENTITY, "induction-gpt2", "induction",
+             IdentityConfig(images=50)),
+        Part("003-stiffness-lm", STIFFNESS, "induction-gpt2", "induction",
+             StiffnessConfig(images=10)),
         Part("004-ode", ODE, None, None, OdeConfig()),
         Part("004-stable-compare", COMPARE, None, None,
              CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),
@@ -125,14 +139,15 @@ def _parts(out: Path, quick: bool, executor: Executor | str,
            progress: Callable[[Part], Progress | None] | None, device: str, precision: str,
            threads: int | None) -> list[StudyResult]:
     """run_demo's work in the claimed folder."""
-    from ..data import check_compatible, load_images
+    from ..data import check_compatible, load_for, load_images
     from ..models import load_model
     from ..report import write_report
 
     results = []
     for part in parts(quick):
         model = load_model(part.model) if part.model else None
-        data = load_images(part.data, split="test") if part.data else None
+        data = (None if not part.data else load_for(model, part.data) if model is not None
+                else load_images(part.data, split="test"))
         if model is not None and data is not None:
             check_compatible(model, data)
         results.append(run_study(
