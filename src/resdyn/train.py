@@ -136,6 +136,18 @@ def default_recipe(model: nn.Module) -> Recipe:
     return RECIPES["vit" if isinstance(model, ViT) else "resnet"]
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate factor: linear warm-up over ``warmup`` steps, then a cosine decay
+    to zero at step ``total``."""
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
 def _check_positive(**values: float) -> None:
     for name, v in values.items():
         if not v > 0:
@@ -252,12 +264,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
     opt = OPTIMIZERS[optimizer](model.parameters(), lr, weight_decay)
     warmup = min(warmup_epochs * steps_per_epoch, total - 1)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, warmup, total)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     history: list[EpochRecord] = []

@@ -22,7 +22,7 @@ from torch import Tensor
 from ._torch import eval_mode, generator, resolve_device
 from .data import TokenData, token_accuracy
 from .models.language import CausalLM
-from .train import EpochRecord, Progress, TrainingDiverged, TrainResult, _batches
+from .train import EpochRecord, Progress, TrainingDiverged, TrainResult, _batches, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,7 @@ def train_lm(model: CausalLM, train_data: TokenData, *, epochs: int, recipe: LMR
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = min(recipe.warmup_epochs * steps_per_epoch, total - 1)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, warmup, total)
     history: list[EpochRecord] = []
     start, step = time.perf_counter(), 0
     try:
