@@ -263,12 +263,12 @@ def _evaluate_lm(m, model: str, data: str, device: str) -> None:
     """Next-token accuracy of a causal LM: every position, the in-context ones, the last."""
     from ._torch import resolve_device
     from .data import TokenData, load_data
+    from .data.specs import token_options
     from .models import model_card
     from .train_lm import evaluate_lm
 
     card = model_card(m)
-    tokens = load_data(data, split="test", tokenizer=card.spec[3:] if card and card.spec.startswith(
-        "hf:") else None, context=int(card.input_shape[0]) if card else None)
+    tokens = load_data(data, split="test", **token_options(m))
     assert isinstance(tokens, TokenData)
     ev = evaluate_lm(m.to(resolve_device(device)), tokens)
     info = card.info if card else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -112,6 +113,18 @@ def load_data(spec: str | Path, *, root: str | Path | None = None, split: str = 
                       f"an existing folder. Valid data: {valid}")
 
 
+def token_options(model: nn.Module) -> dict[str, Any]:
+    """:func:`load_data`'s ``tokenizer`` and ``context`` for a causal LM: the tokenizer in its
+    ``hf:`` folder, and its natural context length."""
+    from ..models import model_card
+
+    card = model_card(model)
+    if card is None:
+        return {}
+    return {"tokenizer": card.spec[3:] if card.spec.startswith("hf:") else None,
+            "context": int(card.input_shape[0])}
+
+
 def load_for(model: nn.Module, spec: str | Path, *, split: str = "test",
              root: str | Path | None = None) -> Dataset:
     """``spec`` loaded as ``model`` takes it: images as they are; token data embedded by a causal
@@ -127,14 +140,10 @@ def load_for(model: nn.Module, spec: str | Path, *, split: str = "test",
         >>> load_for(load_model("induction-gpt2"), "induction").x.shape
         torch.Size([512, 32, 64])
     """
-    from ..models import model_card
     from .tokens import embedded
 
-    card = model_card(model)
     lm = hasattr(model, "embed") and hasattr(model, "vocab_size")
-    folder = card.spec[3:] if card is not None and card.spec.startswith("hf:") else None
-    context = int(card.input_shape[0]) if lm and card is not None else None
-    data = load_data(spec, root=root, split=split, tokenizer=folder, context=context)
+    data = load_data(spec, root=root, split=split, **(token_options(model) if lm else {}))
     if isinstance(data, TokenData):
         if not lm:
             raise DataError(f"data {str(spec)!r} is token data; it needs a causal language model "
