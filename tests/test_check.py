@@ -104,7 +104,8 @@ def test_check_model_accepts_an_image_and_a_unit_list():
     us = units(model, (3, 8, 8))
     df = check_model(model, torch.randn(3, 8, 8), unit_list=us[:2], with_stages=False)
     assert df.name.tolist() == [u.name for u in us[:2]] and df.passed.all()
-    with pytest.raises(ValueError, match=r"input shape \(C, H, W\)"):
+    with pytest.raises(ValueError, match=r"does not take inputs of shape \(8, 8\).*"
+                                         r"expects input shape \(3, 32, 32\)"):
         check_model(model, (8, 8))
 
 

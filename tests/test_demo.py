@@ -58,7 +58,7 @@ def test_demo_report_holds_every_figure_and_claim(demo):
     assert "src=\"http" not in page and "<link" not in page  # nothing outside the page
 
 
-def test_report_puts_the_resnet_and_the_vit_side_by_side(demo):
+def test_report_puts_the_resnet_the_lm_and_the_vit_side_by_side(demo):
     out, _ = demo
     folders = run_folders(out)
     pairs = dict(side_by_side(folders))
@@ -66,7 +66,7 @@ def test_report_puts_the_resnet_and_the_vit_side_by_side(demo):
     page = (out / "report.html").read_text()
     table = page[page.index("<h2>Side by side</h2>"):page.index("<section")]
     for study, fs in pairs.items():
-        assert [f.name for f in fs] == [fs[0].name, f"{fs[0].name}-vit"]
+        assert [f.name for f in fs] == [fs[0].name, f"{fs[0].name}-lm", f"{fs[0].name}-vit"]
         assert f"<h3>{study}</h3>" in table
         for f in fs:  # each model's own verdict and evidence, in its column
             for c in json.loads((f / "summary.json").read_text())["claims"]:

@@ -45,26 +45,26 @@ def parts(quick: bool = False) -> list[Part]:
     (stiffness) and 004 (ODE examples, stable architectures compared); 000, 002 and 003 on the
     shipped digits ResNet, the shipped digits ViT (``-vit`` folders) and the shipped GPT-2 on
     the embedded token language (``-lm`` folders); then the dynamics
-    study (Lyapunov exponents, residual alignment)."""
+    study (Lyapunov exponents, residual alignment). In folder order, as the report lists them."""
     if quick:
         return [
             Part("000-stability", STABILITY, "digits-resnet20", "digits",
                  StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
+            Part("000-stability-lm", STABILITY, "induction-gpt2", "induction",
+                 StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
             Part("000-stability-vit", STABILITY, "digits-vit", "digits",
                  StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
             Part("002-identity", IDENTITY, "digits-resnet20", "digits", IdentityConfig(images=10)),
+            Part("002-identity-lm", IDENTITY, "induction-gpt2", "induction",
+                 IdentityConfig(images=10)),
             Part("002-identity-sweep", SWEEP, None, "digits",
                  SweepConfig(depths=(1, 2), epochs=1, images=10)),
             Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=10)),
             Part("003-stiffness", STIFFNESS, "digits-resnet20", "digits",
                  StiffnessConfig(images=3, keep_values=2)),
-            Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits",
-                 StiffnessConfig(images=3, keep_values=2)),
-            Part("000-stability-lm", STABILITY, "induction-gpt2", "induction",
-                 StabilityConfig(images=2, k=8, pgd_steps=2, alphas=(0.0, 1.0), ts=(0.0, 1.0))),
-            Part("002-identity-lm", IDENTITY, "induction-gpt2", "induction",
-                 IdentityConfig(images=10)),
             Part("003-stiffness-lm", STIFFNESS, "induction-gpt2", "induction",
+                 StiffnessConfig(images=3, keep_values=2)),
+            Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits",
                  StiffnessConfig(images=3, keep_values=2)),
             Part("004-ode", ODE, None, None, OdeConfig(starts=2)),
             Part("004-stable-compare", COMPARE, None, None,
@@ -75,19 +75,19 @@ def parts(quick: bool = False) -> list[Part]:
         ]
     return [
         Part("000-stability", STABILITY, "digits-resnet56", "digits", StabilityConfig(images=5)),
+        Part("000-stability-lm", STABILITY, "induction-gpt2", "induction",
+             StabilityConfig(images=3)),
         Part("000-stability-vit", STABILITY, "digits-vit", "digits", StabilityConfig(images=5)),
         Part("002-identity", IDENTITY, "digits-resnet56", "digits", IdentityConfig(images=100)),
+        Part("002-identity-lm", IDENTITY, "induction-gpt2", "induction",
+             IdentityConfig(images=50)),
         Part("002-identity-sweep", SWEEP, None, "digits",
              SweepConfig(depths=(2, 4, 8, 16), epochs=8, images=50)),
         Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=100)),
         Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=50)),
-        Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=20)),
-        Part("000-stability-lm", STABILITY, "induction-gpt2", "induction",
-             StabilityConfig(images=3)),
-        Part("002-identity-lm", IDENTITY, "induction-gpt2", "induction",
-             IdentityConfig(images=50)),
         Part("003-stiffness-lm", STIFFNESS, "induction-gpt2", "induction",
              StiffnessConfig(images=10)),
+        Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=20)),
         Part("004-ode", ODE, None, None, OdeConfig()),
         Part("004-stable-compare", COMPARE, None, None,
              CompareConfig(datasets=("swissroll", "peaks"), epochs=30)),
