@@ -1,6 +1,6 @@
 """The ``resdyn`` console script, outside the resdyn package so that it runs before any import.
 
-Importing the package (torch, scipy, typer) takes seconds; a Ctrl-C then gives one line and
+Importing the package (torch, scipy, click) takes seconds; a Ctrl-C then gives one line and
 exit status 130, as a Ctrl-C later does, instead of a traceback. A library may swallow the
 KeyboardInterrupt of its own half-done import and fail later with another error (numpy's
 ``AttributeError``, a ``RecursionError``): a Ctrl-C seen during the imports is reported as such

@@ -110,7 +110,7 @@ def test_check_model_accepts_an_image_and_a_unit_list():
 
 
 def test_check_command_says_pass_fail_and_explains_missing_orders():
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from resdyn.cli import app
 

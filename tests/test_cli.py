@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn.cli import app
 from resdyn.models import cifar_resnet
@@ -100,8 +100,8 @@ def test_study_bad_input_is_one_line_with_status_2(tmp_path):
     base = ["spectra", "--model", "digits-resnet20", "--units", "stages.2.0"]
     cases = [
         (["--out", str(tmp_path / "file")], "is a file"),
-        (["--out", str(tmp_path / "a"), "--workers", "0"], "workers must be between 1 and 256"),
-        (["--out", str(tmp_path / "b"), "--executor", "slurm"], "valid: ['dask', 'serial']"),
+        (["--out", str(tmp_path / "a"), "--workers", "0"], "--workers must be at least 1; got 0"),
+        (["--out", str(tmp_path / "b"), "--executor", "slurm"], "--executor: unknown 'slurm'; valid: serial, dask"),
         (["--out", str(tmp_path / "c"), "--data", _npz(tmp_path / "four.npz", 4, 8),
           "--images", "10"], "asked for 10 images but"),
         (["--out", str(tmp_path / "d"), "--data", _npz(tmp_path / "big.npz", 4, 16)],

@@ -3,7 +3,7 @@
 import json
 
 from conftest import says
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn.cli import app
 from resdyn.runs.compare import folder_differences

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn.cli import app
 from resdyn.report import run_folders, side_by_side

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn import capture, load_data, load_model, units
 from resdyn.cli import app

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn import load_model
 from resdyn.cli import app
@@ -190,7 +190,7 @@ def test_a_model_without_recognisable_blocks_says_how_to_name_them(tmp_path):
 def test_bad_input_is_one_line_with_status_2(tmp_path):
     runner = CliRunner()
     out = ["--out", str(tmp_path / "o")]
-    for args, message in ((["identity-sweep", "--depths", "2,x"], "comma-separated ints"),
+    for args, message in ((["identity-sweep", "--depths", "2,x"], "comma-separated integers"),
                           (["identity-sweep", "--depths", ""], "at least one value"),
                           (["identity-sweep", "--depths", "0,4"], "depths must be at least 1"),
                           (["identity-sweep", "--depths", "4,4"], "repeat"),

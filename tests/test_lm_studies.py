@@ -10,7 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from typer.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
 
 from resdyn import load_model, units  # noqa: E402
 from resdyn.capture import capture  # noqa: E402

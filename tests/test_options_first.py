@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn import load_data, load_model
 from resdyn.cli import app
@@ -183,8 +183,8 @@ def test_an_unwritable_system_folder_is_one_line_naming_it(tmp_path, args):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--workers", "100000"], "workers must be between 1 and 256"),
-    (["--workers", "0"], "workers must be between 1 and 256"),
+    (["--workers", "100000"], "--workers must be at most 256"),
+    (["--workers", "0"], "--workers must be at least 1"),
 ])
 def test_run_sizes_are_bounded_before_the_folder(tmp_path, args, words):
     out = tmp_path / "o"

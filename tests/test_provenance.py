@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn.cli import app
 from resdyn.runs import Task, TaskStore, run_tasks

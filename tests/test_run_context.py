@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import says
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn import load_model
 from resdyn.cli import app

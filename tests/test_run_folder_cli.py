@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import says
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn.cli import app
 

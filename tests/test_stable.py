@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy.linalg import expm
 from torch import nn
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn.cli import app
 from resdyn.studies import ODE, OdeConfig, run_study
@@ -76,9 +76,9 @@ def test_matrix_parsing_and_bad_input():
     runner = CliRunner()
     for args, message in ((["--K", "1,2;3"], "must be square"),
                           (["--K", "a,b;c,d"], "must be numbers"),
-                          (["--h", "0"], "must be positive"),
-                          (["--h", "-0.1"], "must be positive"),
-                          (["--activation", "sigmoid"], "unknown activation")):
+                          (["--h", "0"], "--h must be greater than 0"),
+                          (["--h", "-0.1"], "--h must be greater than 0"),
+                          (["--activation", "sigmoid"], "--activation: unknown 'sigmoid'; valid: tanh, relu")):
         r = runner.invoke(app, ["stable", "ode", *args, "--out", "unused"])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
 
@@ -338,7 +338,7 @@ def test_compare_bad_input_is_one_line_with_status_2():
     for args, message in ((["--blocks", "0"], "at least 1"),
                           (["--h", "0"], "h must be greater than 0"),
                           (["--gamma", "-0.1"], "gamma must be at least 0"),
-                          (["--batch-size", "0"], "batch_size must be at least 1"),
+                          (["--batch-size", "0"], "--batch-size must be at least 1"),
                           (["--data", "nowhere.npz"], "does not exist")):
         r = runner.invoke(app, ["stable", "compare", *args, "--out", "unused"])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 from torch import nn
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn import load_model
 from resdyn.cli import app
@@ -210,6 +210,7 @@ def test_bad_input_is_one_line_with_status_2(tmp_path):
     for extra, message in ((["--blocks", "stages.1.0"], "not square"),
                            (["--blocks", "stages.9.9"], "unknown block"),
                            (["--images", "5000"], "asked for 5000 images"),
-                           (["--metrics", "stiffness,share_negative"], "unknown metric")):
+                           (["--metrics", "stiffness,share_negative"],
+                            "--metrics: unknown 'stiffness'")):
         r = runner.invoke(app, base + extra)
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

@@ -174,7 +174,7 @@ def test_old_checkpoint_still_loads():
 
 
 def test_resdyn_evaluate_reports_the_recorded_accuracy_of_digits_vit():
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from resdyn.cli import app
 

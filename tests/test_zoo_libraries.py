@@ -12,7 +12,7 @@ import timm
 import torch
 import torchvision
 from safetensors.torch import save_file
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from resdyn import UnknownModel, load_model, model_card, zoo_names
 from resdyn.cli import app

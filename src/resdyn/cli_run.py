@@ -1,30 +1,43 @@
-"""What every ``resdyn`` study command shares, declared once: the run options (``--out``,
-``--fresh``, ``--config``, ``--executor``, ``--workers``, ``--scheduler``, ``--device``,
-``--precision``), the model options of the studies of one model, one-line errors, progress,
-Ctrl-C, and the run itself.
+"""What every ``resdyn`` study command shares, declared once: the model and run options (as
+option classes, like the studies' configs), one-line errors, progress, Ctrl-C, and the run.
 
-A study command declares only its own options and returns the study and its config; the
-:func:`study_command` decorator adds the rest to its signature and runs it.
+:func:`study_command` makes a study's command from its config's fields (:mod:`resdyn.studies.
+options`), the model options (of a study of one model) and the run options; the option file
+(``--config``) and ``options.toml`` take the same options by the same names.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import MISSING, Field, asdict
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Any
 
-import typer
+import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .cli_config import load_options, write_options
+from .cli_config import read_options, write_options
+from .runs.executor import MAX_WORKERS
+from .spectra import PRECISIONS
+from .studies.options import (
+    check_value,
+    cli_fields,
+    flag,
+    from_file,
+    from_text,
+    hint,
+    required_type,
+    option,
+    options_class,
+    to_file,
+)
 
 # wide enough for unit tables when piped to a file (rich assumes 80 columns off a terminal);
 # messages never wrap (soft_wrap): a path or a name stays whole, whatever the terminal's width;
@@ -32,32 +45,19 @@ from .cli_config import load_options, write_options
 console = Console(width=None if sys.stdout.isatty() else 140, soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name or checkpoint (see "
-                                                             "`resdyn models`)")]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="local state dict "
-                                                                   "(.pth/.safetensors), or "
-                                                                   "'random' (reproducible "
-                                                                   "random init)")]
-DataOpt = Annotated[str, typer.Option("--data", "-d",
-                                      help="digits | cifar10 | mnist | PATH.npz | image folder")]
-AnySizeOpt = Annotated[bool, typer.Option("--any-input-size", help="allow images of another "
-                                          "size than the model was trained on")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto (a GPU where there is "
-                                        "one); rows record where they were computed")]
-
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the library's input errors into one red line and exit status 2, not a traceback."""
     try:
         yield
-    except typer.Exit:
+    except click.exceptions.Exit:
         raise  # an exit status already decided (e.g. 130 after Ctrl-C)
     except (ValueError, KeyError, RuntimeError, OSError) as e:
         msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
         msg = " ".join(line.strip() for line in msg.splitlines() if line.strip())  # one line
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
-        raise typer.Exit(2) from None
+        raise click.exceptions.Exit(2) from None
 
 
 # ---------------------------------------------------------------- progress
@@ -137,7 +137,7 @@ def interrupted(kept: Callable[[], str]) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print(f"interrupted: {kept()}; the same command resumes from there",
                   highlight=False)
-        raise typer.Exit(130) from None
+        raise click.exceptions.Exit(130) from None
 
 
 def report_failures(failed: int, total: int, errors, where: str) -> None:
@@ -153,28 +153,48 @@ def report_failures(failed: int, total: int, errors, where: str) -> None:
               "command to retry them", highlight=False)
 
 
-# ---------------------------------------------------------------- the run options, once
+# ---------------------------------------------------------------- the model and run options, once
 
-#: ``resdyn --threads N`` (set by the command line's callback before any command runs).
-THREADS: list[int | None] = [None]
+@options_class
+class ModelOptions:
+    """The options of a study of one model (and of ``evaluate``)."""
+
+    model: str | None = option(None, short="-m", help="zoo name or checkpoint (see `resdyn "
+                               "models`); required")
+    data: str = option("digits", short="-d", help="digits | induction | cifar10 | mnist | "
+                       "PATH.npz | image folder | text file")
+    weights: str | None = option(None, help="local state dict (.pth/.safetensors), or "
+                                 "'random' (reproducible random init)")
+    any_input_size: bool = option(False, help="allow images of another size than the model "
+                                  "was trained on")
 
 
-@dataclass(frozen=True)
+@options_class
+class DataOptions:
+    """The data option of a study that trains its own networks."""
+
+    data: str = option("digits", short="-d", help="digits | cifar10 | mnist | PATH.npz | "
+                       "image folder")
+
+
+@options_class
 class RunOptions:
-    """The options every study command takes (see :func:`run_parameters`)."""
+    """The options of every study command: where and how it runs."""
 
-    out: Path
-    fresh: bool = False
-    executor: str = "serial"
-    workers: int | None = None
-    scheduler: str | None = None
-    device: str = "cpu"
-    precision: str = "float64"
-
-    @property
-    def threads(self) -> int | None:
-        """``resdyn --threads N``, or None: the automatic policy (see :mod:`resdyn._threads`)."""
-        return THREADS[0]
+    out: str = option("out", help="run folder (resumable; refuses another configuration; one "
+                      "writer at a time)")
+    fresh: bool = option(False, help="remove what resdyn wrote in --out and start over")
+    executor: str = option("serial", choices=("serial", "dask"), help="serial | dask (implied "
+                           "by --workers/--scheduler)")
+    workers: int | None = option(None, 1, MAX_WORKERS, help="run tasks on a local Dask cluster of N "
+                                 "worker processes")
+    scheduler: str | None = option(None, help="run tasks on a running Dask scheduler, e.g. "
+                                   "tcp://host:8786")
+    device: str = option("cpu", help="cpu | cuda | cuda:N | auto (a GPU where there is one); "
+                         "rows record where they were computed")
+    precision: str = option("float64", choices=PRECISIONS, help="Jacobian products in float64 | "
+                            "float32 (the Gram matrix and eigensolves stay float64; float32 "
+                            "products move σ by < 1e-7·σ_max)")
 
     def executor_spec(self):
         """The executor: Dask when --workers or --scheduler is given."""
@@ -185,103 +205,141 @@ class RunOptions:
         return Executor(name, workers=self.workers, scheduler=self.scheduler)
 
 
-def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=annotation)
+#: Options that say how to run, not what: never read from a file nor written to one.
+NOT_IN_FILES = ("fresh",)
 
 
-def run_parameters(out: str, precision: bool = True) -> list[inspect.Parameter]:
-    """The run options as parameters of a command whose folder defaults to ``out``."""
-    params = [
-        _option("out", Annotated[Path, typer.Option(
-            help="run folder (resumable; refuses another configuration; one writer at a "
-                 "time)")], Path(out)),
-        _option("fresh", Annotated[bool, typer.Option(
-            "--fresh", help="remove what resdyn wrote in --out and start over")], False),
-        _option("config", Annotated[Path | None, typer.Option(
-            "--config", callback=load_options, is_eager=True, dir_okay=False,
+def threads(ctx: click.Context) -> int | None:
+    """``resdyn --threads N``, or None: the automatic policy (see :mod:`resdyn._threads`)."""
+    return (ctx.find_root().obj or {}).get("threads")
+
+
+class Options:
+    """A command's option classes as click options, and their values from the command line,
+    an option file and the defaults (in that order)."""
+
+    def __init__(self, groups: list[tuple[str, type]], *, defaults: dict[str, Any] | None = None,
+                 leave_out: tuple[str, ...] = (), choices: dict[str, tuple] | None = None):
+        self.groups, self.defaults = groups, defaults or {}
+        self.choices = choices or {}
+        self.fields = [(prefix, cls, f) for prefix, cls in groups for f in cli_fields(cls)
+                       if f.name not in leave_out]
+
+    def params(self) -> list[click.Parameter]:
+        """The click options, then ``--config``."""
+        return [self._click(prefix, cls, f) for prefix, cls, f in self.fields] + [click.Option(
+            ["--config"], type=click.Path(dir_okay=False, path_type=Path),
             help="TOML file of this command's options (flags given too win); every run writes "
-                 "its resolved options to DIR/options.toml")], None),
-        _option("executor", Annotated[str, typer.Option(
-            help="serial | dask (implied by --workers/--scheduler)")], "serial"),
-        _option("workers", Annotated[int | None, typer.Option(
-            help="run tasks on a local Dask cluster of N worker processes")], None),
-        _option("scheduler", Annotated[str | None, typer.Option(
-            help="run tasks on a running Dask scheduler, e.g. tcp://host:8786")], None),
-        _option("device", DeviceOpt, "cpu"),
-    ]
-    if precision:
-        params.append(_option("precision", Annotated[str, typer.Option(
-            help="Jacobian products in float64 | float32 (the Gram matrix and eigensolves stay "
-                 "float64; float32 products move σ by < 1e-7·σ_max)")], "float64"))
-    return params
+                 "its resolved options to DIR/options.toml")]
+
+    def _click(self, prefix: str, cls: type, f: Field) -> click.Option:
+        meta, name = f.metadata, flag(f)
+        default = self.defaults.get(f.name, f.default)
+        extra = [meta["short"]] if meta.get("short") else []
+        if hint(cls, f) is bool:
+            return click.Option([f"--{name}/--no-{name}", *extra, prefix + f.name],
+                                default=default, show_default=True, help=meta["help"])
+        shown = (meta["none"] if default is None and meta.get("none") else
+                 ",".join(map(str, default)) if isinstance(default, tuple) and not meta["parse"]
+                 else None if default in (None, MISSING) or meta["multiple"] else str(default))
+        choices = self.choices.get(f.name, meta.get("choices"))
+        help_ = meta["help"] + (f" [{' | '.join(choices)}]" if choices and " | " not in
+                                meta["help"] else "")
+        t = required_type(hint(cls, f))
+        item = typing.get_args(t)[0] if typing.get_origin(t) is tuple else t
+        metavar = {int: "INTEGER", float: "NUMBER"}.get(item, "TEXT")
+        if typing.get_origin(t) is tuple and not meta["parse"]:
+            metavar = f"{metavar},..."
+        return click.Option([f"--{name}", *meta["old"], *extra, prefix + f.name],
+                            multiple=meta["multiple"], default=() if meta["multiple"] else None,
+                            metavar=metavar, help=help_ + (f"  [default: {shown}]" if shown
+                                                           else ""))
+
+    def values(self, ctx: click.Context, raw: dict[str, Any]) -> tuple[dict, dict]:
+        """Per option class, the values given (``{prefix: {field: value}}``), and the options
+        as ``options.toml`` records them (by flag).
+
+        Raises:
+            click.UsageError: a bad value or file (names the flag or the file's key), an
+                unknown key.
+        """
+        try:
+            return self._values(ctx, raw)
+        except (ValueError, TypeError) as e:
+            raise click.UsageError(str(e), ctx) from None
+
+    def _values(self, ctx: click.Context, raw: dict[str, Any]) -> tuple[dict, dict]:
+        path = raw.pop("config", None)
+        filed = read_options(path) if path is not None else {}
+        by_key = {k: (p, c, f) for p, c, f in self.fields
+                  for k in (flag(f), f.name, *(o.lstrip("-") for o in f.metadata["old"]))}
+        for key in filed:
+            if key not in by_key or key in NOT_IN_FILES:
+                valid = ", ".join(flag(f) for _, _, f in self.fields
+                                  if f.name not in NOT_IN_FILES)
+                raise ValueError(f"--config {path}: unknown option {key!r}; this command takes "
+                                 f"{valid}")
+        filed = {by_key[k][2].name: (k, v) for k, v in filed.items()}
+        out: dict[str, dict] = {prefix: {} for prefix, _ in self.groups}
+        record: dict[str, Any] = {}
+        for prefix, cls, f in self.fields:
+            name, given = f"--{flag(f)}", raw[prefix + f.name]
+            if ctx.get_parameter_source(prefix + f.name) is not ParameterSource.DEFAULT:
+                value = self._from_command_line(cls, f, given, name)
+                kept = given if f.metadata["parse"] else to_file(f, value)
+            elif f.name in filed:
+                key, v = filed[f.name]
+                value, kept = from_file(cls, f, v, f"--config {path}: key {key!r}"), v
+            elif f.name in self.defaults:
+                value = self.defaults[f.name]
+                kept = to_file(f, value)
+            else:
+                continue
+            if f.name in self.choices:
+                check_value(name, value, str, {"choices": self.choices[f.name]})
+            out[prefix][f.name] = value
+            if f.name not in NOT_IN_FILES:
+                record[flag(f)] = list(kept) if isinstance(kept, tuple) else kept
+        return out, record
+
+    @staticmethod
+    def _from_command_line(cls: type, f: Field, given: Any, name: str) -> Any:
+        if isinstance(given, bool):
+            check_value(name, given, bool, f.metadata)
+            return given
+        return from_text(cls, f, list(given) if f.metadata["multiple"] else given, name)
 
 
-def _own_parameters(fn: Callable) -> list[inspect.Parameter]:
-    """``fn``'s parameters with their annotations evaluated (a module with postponed
-    annotations gives strings, which typer would not read once the signature is replaced)."""
-    hints = get_type_hints(fn, include_extras=True)
-    return [p.replace(annotation=hints.get(p.name, p.annotation))
-            for p in inspect.signature(fn).parameters.values()]
+def study_command(name: str, study, out: str, help: str, *, model: bool = True,
+                  data: bool = False) -> click.Command:
+    """The command of ``study``: its config's options, the model options (``model``) or the
+    data option (``data``), the run options with the folder defaulting to ``out``
+    (``--precision`` where the study offers a choice), ``--config``; it loads model and data,
+    runs the study with progress into --out, prints the summary and exits 1 if tasks failed,
+    2 for bad input, 130 on Ctrl-C."""
+    groups = [("c_", study.config)] + ([("m_", ModelOptions)] if model else
+                                       [("d_", DataOptions)] if data else []) + [("r_", RunOptions)]
+    opts = Options(groups, defaults={"out": out},
+                   leave_out=() if len(study.precisions) > 1 else ("precision",),
+                   choices={"precision": study.precisions})
+
+    def callback(**raw: Any) -> None:
+        ctx = click.get_current_context()
+        values, record = opts.values(ctx, raw)
+        loading = (asdict(ModelOptions(**values["m_"])) if model else
+                   asdict(DataOptions(**values["d_"])) if data else {})
+        if model and loading.get("model") is None:
+            raise click.UsageError("Missing option '--model' (a zoo name or checkpoint, see "
+                                   "`resdyn models`; or model in --config)", ctx)
+        with user_errors():
+            config = study.config(**values["c_"])
+            run = RunOptions(**values["r_"])
+        run_command(ctx, study, config, run, record, **loading)
+
+    return click.Command(name, params=opts.params(), callback=callback, help=help)
 
 
-def with_run_options(out: str) -> Callable:
-    """The run options for a command that runs studies itself (the demo): its ``**run_kwargs``
-    become them, with the folder defaulting to ``out``."""
-    def decorate(command: Callable) -> Callable:
-        own = [p for p in _own_parameters(command) if p.kind is not p.VAR_KEYWORD]
-        setattr(command, "__signature__", inspect.Signature(own + run_parameters(out)))  # noqa: B010
-        return command
-
-    return decorate
-
-
-MODEL_PARAMETERS = [
-    _option("model", ModelOpt, ...),
-    _option("data", DataOpt, "digits"),
-    _option("weights", WeightsOpt, None),
-    _option("any_input_size", AnySizeOpt, False),
-]
-
-
-def study_command(out: str, *, model: bool = True, data: bool = False,
-                  precision: bool = True) -> Callable:
-    """Make a function that declares a study's own options into a full study command.
-
-    The decorated function takes its own options and returns ``(study, config)``; the
-    command also takes the run options (and with ``model`` the model options --model, --data,
-    --weights, --any-input-size; with ``data`` only --data), loads model and data, runs the
-    study with progress into --out, prints the summary and exits 1 if tasks failed, 2 for bad
-    input, 130 on Ctrl-C.
-    """
-    def decorate(declare: Callable) -> Callable:
-        own = _own_parameters(declare)
-        extra = (MODEL_PARAMETERS if model else [_option("data", DataOpt, "digits")] if data
-                 else []) + run_parameters(out, precision)
-        names = {p.name for p in extra}
-
-        @functools.wraps(declare)
-        def command(ctx: typer.Context, **kwargs: Any) -> None:
-            common = {n: kwargs.pop(n) for n in names if n in kwargs}
-            common.pop("config", None)
-            loading = {n: common.pop(n) for n in ("model", "data", "weights", "any_input_size")
-                       if n in common}
-            with user_errors():
-                study, config = declare(**kwargs)
-            run_command(ctx, study, config, RunOptions(**common), **loading)
-
-        params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                    annotation=typer.Context)]
-        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {}  # the signature carries every annotation
-        del command.__wrapped__  # typer reads the signature above, not the declaring function
-        return command
-
-    return decorate
-
-
-def load_model_and_data(model: str, weights: Path | None, data: str,
+def load_model_and_data(model: str, weights: str | Path | None, data: str,
                         any_input_size: bool = False):
     """The model and the test split of the data, checked against each other."""
     from .data import check_compatible, load_for
@@ -293,29 +351,28 @@ def load_model_and_data(model: str, weights: Path | None, data: str,
     return m, ds
 
 
-def run_command(ctx: typer.Context, study, config, run: RunOptions, *, model: str | None = None,
-                data: str | None = None, weights: Path | None = None,
-                any_input_size: bool = False) -> None:
+def run_command(ctx: click.Context, study, config, run: RunOptions, record: dict, *,
+                model: str | None = None, data: str | None = None,
+                weights: str | None = None, any_input_size: bool = False) -> None:
     """Load, run one study with progress, print where and its summary; exit 1 if tasks failed."""
     from .runs.folder import check_out
     from .studies import run_study
 
+    out = Path(run.out)
     with user_errors():
-        check_out(run.out)
+        check_out(out)
         ex = run.executor_spec()
         if model is None:  # a study that trains its own networks, or of no data at all
             from .data import load_images
 
             m, ds = None, load_images(data, split="test") if data is not None else None
         else:
-            if data is None:
-                raise ValueError(f"{study.name} analyses a model on a data set; give --data")
-            m, ds = load_model_and_data(model, weights, data, any_input_size)
-        with study_progress(study.name) as show, interrupted(lambda: _kept(show, run.out)):
-            result = run_study(study, m, ds, config, run.out, model_name=model, executor=ex,
+            m, ds = load_model_and_data(model, weights, data or "digits", any_input_size)
+        with study_progress(study.name) as show, interrupted(lambda: _kept(show, out)):
+            result = run_study(study, m, ds, config, out, model_name=model, executor=ex,
                                progress=show, fresh=run.fresh, device=run.device,
-                               precision=run.precision, threads=run.threads)
-    write_options(result.out / "options.toml", ctx)
+                               precision=run.precision, threads=threads(ctx))
+    write_options(result.out / "options.toml", record)
     console.print(f"{result.tasks_run} tasks run, {result.stats.resumed} resumed; tables, figures "
                   f"and summary in {result.out}/")
     console.print(result.summary.read_text(), markup=False, highlight=False)
@@ -330,7 +387,7 @@ def run_command(ctx: typer.Context, study, config, run: RunOptions, *, model: st
     if result.failed:
         report_failures(result.failed, result.stats.total, result.errors,
                         f"{result.out}/errors.parquet")
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 def _kept(show: Callable, out: Path) -> str:

@@ -16,7 +16,7 @@ of networks trained alike (by default the shipped digits ResNet-20/56/110), a po
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from ..runs import ModelRef, Task
 from ..runs.identity import model_digest
 from ..tasks.dynamics import alignment_task, depth_task, lyapunov_task
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .options import MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
+from .options import IMAGES_HELP, MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, option, options_class
 
 #: The depth family of RA4 on digits: the shipped ResNets, trained alike at three depths.
 DIGITS_FAMILY = ("digits-resnet20", "digits-resnet56", "digits-resnet110")
@@ -44,20 +44,10 @@ ALIGNED = 0.5       # RA2: median |⟨u₁, v₁⟩| at least this
 ABOVE_RANDOM = 5.0  # RA2: median overlap of different units at least this many times random
 
 
-@dataclass(frozen=True)
+@options_class
 class DynamicsConfig:
-    """What the dynamics study computes.
-
-    Attributes:
-        images: how many test images (the first ``images`` of a seeded permutation).
-        seed: image choice.
-        k: exponents per depth, and singular triplets per residual branch.
-        dense_max: widest first unit whose composed Jacobians are kept dense (wider: the top k
-            by ARPACK at each depth), and widest unit whose J_R gets a full spectrum (RA3).
-        family: RA4's networks (shipped names or resdyn checkpoints), trained alike at several
-            depths; None: the shipped digits ResNets on digits, none otherwise; () for none.
-        family_images: images per network of the family.
-        family_digests: filled by :func:`resolve` (the family's weights are part of the run).
+    """What the dynamics study computes (each field's meaning: its ``help``);
+    ``family_digests`` is filled by :func:`resolve` (the family's weights are part of the run).
 
     Example:
         >>> DynamicsConfig(images=2, family=())
@@ -68,16 +58,25 @@ class DynamicsConfig:
         ValueError: k must be at least 1; got 0
     """
 
-    images: int = bounded(3, 1, MAX_IMAGES)
-    seed: int = bounded(0, 0, MAX_SEED)
-    k: int = bounded(5, 1, MAX_K)
-    dense_max: int = bounded(4096, 0, MAX_DENSE)
-    family: tuple[str, ...] | None = None
-    family_images: int = bounded(2, 1, MAX_IMAGES)
-    family_digests: tuple[str, ...] = ()
+    images: int = option(3, 1, MAX_IMAGES, short="-n", help=IMAGES_HELP)
+    seed: int = option(0, 0, MAX_SEED, help="image choice")
+    k: int = option(5, 1, MAX_K, flag="top-k", old=("--k",), help="the k largest: exponents per "
+                    "depth, and singular triplets per residual branch")
+    dense_max: int = option(4096, 0, MAX_DENSE, help="widest first unit whose composed Jacobians "
+                            "stay dense (wider: the top k by ARPACK at each depth), and widest "
+                            "unit whose J_R gets a full spectrum (RA3)")
+    family: tuple[str, ...] | None = option(
+        None, parse=lambda text: _family(text),
+        help="RA4's networks trained alike at several depths (shipped names or .safetensors), "
+        "comma-separated; auto: the digits ResNets on digits, none otherwise; none")
+    family_images: int = option(2, 1, MAX_IMAGES, help="images per network of the family")
+    family_digests: tuple[str, ...] = option((), cli=False)
 
-    def __post_init__(self) -> None:
-        check_config(self)
+
+def _family(text: str) -> tuple[str, ...] | None:
+    """--family: auto (None), none (()) or comma-separated names."""
+    names = tuple(n.strip() for n in str(text).split(",") if n.strip())
+    return None if names == ("auto",) else () if names == ("none",) else names
 
 
 def _family_path(spec: str) -> Path:

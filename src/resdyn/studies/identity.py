@@ -16,7 +16,6 @@ several depths and reuses these tasks and tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,18 +24,12 @@ from ..metrics import stopping_rule
 from ..plots import identity as figs
 from ..tasks.perturbation import perturbation_tasks
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .options import MAX_IMAGES, MAX_SEED, bounded, check_config
+from .options import EPS_OPTION, IMAGES_HELP, MAX_IMAGES, MAX_SEED, option, options_class
 
 
-@dataclass(frozen=True)
+@options_class
 class IdentityConfig:
-    """What the identity study computes.
-
-    Attributes:
-        images: how many test images (the first ``images`` of a seeded permutation).
-        seed: image choice.
-        eps: perturbation levels ε of the stopping rule L = ceil(d_scaled / ε); the first is the
-            one the claims use.
+    """What the identity study computes (each field's meaning: its ``help``).
 
     Example:
         >>> IdentityConfig(images=10, eps=(0.1, 0.05))
@@ -47,12 +40,11 @@ class IdentityConfig:
         ValueError: eps must be greater than 0; got 0.0
     """
 
-    images: int = bounded(100, 1, MAX_IMAGES)
-    seed: int = bounded(0, 0, MAX_SEED)
-    eps: tuple[float, ...] = bounded((0.1,), above=0)
+    images: int = option(100, 1, MAX_IMAGES, short="-n", help=IMAGES_HELP)
+    seed: int = option(0, 0, MAX_SEED, help="image choice")
+    eps: tuple[float, ...] = EPS_OPTION
 
     def __post_init__(self) -> None:
-        check_config(self)
         check_eps(self.eps)
 
 
@@ -200,6 +192,7 @@ def sublayer_kinds(pb: pd.DataFrame) -> list[tuple[str, pd.DataFrame]] | None:
 
 IDENTITY = Study(
     name="identity", title="Identity study", config=IdentityConfig, plan=_plan,
+    precisions=("float64",), precision_note="it takes no Jacobian products",
     tables={
         "blocks": Table(order=block_order),
         "per_block": Table(derive=lambda t, ctx: per_block(t["blocks"])),

@@ -11,8 +11,6 @@ one warm-up epoch, 1-pixel shifts) for ``epochs`` at batch size ``batch_size`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
@@ -23,7 +21,17 @@ from ..tasks.perturbation import perturbation_tasks
 from ..tasks.training import train_task
 from .base import Claim, Context, Figure, Plan, Study, Table
 from .identity import block_order, check_eps, distances, per_block, stopping
-from .options import MAX_BATCH, MAX_DEPTH, MAX_EPOCHS, MAX_IMAGES, MAX_SEED, bounded, check_config
+from .options import (
+    EPS_OPTION,
+    IMAGES_HELP,
+    MAX_BATCH,
+    MAX_DEPTH,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    MAX_SEED,
+    option,
+    options_class,
+)
 
 SENSIBLE_ACCURACY = 0.9  # a depth that trains to less is named in the summary
 SATURATED = 0.25  # d_scaled grows less than this over the last doubling of depth: saturated
@@ -34,15 +42,10 @@ PAPER_PRINTED_L = {"MNIST": (37, 39, 43), "CIFAR-10": (42, 32, 36)}
 PAPER_OBSERVED_L = {"MNIST": (40, 32, 40), "CIFAR-10": (34, 38, 48)}  # §3.5: where it fell below 0.1
 
 
-@dataclass(frozen=True)
+@options_class
 class SweepConfig:
-    """The depth sweep.
-
-    Attributes:
-        depths: blocks per section L of each network (positive integers, at least one).
-        epochs, lr, batch_size, seed: the training recipe, the same for every depth.
-        images: test images each network is measured on (seeded choice, as in every study).
-        eps: perturbation levels ε; the first is the one the claims use.
+    """The depth sweep (each field's meaning: its ``help``); one training recipe for every
+    depth.
 
     Example:
         >>> SweepConfig(depths=(2, 4), epochs=1)
@@ -53,16 +56,16 @@ class SweepConfig:
         ValueError: depths repeat: (2, 2)
     """
 
-    depths: tuple[int, ...] = bounded((2, 4, 8, 16, 32), 1, MAX_DEPTH)
-    epochs: int = bounded(15, 1, MAX_EPOCHS)
-    lr: float = bounded(0.1, above=0)
-    batch_size: int = bounded(128, 1, MAX_BATCH)
-    seed: int = bounded(0, 0, MAX_SEED)
-    images: int = bounded(100, 1, MAX_IMAGES)
-    eps: tuple[float, ...] = bounded((0.1,), above=0)
+    depths: tuple[int, ...] = option((2, 4, 8, 16, 32), 1, MAX_DEPTH, help="blocks per section "
+                                     "L of each network, comma-separated")
+    epochs: int = option(15, 1, MAX_EPOCHS, help="training epochs per depth")
+    lr: float = option(0.1, above=0, help="learning rate")
+    batch_size: int = option(128, 1, MAX_BATCH, help="training batch size")
+    seed: int = option(0, 0, MAX_SEED, help="training and image choice")
+    images: int = option(100, 1, MAX_IMAGES, short="-n", help=IMAGES_HELP + " (per network)")
+    eps: tuple[float, ...] = EPS_OPTION
 
     def __post_init__(self) -> None:
-        check_config(self)
         if not self.depths:
             raise ValueError("depths must be one or more positive integers; got none")
         if len(set(self.depths)) != len(self.depths):
@@ -223,6 +226,7 @@ def notes(tables, ctx) -> str:
 
 SWEEP = Study(
     name="identity-sweep", title="Identity depth sweep", config=SweepConfig, plan=_plan,
+    precisions=("float64",), precision_note="it takes no Jacobian products",
     tables={
         "training": Table(order=lambda t, ctx: t.sort_values("blocks", ignore_index=True)),
         "blocks": Table(order=block_order),

@@ -1,5 +1,6 @@
-"""A study option's checks, declared once on its config field: the type from the annotation,
-the bounds from :func:`bounded`.
+"""A study's options, declared once, on its config fields: type (the annotation), bounds,
+choices, help and flag (:func:`option`). The study commands, the option files
+(``--config FILE.toml``, ``options.toml``) and the checks of every value are made from them.
 
 Every size a user can type is bounded, so a mistyped ``--depths 1000000000000`` or
 ``--batch-size 0`` is one line before the run folder is touched, not a folder claimed by a run
@@ -7,13 +8,10 @@ that fills the disk, runs forever or fails every task. The maxima are stated whe
 declared, with the reason.
 
 Example:
-    >>> from dataclasses import dataclass
-    >>> @dataclass(frozen=True)
+    >>> @options_class
     ... class Demo:
-    ...     images: int = bounded(5, 1, 1000)
-    ...     eps: tuple[float, ...] = bounded((0.1,), above=0)
-    ...     def __post_init__(self):
-    ...         check_config(self)
+    ...     images: int = option(5, 1, 1000, short="-n", help="test images")
+    ...     eps: tuple[float, ...] = option((0.1,), above=0, help="levels ε")
     >>> Demo(images=0)
     Traceback (most recent call last):
         ...
@@ -26,6 +24,13 @@ Example:
     Traceback (most recent call last):
         ...
     TypeError: eps must be a tuple of numbers, e.g. eps=(0.1,); got 0.1 (a float)
+    >>> f = {f.name: f for f in cli_fields(Demo)}
+    >>> from_text(Demo, f["eps"], "0.1, 0.05", "--eps"), from_file(Demo, f["eps"], [1], "eps")
+    ((0.1, 0.05), (1.0,))
+    >>> from_text(Demo, f["images"], "many", "--images")
+    Traceback (most recent call last):
+        ...
+    ValueError: --images must be an integer; got 'many'
 """
 
 from __future__ import annotations
@@ -35,7 +40,11 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Callable
+from dataclasses import MISSING
 from typing import Any
+
+from ..spectra.api import SINGULAR_METHOD_NAMES
 
 #: The most images a study analyses (each image is a task or more; the largest test split
 #: resdyn loads, CIFAR-10's, holds 10 000).
@@ -58,27 +67,167 @@ MAX_GRID = 2_000
 #: The largest seed: every random generator resdyn seeds takes it.
 MAX_SEED = 2**32 - 1
 
+#: Help shared by the studies' options of one meaning.
+IMAGES_HELP = "test images: the first N of a permutation seeded by --seed"
+SINGULAR_METHOD_HELP = "singular values: " + " | ".join(SINGULAR_METHOD_NAMES)
+TOP_K_HELP = "only the k largest singular values (default: all)"
 
-def bounded(default: Any, lo: float | None = None, hi: float | None = None, *,
-            above: float | None = None) -> Any:
-    """A config field with ``default`` and its bounds (each item's, for a tuple):
-    ``lo <= value <= hi``, ``value > above``."""
-    return dataclasses.field(default=default, metadata={"lo": lo, "hi": hi, "above": above})
+
+def option(default: Any = MISSING, lo: float | None = None, hi: float | None = None, *,
+           above: float | None = None, help: str = "", flag: str | None = None,
+           old: tuple[str, ...] = (), short: str | None = None,
+           choices: tuple[str, ...] | None = None, none: str | None = None,
+           parse: Callable[[Any], Any] | None = None, multiple: bool = False,
+           cli: bool = True) -> Any:
+    """A config field and everything its option needs, declared once.
+
+    Args:
+        default: the value when not given (none: a required option).
+        lo, hi, above: bounds, ``lo <= value <= hi`` and ``value > above`` (each item's, for a
+            tuple).
+        help: what it means; the command's help and the config's documentation.
+        flag: its long flag and key in option files (default: the field name, ``_`` as ``-``);
+            ``old``: former flags, still accepted; ``short``: e.g. ``-n``.
+        choices: the values it may take (each item's, for a tuple).
+        none: the word that means None (``all``) on the command line.
+        parse: text (or, with ``multiple``, the texts of a repeated flag) to value, where the
+            annotation does not say how.
+        cli: False for a field the study fills in itself (not an option).
+    """
+    meta = {"lo": lo, "hi": hi, "above": above, "help": help, "flag": flag, "old": old,
+            "short": short, "choices": choices, "none": none, "parse": parse,
+            "multiple": multiple, "cli": cli}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def options_class(cls: type) -> type:
+    """Make ``cls`` a frozen dataclass of options that checks every field against its
+    annotation, bounds and choices on construction (before the class's own
+    ``__post_init__``)."""
+    own = cls.__dict__.get("__post_init__")
+
+    def __post_init__(self: Any) -> None:
+        check_config(self)
+        if own is not None:
+            own(self)
+
+    cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+def flag(f: dataclasses.Field) -> str:
+    """A field's long flag without the dashes (its key in option files)."""
+    return f.metadata.get("flag") or f.name.replace("_", "-")
+
+
+def cli_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of an options class a user sets (not those the study fills in)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+
+def hint(cls: type, f: dataclasses.Field) -> Any:
+    """A field's annotation, resolved."""
+    return _hints(cls).get(f.name, Any)
+
+
+def from_text(cls: type, f: dataclasses.Field, text: Any, name: str) -> Any:
+    """A value typed on the command line (or given in an option file as text) as the field
+    takes it: comma-separated items for a tuple, the ``none`` word as None; checked.
+
+    Raises:
+        ValueError: text that is not of the field's type, or a value out of its bounds (names
+            ``name``, the flag or key given).
+    """
+    meta = f.metadata
+    if meta.get("parse") is not None:
+        value = meta["parse"](text)
+    elif isinstance(text, str) and meta.get("none") is not None and text.strip() == meta["none"]:
+        value = None
+    else:
+        value = _typed(required_type(hint(cls, f)), text, name)
+    check_value(name, value, hint(cls, f), meta)
+    return value
+
+
+def from_file(cls: type, f: dataclasses.Field, value: Any, name: str) -> Any:
+    """A value of an option file (TOML: a number, true/false, a string, a list) as the field
+    takes it; a string is read as the command line's text."""
+    if isinstance(value, str) or f.metadata.get("parse") is not None:
+        return from_text(cls, f, value, name)
+    target = required_type(hint(cls, f))
+    if isinstance(value, list):
+        if typing.get_origin(target) is not tuple:
+            raise ValueError(f"{name} must be a single value, not a list; got {value!r}")
+        value = tuple(float(v) if _item(target) is float and type(v) is int else v
+                      for v in value)
+    elif target is float and type(value) is int:
+        value = float(value)
+    check_value(name, value, hint(cls, f), f.metadata)
+    return value
+
+
+def to_file(f: dataclasses.Field, value: Any) -> Any:
+    """A field's value as an option file holds it (None: left out)."""
+    if f.metadata.get("parse") is not None or value is None:
+        return None
+    return list(value) if isinstance(value, tuple) else value
+
+
+def required_type(t: Any) -> Any:
+    """``X`` of ``X | None``."""
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(t) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else t
+    return t
+
+
+def _item(t: Any) -> Any:
+    args = typing.get_args(t)
+    return args[0] if typing.get_origin(t) is tuple and args else str
+
+
+def _typed(t: Any, text: Any, name: str) -> Any:
+    if typing.get_origin(t) is tuple:
+        items = [s.strip() for s in str(text).split(",") if s.strip()]
+        if not items:
+            raise ValueError(f"{name}: give at least one value; got {text!r}")
+        try:
+            return tuple(_typed(_item(t), s, name) for s in items)
+        except ValueError:
+            what = _describe(_item(t)).removeprefix("an ").removeprefix("a ")
+            raise ValueError(f"{name} must be comma-separated {what}s; got {text!r}") from None
+    if t in (int, float):
+        try:
+            return t(text)
+        except ValueError:
+            raise ValueError(f"{name} must be {_describe(t)}; got {text!r}") from None
+    return text
 
 
 def check_config(config: Any) -> None:
-    """Check every field of a config dataclass against its annotation and bounds.
+    """Check every field of a config dataclass against its annotation, bounds and choices.
 
     Raises:
         TypeError: a value of another type (names the field, the type expected and what came).
-        ValueError: a number out of its bounds, or not finite (names the field and the bound).
+        ValueError: a number out of its bounds, or not finite, or a value not among the
+            choices (names the field and the bound).
     """
     hints = _hints(type(config))  # type: ignore[arg-type]  # a class is hashable
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        _check_type(f.name, value, hints.get(f.name, Any))
-        for item in _numbers(value):
-            _check_bounds(f.name, item, f.metadata)
+        check_value(f.name, getattr(config, f.name), hints.get(f.name, Any), f.metadata)
+
+
+def check_value(name: str, value: Any, hint: Any, meta: Any) -> None:
+    """One value against its annotation, bounds and choices; errors name it ``name``."""
+    _check_type(name, value, hint)
+    for item in _numbers(value):
+        _check_bounds(name, item, meta)
+    choices = meta.get("choices")
+    if choices and value is not None:
+        wrong = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]
+        if wrong or value == ():
+            raise ValueError(f"{name}: unknown {wrong[0] if wrong else value!r}; valid: "
+                             f"{', '.join(map(str, choices))}")
 
 
 @functools.cache
@@ -170,3 +319,8 @@ def _example(hint: Any) -> str:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return {float: "(0.1,)", int: "(2, 4)", str: '("a", "b")'}.get(args[0], "")
     return ""
+
+
+#: Paper 002's perturbation levels, of the identity study and its depth sweep.
+EPS_OPTION = option((0.1,), above=0, help="perturbation levels ε of the stopping rule "
+                    "L = ceil(d_scaled / ε), comma-separated; the first is the one the claims use")

@@ -8,8 +8,6 @@ the same tasks for their spectra.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 from torch import nn
 
@@ -19,20 +17,21 @@ from ..plots.common import bin_shares
 from ..spectra.api import check_singular_request
 from ..tasks.spectrum import spectrum_tasks, target_names, target_shapes
 from .base import Context, Figure, Plan, Study, Table
-from .options import MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
+from .options import (
+    IMAGES_HELP,
+    MAX_IMAGES,
+    MAX_K,
+    MAX_SEED,
+    SINGULAR_METHOD_HELP,
+    TOP_K_HELP,
+    option,
+    options_class,
+)
 
 
-@dataclass(frozen=True)
+@options_class
 class SpectraConfig:
-    """What the spectra study computes.
-
-    Attributes:
-        images: how many test images (the first ``images`` of a permutation seeded by ``seed``,
-            as in every study).
-        seed: image choice and randomised methods.
-        names: unit (and, with ``stages``, stage) names; None: every unit.
-        stages: also each stage's Jacobian (the composition of its units).
-        method, k: as in :func:`resdyn.spectra.singular_values` (k: the top k values).
+    """What the spectra study computes (each field's meaning: its ``help``).
 
     The Jacobian products' precision and the device are the run's (``run_study(precision=,
     device=)``), not the config's.
@@ -50,15 +49,15 @@ class SpectraConfig:
         ValueError: unknown singular value method 'qr'; valid: auto, dense, svd, ...
     """
 
-    images: int = bounded(5, 1, MAX_IMAGES)
-    seed: int = bounded(0, 0, MAX_SEED)
-    names: tuple[str, ...] | None = None
-    stages: bool = False
-    method: str = "auto"
-    k: int | None = bounded(None, 1, MAX_K)
+    images: int = option(5, 1, MAX_IMAGES, short="-n", help=IMAGES_HELP)
+    seed: int = option(0, 0, MAX_SEED, help="image choice and randomised methods")
+    names: tuple[str, ...] | None = option(None, flag="units", none="all", help="all, or "
+                                           "comma-separated unit (and stage) names")
+    stages: bool = option(False, help="also each stage's Jacobian (the composition of its units)")
+    method: str = option("auto", help=SINGULAR_METHOD_HELP)
+    k: int | None = option(None, 1, MAX_K, flag="top-k", help=TOP_K_HELP)
 
     def __post_init__(self) -> None:
-        check_config(self)
         check_singular_request(self.method, self.k)
 
 

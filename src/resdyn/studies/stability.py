@@ -10,7 +10,7 @@ skip-scaled spectrum per α and one interpolated spectrum per t. Claims and note
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -32,30 +32,24 @@ from ..tasks.propagation import propagation_task
 from ..tasks.spectrum import spectrum_tasks, target_shapes
 from . import stability_claims as sc
 from .base import Context, Figure, Plan, Study, Table
-from .options import MAX_EPOCHS, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
+from .options import (
+    IMAGES_HELP,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    MAX_K,
+    MAX_SEED,
+    SINGULAR_METHOD_HELP,
+    TOP_K_HELP,
+    option,
+    options_class,
+)
 from .runner import StudyResult, run_study
 from .spectra import forward_order
 
 
-@dataclass(frozen=True)
+@options_class
 class StabilityConfig:
-    """What the study computes.
-
-    Attributes:
-        images: how many test images (the first ``images`` of a seeded permutation).
-        seed: drives image choice, random perturbations, PGD start and interpolation noise.
-        method, k: spectrum method and count for units and stages (see ``singular_values``);
-            with "slq" (densities, no values) skip scaling and interpolation use "auto".
-        eps: FGSM/PGD budget in pixel units (the data's pixel range, normally [0, 1]); converted
-            per channel to the model's normalised input space as eps / std_c.
-        pgd_steps: PGD iterations (ℓ∞, random start).
-        alphas: skip-connection scales for the skip-scaling experiment.
-        ts: interpolation parameters t of θ̂(t) = tθ + (1 − t)η.
-        unit: the unit of the skip-scaling and interpolation experiments (default: the 5th unit of
-            the first stage, or its last if shorter).
-        projection_units: units whose right singular vectors the adversarial perturbation is
-            projected on (default: four units spread over the last stage, ending at its last).
-        stage_spectra: also the spectra of whole stages.
+    """What the study computes (each field's meaning: its ``help``).
 
     Every task computes on the run's device and builds its Jacobians in the run's precision
     (``run_study(device=, precision=)``).
@@ -74,20 +68,29 @@ class StabilityConfig:
         ValueError: images must be at least 2; got 1
     """
 
-    images: int = bounded(5, 2, MAX_IMAGES)
-    seed: int = bounded(0, 0, MAX_SEED)
-    method: str = "auto"
-    k: int | None = bounded(None, 1, MAX_K)
-    eps: float = bounded(0.1, above=0)
-    pgd_steps: int = bounded(10, 1, MAX_EPOCHS)
-    alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
-    ts: tuple[float, ...] = bounded((0.0, 0.25, 0.5, 0.75, 1.0), 0.0, 1.0)
-    unit: str | None = None
-    projection_units: tuple[str, ...] | None = None
-    stage_spectra: bool = True
+    images: int = option(5, 2, MAX_IMAGES, short="-n", help=IMAGES_HELP)
+    seed: int = option(0, 0, MAX_SEED, help="image choice, random perturbations, PGD start and "
+                       "interpolation noise")
+    method: str = option("auto", help=SINGULAR_METHOD_HELP + " (with slq, densities without "
+                         "values, skip scaling and interpolation use auto)")
+    k: int | None = option(None, 1, MAX_K, flag="top-k", help=TOP_K_HELP)
+    eps: float = option(0.1, above=0, help="FGSM/PGD budget in pixel units (the data's range, "
+                        "normally [0, 1]; eps / std_c in the normalised input; per token for a "
+                        "language model)")
+    pgd_steps: int = option(10, 1, MAX_EPOCHS, help="PGD iterations (ℓ∞, random start)")
+    alphas: tuple[float, ...] = option((0.0, 0.5, 1.0, 1.5, 2.0), help="skip-connection scales "
+                                       "of the skip-scaling experiment")
+    ts: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), 0.0, 1.0, help="interpolation "
+                                   "parameters t of θ(t) = tθ + (1 − t)η")
+    unit: str | None = option(None, help="the unit of skip scaling and interpolation (default: "
+                              "the 5th unit of the first stage, or its last if shorter)")
+    projection_units: tuple[str, ...] | None = option(
+        None, help="units whose right singular vectors the adversarial perturbation is "
+        "projected on (default: four spread over the last stage, ending at its last)")
+    stage_spectra: bool = option(True, flag="stage-spectra", help="also the spectra of whole "
+                                 "stages")
 
     def __post_init__(self) -> None:
-        check_config(self)
         check_singular_request(self.method, self.k)
 
 

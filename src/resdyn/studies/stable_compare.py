@@ -13,13 +13,12 @@ the branch, the ODE's right-hand side.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..data import load_images
+from ..data import load_data, load_images
 from ..metrics import share_below
 from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
@@ -37,23 +36,15 @@ from .options import (
     MAX_IMAGES,
     MAX_SEED,
     MAX_WIDTH,
-    bounded,
-    check_config,
+    option,
+    options_class,
 )
 
 
-@dataclass(frozen=True)
+@options_class
 class CompareConfig:
-    """The comparison.
-
-    Attributes:
-        datasets: data specs; points (1×1 images) get the dense form (kernel 1), images kernel 3.
-        blocks, width, h, gamma: the networks (gamma: the antisymmetric network's damping).
-        epochs, lr, batch_size, seed: one training budget for all.
-        images: test points/images each network is analysed on.
-        eps: FGSM budget in pixel units (a share of the data's range); random perturbations of
-            the same ℓ2 norm.
-        resolution: grid points per side of the decision-boundary maps (2-D data).
+    """The comparison (each field's meaning: its ``help``): one training budget for all
+    networks; points (1×1 images) get the dense form (kernel 1), images kernel 3.
 
     Example:
         >>> cfg = CompareConfig(datasets=("swissroll",), epochs=5, resolution=40)
@@ -65,23 +56,37 @@ class CompareConfig:
         ValueError: h must be greater than 0; got 0.0
     """
 
-    datasets: tuple[str, ...] = ("swissroll", "peaks", "digits")
-    blocks: int = bounded(8, 1, MAX_BLOCKS)
-    width: int = bounded(8, 1, MAX_WIDTH)
-    h: float = bounded(0.5, above=0)
-    gamma: float = bounded(0.01, 0)
-    epochs: int = bounded(60, 1, MAX_EPOCHS)
-    lr: float = bounded(0.1, above=0)
-    batch_size: int = bounded(64, 1, MAX_BATCH)
-    seed: int = bounded(0, 0, MAX_SEED)
-    images: int = bounded(10, 2, MAX_IMAGES)
-    eps: float = bounded(0.05, above=0)
-    resolution: int = bounded(120, 2, MAX_GRID)
+    datasets: tuple[str, ...] = option(("swissroll", "peaks", "digits"), flag="data",
+                                       short="-d", parse=lambda text: _data_sets(text),
+                                       help="data sets, comma-separated")
+    blocks: int = option(8, 1, MAX_BLOCKS, help="depth: residual blocks")
+    width: int = option(8, 1, MAX_WIDTH, help="channels of every block")
+    h: float = option(0.5, above=0, help="step size")
+    gamma: float = option(0.01, 0, help="the antisymmetric network's damping")
+    epochs: int = option(60, 1, MAX_EPOCHS, help="training epochs")
+    lr: float = option(0.1, above=0, help="learning rate")
+    batch_size: int = option(64, 1, MAX_BATCH, help="training batch size")
+    seed: int = option(0, 0, MAX_SEED, help="training and the choice of test points")
+    images: int = option(10, 2, MAX_IMAGES, short="-n", help="test points/images each network "
+                         "is analysed on")
+    eps: float = option(0.05, above=0, help="FGSM budget, a share of the data's range (random "
+                        "perturbations of the same ℓ2 norm)")
+    resolution: int = option(120, 2, MAX_GRID, help="grid points per side of the "
+                             "decision-boundary maps (2-D data)")
 
     def __post_init__(self) -> None:
-        check_config(self)
         if not self.datasets:
             raise ValueError("give at least one data set")
+
+
+def _data_sets(text: str | list[str]) -> tuple[str, ...]:
+    """--data: comma-separated data specs, each loaded once here so that an unknown or
+    unreadable one fails before any training."""
+    names = tuple(n.strip() for n in (text.split(",") if isinstance(text, str) else text)
+                  if str(n).strip())
+    for spec in names:
+        load_data(spec, split="test")
+    return names
 
 
 def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:

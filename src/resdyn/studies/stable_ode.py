@@ -10,8 +10,6 @@ Euler on K₀ grows every norm by sqrt(1 + h²) per step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,7 @@ import pandas as pd
 from ..plots import stable as figs
 from ..runs import Task
 from .base import Claim, Context, Figure, Plan, Study, Table
-from .options import MAX_K, bounded, check_config
+from .options import MAX_K, option, options_class
 
 PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0))),
            ("K0", ((0.0, -1.0), (1.0, 0.0))))
@@ -53,15 +51,18 @@ def parse_matrix(text: str) -> tuple[tuple[float, ...], ...]:
     return rows
 
 
-@dataclass(frozen=True)
-class OdeConfig:
-    """The ODE examples.
+def with_extra(texts: str | list[str] | tuple[str, ...]) -> tuple:
+    """The paper's K₊, K₋, K₀ and the matrices of ``--K`` ('a,b;c,d' each), named K (one) or
+    K1, K2, ..."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    return PAPER_K + tuple((f"K{i + 1}" if len(texts) > 1 else "K", parse_matrix(str(t)))
+                           for i, t in enumerate(texts))
 
-    Attributes:
-        matrices: (name, K) pairs; default the paper's K₊, K₋, K₀.
-        h: forward Euler step (a ResNet's step size). T: time horizon (T/h steps, rounded).
-        starts: nearby initial conditions, on a circle of radius ``spread`` around ``center``.
-        activation: σ of the nonlinear system ẏ = σ(K y + b) ("tanh" or "relu"); b = ``bias``.
+
+@options_class
+class OdeConfig:
+    """The ODE examples (each field's meaning: its ``help``): (name, K) pairs, default the
+    paper's K₊, K₋, K₀, integrated by forward Euler against a reference.
 
     Example:
         >>> cfg = OdeConfig(h=0.05, activation="relu")
@@ -73,33 +74,26 @@ class OdeConfig:
         ValueError: h = 0.5 exceeds the horizon T = 0.25
     """
 
-    matrices: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...] = PAPER_K
-    h: float = 0.1
-    T: float = 2.0
-    starts: int = bounded(3, 2, MAX_K)
-    spread: float = 0.1
-    center: tuple[float, ...] = (1.0, 1.0)
-    activation: str = "tanh"
-    bias: float = 0.0
+    matrices: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...] = option(
+        PAPER_K, flag="K", multiple=True, parse=with_extra,
+        help="another matrix to integrate besides K+, K-, K0, rows separated by ';' (e.g. "
+        "'0,-2;2,-0.1'); repeatable")
+    h: float = option(0.1, above=0, help="forward Euler step (a ResNet's step size)")
+    T: float = option(2.0, above=0, help="time horizon (T/h steps, rounded)")
+    starts: int = option(3, 2, MAX_K, help="nearby initial conditions, on a circle of radius "
+                         "--spread around --center")
+    spread: float = option(0.1, above=0, help="their distance from the center")
+    center: tuple[float, ...] = option((1.0, 1.0), help="the center of the starts")
+    activation: str = option("tanh", choices=tuple(ACTIVATIONS), help="σ of the nonlinear "
+                             "system ẏ = σ(K y + b)")
+    bias: float = option(0.0, help="b of the nonlinear system")
 
     def __post_init__(self) -> None:
-        check_config(self)
-        for what, v in (("h", self.h), ("T", self.T), ("spread", self.spread)):
-            if not (isinstance(v, Real) and np.isfinite(v) and v > 0):
-                raise ValueError(f"{what} must be positive and finite; got {what} = {v!r}")
         if self.h > self.T:
             raise ValueError(f"h = {self.h} exceeds the horizon T = {self.T}")
         if self.T / self.h > MAX_STEPS:
             raise ValueError(f"T/h = {self.T:g}/{self.h:g} = {self.T / self.h:.3g} forward Euler "
                              f"steps, more than {MAX_STEPS}; take a larger h or a shorter T")
-        if self.starts < 2:
-            raise ValueError(f"need starts >= 2 (distances between trajectories); got "
-                             f"{self.starts}")
-        if not all(np.isfinite(v) for v in (*self.center, self.bias)):
-            raise ValueError(f"center and bias must be finite; got {self.center}, {self.bias}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; valid: "
-                             f"{', '.join(ACTIVATIONS)}")
         for name, k in self.matrices:
             if any(len(r) != len(k) for r in k) or len(k) != len(self.center):
                 raise ValueError(f"{name} must be a square {len(self.center)}x{len(self.center)} "
@@ -292,6 +286,7 @@ def notes(tables, ctx) -> str:
 ODE = Study(
     name="stable-ode", title="ODE examples of stable architectures", config=OdeConfig,
     plan=_plan,
+    precisions=("float64",), precision_note="it takes no Jacobian products",
     tables={
         "trajectories": Table(order=_order),
         "eigenvalues": Table(derive=lambda t, ctx: eigen_table(ctx.config)),

@@ -13,7 +13,7 @@ need every eigenvalue. Down-sampling blocks are not square: their rows say so an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from torch import nn
 
@@ -24,23 +24,12 @@ from ..runs import Task
 from ..tasks.eigen import METRICS, stiffness_task
 from . import stiffness_stats as stats
 from .base import Context, Figure, Plan, Study, Table
-from .options import MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
+from .options import IMAGES_HELP, MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, option, options_class
 
 
-@dataclass(frozen=True)
+@options_class
 class StiffnessConfig:
-    """What the stiffness study computes.
-
-    Attributes:
-        images: how many test images (the first ``images`` of a seeded permutation).
-        seed: image choice and the Arnoldi start vectors.
-        blocks: names of the blocks to analyse (square ones only); None: every square block.
-        dense_max: widest block whose eigenvalues are all computed (dense); wider blocks get
-            their extreme real parts by Arnoldi.
-        k: eigenvalues per side on the Arnoldi path (largest and smallest real part).
-        keep_values: for how many of the images the eigenvalues themselves are kept in the
-            table (for the complex-plane figure); metrics are kept for all.
-        metrics: the metrics correlated with loss and correctness.
+    """What the stiffness study computes (each field's meaning: its ``help``).
 
     Example:
         >>> from resdyn import load_data, load_model
@@ -50,23 +39,22 @@ class StiffnessConfig:
         >>> StiffnessConfig(metrics=("trace",))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
-        ValueError: unknown metric(s) ['trace']; valid: share_negative, stiffness_signed, ...
+        ValueError: metrics: unknown 'trace'; valid: share_negative, stiffness_signed, ...
     """
 
-    images: int = bounded(200, 2, MAX_IMAGES)
-    seed: int = bounded(0, 0, MAX_SEED)
-    blocks: tuple[str, ...] | None = None
-    dense_max: int = bounded(4096, 0, MAX_DENSE)
-    k: int = bounded(6, 1, MAX_K)
-    keep_values: int = bounded(5, 0, MAX_IMAGES)
-    metrics: tuple[str, ...] = METRICS
-
-    def __post_init__(self) -> None:
-        check_config(self)  # images >= 2: correlations across images
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown or not self.metrics:
-            raise ValueError(f"unknown metric(s) {unknown or self.metrics!r}; valid: "
-                             f"{', '.join(METRICS)}")
+    images: int = option(200, 2, MAX_IMAGES, short="-n", help=IMAGES_HELP + " (at least 2: "
+                         "correlations across images)")
+    seed: int = option(0, 0, MAX_SEED, help="image choice and the Arnoldi start vectors")
+    blocks: tuple[str, ...] | None = option(None, none="all", help="all (every square block), "
+                                            "or comma-separated block names")
+    dense_max: int = option(4096, 0, MAX_DENSE, help="widest block whose eigenvalues are all "
+                            "computed; wider: Arnoldi extremes")
+    k: int = option(6, 1, MAX_K, flag="arnoldi-k", help="eigenvalues per side (largest and "
+                    "smallest real part) on the Arnoldi path")
+    keep_values: int = option(5, 0, MAX_IMAGES, help="images whose eigenvalues themselves are "
+                              "kept (the complex-plane figure); metrics are kept for all")
+    metrics: tuple[str, ...] = option(METRICS, choices=METRICS, help="metrics correlated with "
+                                      "loss and correctness, comma-separated")
 
 
 def resolve(config: StiffnessConfig, model: nn.Module, data: Dataset) -> StiffnessConfig:
