@@ -130,3 +130,14 @@ def test_options_toml_round_trips_any_string(tmp_path):
                "eps": [0.1, 0.05], "stages": False}
     path = write_options(tmp_path / "options.toml", {**options, "weights": None})
     assert read_options(path) == options  # None: left out
+
+
+def test_the_command_line_imports_without_tomllib():
+    """Python 3.10 has no tomllib: the command line reads option files with tomli there."""
+    code = ("import sys, tomllib; sys.modules['tomli'] = tomllib; sys.modules['tomllib'] = None\n"
+            "import resdyn.cli, resdyn.cli_config as c\n"
+            "assert c.tomllib is sys.modules['tomli'], c.tomllib\n"
+            "import pathlib, tempfile; p = pathlib.Path(tempfile.mkdtemp()) / 'o.toml'\n"
+            "c.write_options(p, {'images': 3}); assert c.read_options(p) == {'images': 3}\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr

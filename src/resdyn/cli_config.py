@@ -9,16 +9,15 @@ Every run writes the options it resolved to ``options.toml`` in its folder, so
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from .runs.store import atomic_write
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # pragma: no cover - Python 3.10: the same parser, as a package
-    import tomli as tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the package tomli
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 def read_options(path: Path) -> dict[str, Any]:

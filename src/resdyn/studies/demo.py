@@ -118,8 +118,8 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
         quick: the smallest sizes (every study still runs end to end).
         executor: for every part.
         device: the run context's device for every part.
-        precision: the run context's precision for every part (a part whose study computes in
-            float64 only, the stable comparison, runs in float64; its config.json says so).
+        precision: the run context's precision for every part; refused (before the folder is
+            claimed) where a part's study does not compute in it.
         threads: the run context's torch threads for every part.
         progress: fn(part) -> the progress callback of that part's run (or None).
 
@@ -128,6 +128,12 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = False,
     """
     out = check_out(out)
     RunContext.on(device, precision, threads)  # an absent device is refused before the folder is claimed
+    refusing = [p.folder for p in parts(quick) if precision not in p.study.precisions]
+    if refusing:
+        raise ValueError(f"the demo's parts {', '.join(refusing)} do not compute in {precision} "
+                         "(each study says why: resdyn.studies.STUDIES[name].precision_note); run "
+                         f"the demo in float64, or the other studies one by one with --precision "
+                         f"{precision}")
     executor = Executor(executor) if isinstance(executor, str) else executor
     executor.check_reachable()
     with locked(out):
@@ -153,7 +159,6 @@ def _parts(out: Path, quick: bool, executor: Executor | str,
         results.append(run_study(
             part.study, model, data, part.config, out / part.folder, model_name=part.model,
             executor=executor, progress=progress(part) if progress else None,
-            device=device, threads=threads,
-            precision=precision if precision in part.study.precisions else "float64"))
+            device=device, threads=threads, precision=precision))
     write_report(out)
     return results
