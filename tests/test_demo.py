@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 
 import pytest
+from conftest import assert_figure
 from typer.testing import CliRunner
 
 from resdyn.cli import app
@@ -38,9 +39,12 @@ def test_quick_demo_runs_every_study(demo):
         assert json.loads((folder / "run.json").read_text())["study"] == p.study.name
         assert not (folder / "errors.parquet").exists()
         for fig in p.study.figures:
-            assert (folder / f"{fig}.png").stat().st_size > 1000, (p.folder, fig)
+            assert_figure(folder / f"{fig}.png")
         summary = json.loads((folder / "summary.json").read_text())
         assert [c["claim"] for c in summary["claims"]] == list(p.study.claims)
+        for c in summary["claims"]:  # each verdict follows from its judgement, with numbers
+            assert c["verdict"] == {True: "yes", False: "no", None: "not judged"}[c["held"]]
+            assert any(ch.isdigit() for ch in c["evidence"]), (p.folder, c)
         assert list(summary["figures"]) == list(p.study.figures)
     assert "report:" in output and "claims held" in output
 
