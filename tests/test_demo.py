@@ -42,9 +42,8 @@ def test_quick_demo_runs_every_study(demo):
             assert_figure(folder / f"{fig}.png")
         summary = json.loads((folder / "summary.json").read_text())
         assert [c["claim"] for c in summary["claims"]] == list(p.study.claims)
-        for c in summary["claims"]:  # each verdict follows from its judgement, with numbers
+        for c in summary["claims"]:  # each verdict follows from its judgement
             assert c["verdict"] == {True: "yes", False: "no", None: "not judged"}[c["held"]]
-            assert any(ch.isdigit() for ch in c["evidence"]), (p.folder, c)
         assert list(summary["figures"]) == list(p.study.figures)
     assert "report:" in output and "claims held" in output
 
