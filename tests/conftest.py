@@ -32,6 +32,23 @@ def single_thread():
         yield
 
 
+def assert_figure(path, min_size: tuple[int, int] = (200, 150), colours: int = 3) -> None:
+    """``path`` is a PNG image of at least ``min_size`` (width, height) pixels that draws
+    something: not blank, at least ``colours`` distinct colours (axes, labels, data)."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(path)  # (H, W, 3|4) floats in [0, 1]
+    assert img.ndim == 3 and img.shape[2] in (3, 4), (path, img.shape)
+    height, width = img.shape[:2]
+    assert width >= min_size[0] and height >= min_size[1], (path, width, height)
+    rgb = np.round(img[..., :3] * 255).astype(np.uint8).reshape(-1, 3)
+    distinct = len(np.unique(rgb, axis=0))
+    assert distinct >= colours, (path, distinct)
+    background = np.bincount(np.ravel_multi_index(rgb.T, (256, 256, 256))).max() / len(rgb)
+    assert background < 0.99, (path, f"{background:.1%} of the pixels are one colour")
+
+
 _LAYOUT = str.maketrans("", "", " \t\n│╭╮╰╯─")
 
 

@@ -1,6 +1,7 @@
 """The `resdyn` command: tables on stdout, one-line errors with exit status 2."""
 
 import numpy as np
+import pandas as pd
 import torch
 from click.testing import CliRunner
 
@@ -70,7 +71,12 @@ def test_spectra_progress_is_printed_off_a_terminal(tmp_path):
                             "--units", "stages.0.0,stages.2.0", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "spectra 2/2 " in r.output and "s elapsed" in r.output
-    assert (tmp_path / "spectra.parquet").exists()
+    table = pd.read_parquet(tmp_path / "spectra.parquet")  # the two units asked for, one image
+    assert table["name"].tolist() == ["stages.0.0", "stages.2.0"]
+    assert table["image"].nunique() == 1
+    for values in table["values"]:  # singular values: finite, non-negative, largest first
+        v = np.asarray(values)
+        assert len(v) and np.isfinite(v).all() and (v >= 0).all() and (np.diff(v) <= 0).all()
 
 
 def _npz(path, n: int, size: int) -> str:

@@ -10,6 +10,7 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
+from conftest import assert_figure
 
 from resdyn.cli import app
 from resdyn.report import run_folders, side_by_side
@@ -38,9 +39,11 @@ def test_quick_demo_runs_every_study(demo):
         assert json.loads((folder / "run.json").read_text())["study"] == p.study.name
         assert not (folder / "errors.parquet").exists()
         for fig in p.study.figures:
-            assert (folder / f"{fig}.png").stat().st_size > 1000, (p.folder, fig)
+            assert_figure(folder / f"{fig}.png")
         summary = json.loads((folder / "summary.json").read_text())
         assert [c["claim"] for c in summary["claims"]] == list(p.study.claims)
+        for c in summary["claims"]:  # each verdict follows from its judgement
+            assert c["verdict"] == {True: "yes", False: "no", None: "not judged"}[c["held"]]
         assert list(summary["figures"]) == list(p.study.figures)
     assert "report:" in output and "claims held" in output
 

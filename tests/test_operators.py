@@ -17,6 +17,7 @@ from torch import nn
 
 from resdyn import capture, load_model, stages, units
 from resdyn.models.blocks import ResidualUnit
+from resdyn.models.resnets import cifar_resnet
 from resdyn.operators import (
     MatrixOperator,
     compose,
@@ -398,3 +399,30 @@ def test_factored_eigenvalues_pytorchcv():
     torch.manual_seed(0)
     acts = capture(body, torch.randn(1, 3, 4, 4), list(us.values()))
     _factored_against_reference(us["1.unit2"], acts.inputs["1.unit2"][0])
+
+
+def test_unit_jacobian_of_a_model_by_unit_name_is_the_dense_jacobian_at_that_input():
+    """unit_jacobian(model, x, name) linearizes the named unit at the input it receives when the
+    network runs on x: the dense autograd Jacobian of that submodule at the recorded input."""
+    torch.manual_seed(0)
+    model = cifar_resnet(8, in_channels=1).eval()  # built here: random weights, 3 units
+    x = torch.randn(1, 8, 8)
+    seen = {}
+    ref = copy.deepcopy(model).double().eval()
+    module = ref.get_submodule("stages.1.0")
+    hook = module.register_forward_hook(lambda m, args, out: seen.update(x=args[0].detach()))
+    with torch.no_grad():
+        ref(x[None].double())
+    hook.remove()
+    dense = reference_jacobian(module, seen["x"][0])
+    for point in (x, x[None]):  # one input or a batch of one
+        op = unit_jacobian(model, point, "stages.1.0")
+        assert op.shape == tuple(dense.shape) == (32 * 4 * 4, 16 * 8 * 8)
+        torch.testing.assert_close(op.dense(), dense, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"no unit 'stages\.9\.9'; its units are "
+                                         r"stages\.0\.0, stages\.1\.0, stages\.2\.0$"):
+        unit_jacobian(model, x, "stages.9.9")
+    with pytest.raises(ValueError, match="linearizes at one input; got a batch of 2"):
+        unit_jacobian(model, torch.randn(2, 1, 8, 8), "stages.1.0")
+    with pytest.raises(TypeError, match="name the unit"):
+        unit_jacobian(model, x)

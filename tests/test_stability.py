@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_figure
 from torch import nn
 
 from resdyn.data import load_data
@@ -165,7 +166,7 @@ def test_study_end_to_end_and_resume(tmp_path):
     for name in ("spectra", "variation", "propagation", "projections", "skip", "interpolation"):
         assert (tmp_path / f"{name}.parquet").is_file()
     for fig in r.figures.values():
-        assert fig.stat().st_size > 10_000
+        assert_figure(fig)
     sp = r.tables["spectra"]
     assert len(sp) == 2 * (3 + 3) and set(sp["kind"]) == {"regular", "downsampling", "stage"}
     text = r.summary.read_text()

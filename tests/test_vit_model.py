@@ -16,12 +16,7 @@ from resdyn.train import RECIPES, Recipe, default_recipe, train, train_and_save
 TINY = "vit(blocks=2,width=16,heads=2,mlp=32)"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: one torch thread
 
 
 def _tiny(seed: int = 0) -> ViT:

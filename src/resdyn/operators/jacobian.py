@@ -411,15 +411,24 @@ def relu_off(unit: Unit, x: Tensor, alpha: float = 1.0) -> Tensor | None:
     return (pre <= 0).reshape(-1)
 
 
-def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
-                  dtype: torch.dtype = torch.float64) -> JacobianOperator:
+def unit_jacobian(unit: Unit | nn.Module, x: Tensor, name: str | None = None, *,
+                  alpha: float = 1.0, dtype: torch.dtype = torch.float64) -> JacobianOperator:
     """J of the unit x -> σ(α·S(x) + R(x)) at x; alpha = 1 is the unit itself.
 
+    Two forms:
+
+    - ``unit_jacobian(unit, x)``: ``unit`` from :func:`resdyn.units`, ``x`` the unit's own
+      input (``unit.in_shape``, with or without a batch dimension of 1), e.g.
+      ``capture(model, xb, us).inputs[unit.name][i]``.
+    - ``unit_jacobian(model, x, "stages.1.1")``: ``model`` a network, ``x`` an input of the
+      network ((C, H, W), or a batch of one (1, C, H, W)) and the unit's name; the units are
+      found at ``x``'s shape and the named unit's input is captured from the forward pass, so
+      this is ``unit_jacobian(u, capture(model, x[None], [u]).inputs[u.name][0])``.
+
     Args:
-        unit: from :func:`resdyn.units`.
-        x: one input of shape ``unit.in_shape`` ((C, H, W) for a convolutional unit, (tokens,
-            dim) for a transformer's), with or without a batch dimension of 1, e.g.
-            ``capture(model, xb, us).inputs[unit.name][i]``.
+        unit: a :class:`~resdyn.models.units.Unit`, or a model (with ``name``).
+        x: the unit's input, or the model's (with ``name``).
+        name: the unit's name (``Unit.name``, as ``resdyn units`` lists them); only with a model.
         alpha: shortcut scale; J = diag(σ'(α S(x) + R(x)))(α J_S + J_R).
         dtype: working precision (float64 by default).
 
@@ -427,8 +436,11 @@ def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
         JacobianOperator of shape (n_out, n_in) with ``zero_rows`` set when σ is a ReLU.
 
     Raises:
-        ValueError: an input whose shape is not ``unit.in_shape`` (the message names both), or
-            alpha != 1 on a unit without a known split.
+        ValueError: an input whose shape is not ``unit.in_shape`` (the message names both), a
+            model input that is not one input or a batch of one, a ``name`` the model has no
+            unit of (the message lists the valid names), or alpha != 1 on a unit without a
+            known split.
+        TypeError: a model without ``name``, a name with a Unit, or neither a Unit nor a model.
 
     Example:
         >>> import torch
@@ -437,8 +449,55 @@ def unit_jacobian(unit: Unit, x: Tensor, *, alpha: float = 1.0,
         >>> J = unit_jacobian(us[0], torch.randn(16, 8, 8))
         >>> J.shape
         (1024, 1024)
+        >>> model = load_model("digits-resnet20")
+        >>> unit_jacobian(model, torch.zeros(1, 8, 8), "stages.1.1").shape  # 32 channels x 4 x 4
+        (512, 512)
     """
-    return _variant(unit, x, "unit", alpha, dtype)
+    if isinstance(unit, Unit):
+        if name is not None:
+            raise TypeError("unit_jacobian(unit, x) takes no name (the unit is given); the "
+                            "named form is unit_jacobian(model, x, name)")
+        return _variant(unit, x, "unit", alpha, dtype)
+    if not isinstance(unit, nn.Module):
+        raise TypeError(f"unit_jacobian takes a Unit (from resdyn.units) or a model "
+                        f"(torch.nn.Module) with a unit name; got a {type(unit).__name__}")
+    if name is None:
+        raise TypeError("unit_jacobian(model, x, name): name the unit, e.g. "
+                        "unit_jacobian(model, x, 'stages.1.1') (resdyn.units(model) lists them)")
+    return _variant(*_named_unit(unit, x, name), "unit", alpha, dtype)
+
+
+def _named_unit(model: nn.Module, x: Tensor, name: str) -> tuple[Unit, Tensor]:
+    """The unit ``name`` of ``model`` and its input at the model input ``x`` (one input or a
+    batch of one)."""
+    from ..capture import capture
+    from ..models.probe import natural_input_shape
+    from ..models.units import units
+
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor (the model's input); got a {type(x).__name__}")
+    natural = natural_input_shape(model)
+    if natural is not None and tuple(x.shape) == tuple(natural) or x.dim() == 3:
+        batch = x.unsqueeze(0)
+    elif natural is not None and tuple(x.shape[1:]) == tuple(natural) or x.dim() == 4:
+        batch = x
+    else:
+        raise ValueError(f"unit_jacobian(model, x, name): x must be one input of the model "
+                         f"((C, H, W)) or a batch of one ((1, C, H, W)); got shape "
+                         f"{tuple(x.shape)}")
+    if batch.shape[0] != 1:
+        raise ValueError(f"unit_jacobian(model, x, name) linearizes at one input; got a batch "
+                         f"of {batch.shape[0]} (pass x[i] for the i-th)")
+    found = units(model, tuple(batch.shape[1:]))
+    by_name = {u.name: u for u in found}
+    if name not in by_name:
+        raise ValueError(f"{type(model).__name__} has no unit {name!r}; its units are "
+                         f"{', '.join(by_name)}")
+    unit = by_name[name]
+    p = next(model.parameters(), None)
+    if p is not None:
+        batch = batch.to(dtype=p.dtype, device=p.device)
+    return unit, capture(model, batch, [unit]).inputs[name][0]
 
 
 def residual_jacobian(unit: Unit, x: Tensor, *, dtype: torch.dtype = torch.float64,

@@ -23,12 +23,22 @@ class ModelCache(WorkerPlugin):
     """
 
     def __init__(self, models: dict[str, Any]):
+        from ..models.adapters import DECLARED
+
         self.models = models
+        # the blocks declared with declare_unit that these models use go with them: a class
+        # defined in a notebook (__main__) travels by value and its declaration would be
+        # missing on a worker, where nothing ran the notebook's declare_unit
+        used = {type(m) for model in models.values() for m in model.modules()}
+        self.declared = {cls: parts for cls, parts in DECLARED.items()
+                         if any(issubclass(u, cls) for u in used)}
 
     def setup(self, worker: Any) -> None:
+        from ..models.adapters import DECLARED
         from ..operators.jacobian import _load_jvp_decompositions
         from .modelref import ship
 
+        DECLARED.update(self.declared)
         ship(self.models)
         # torch scripts its forward-AD decompositions (ast.parse) on a process's first JVP;
         # done here, before any task, it cannot meet another thread's ast use (a traceback's

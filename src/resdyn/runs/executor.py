@@ -1,7 +1,8 @@
 """Run study tasks: each a plain function of picklable arguments, so a cluster can run them too.
 
 Executors, picked by name: ``serial`` (this process, the default) and ``dask`` (a local Dask
-cluster of ``workers`` processes, or an existing scheduler at ``scheduler``). Either way the
+cluster of ``workers`` processes, an existing scheduler at ``scheduler``, or a
+``dask.distributed.Client`` you made, used as is and left open: :meth:`Executor.of`). Either way the
 results come back to this process, which alone writes the run folder (rows, and the files a task
 returns, such as a trained checkpoint), and the models travel to the workers with the run, so the
 tables are the same whichever ran them and workers never need the run folder.
@@ -9,6 +10,8 @@ tables are the same whichever ran them and workers never need the run folder.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 import traceback
 from collections import Counter
@@ -153,6 +156,10 @@ class Executor:
         threads: torch threads per worker process where the run context sets none (None,
             the default: the automatic policy of :mod:`resdyn._threads`, under which workers
             that share the cores take one thread each).
+        client: dask only: a ``dask.distributed.Client`` of yours (a notebook's, a cluster's
+            that outlives the run): the run uses it as is, starts no cluster and does not close
+            it, so a second run on it starts at once; the models it sent its workers are let
+            go when the run ends. See :meth:`of`.
 
     Example:
         >>> Executor()
@@ -174,10 +181,18 @@ class Executor:
     scheduler: str | None = None
     timeout: float = 20.0
     threads: int | None = None
+    client: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
             raise ValueError(f"unknown executor {self.name!r}; valid: {sorted(EXECUTORS)}")
+        if self.client is not None:
+            if self.name != "dask" or self.workers is not None or self.scheduler:
+                raise ValueError("a client is a dask executor of its own: give no workers or "
+                                 "scheduler with it")
+            if not _is_client(self.client):
+                raise TypeError(f"client must be a dask.distributed.Client; got a "
+                                f"{type(self.client).__name__}")
         if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS} (each a process on "
                              f"this machine); got {self.workers}")
@@ -187,13 +202,53 @@ class Executor:
             raise ValueError("give either workers (a local cluster) or a scheduler address, "
                              "not both")
 
-    def check_reachable(self) -> None:
-        """Raise unless the scheduler (if any) accepts a connection: what a run checks before
-        it claims its folder (a TCP connect, not a Dask client).
+    @classmethod
+    def of(cls, executor: Executor | str | Any) -> Executor:
+        """The executor ``executor`` names: an Executor as is, a name ("serial", "dask"), or a
+        ``dask.distributed.Client`` (used as is, never closed by resdyn).
 
         Raises:
-            ConnectionError: nothing answers at the address (the message names the fix).
+            ValueError: an unknown name. TypeError: anything else.
+
+        Example:
+            >>> Executor.of("dask")
+            Executor(name='dask', workers=None, scheduler=None, timeout=20.0, threads=None)
+            >>> Executor.of(2)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+                ...
+            TypeError: executor must be "serial", "dask", ... dask.distributed.Client; got a int
         """
+        if isinstance(executor, Executor):
+            return executor
+        if isinstance(executor, str):
+            return cls(executor)
+        if _is_client(executor):
+            return cls("dask", client=executor)
+        raise TypeError(f'executor must be "serial", "dask", a resdyn.runs.Executor or a '
+                        f"dask.distributed.Client; got a {type(executor).__name__}")
+
+    def describe(self) -> dict[str, Any]:
+        """What config.json records of this executor (a client: its scheduler's address)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name != "client"}
+        if self.client is not None:
+            fields["client"] = getattr(self.client.scheduler, "address", str(self.client))
+        return fields
+
+    def check_reachable(self) -> None:
+        """Raise unless the scheduler (if any) accepts a connection: what a run checks before
+        it claims its folder (a TCP connect, not a Dask client; a given client: that it is
+        running).
+
+        Raises:
+            ConnectionError: nothing answers at the address, or the client is closed (the
+                message names the fix).
+        """
+        if self.client is not None:
+            if self.client.status != "running":
+                raise ConnectionError(f"the Dask client given as executor is {self.client.status}"
+                                      ", not running: pass an open client (or executor='dask')")
+            return
         if self.scheduler is None:
             return
         import socket
@@ -213,6 +268,15 @@ class Executor:
             f"no Dask scheduler answered at {self.scheduler} within {self.timeout:g} s "
             f"({type(e).__name__}): check that `dask scheduler` runs there, that the address "
             "and port are right and reachable from this machine")
+
+
+def _is_client(value: Any) -> bool:
+    """Whether ``value`` is a dask.distributed.Client (without importing distributed when no
+    one has)."""
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    return distributed is not None and isinstance(value, distributed.Client)
 
 
 @dataclass(frozen=True)
@@ -284,7 +348,9 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
-    if executor.scheduler:
+    if executor.client is not None:
+        client = executor.client  # the caller's: used as is, left open
+    elif executor.scheduler:
         try:
             client = Client(executor.scheduler, timeout=executor.timeout)
         except (OSError, TimeoutError) as e:
@@ -299,17 +365,15 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
 
             client.register_plugin(SpreadGpus(gpus), name="resdyn-gpus")
 
-    from .dask_models import ModelCache
-
     sent = dict(models)
     if sent:  # every worker, also one that joins later, holds the models before any task
-        client.register_plugin(ModelCache(sent), name="resdyn-models")
+        _send(client, sent)
 
     def run(tasks: Sequence[Task], more: Models) -> Iterator[tuple[Task, Outcome]]:
         new = {k: m for k, m in more.items() if k not in sent}
         if new:  # checkpoints trained by an earlier wave: the plugin is replaced, all models
             sent.update(new)
-            client.register_plugin(ModelCache(dict(sent)), name="resdyn-models")
+            _send(client, dict(sent))
         on_worker = context if executor.threads is None else replace(
             context, threads=context.threads or executor.threads)
 
@@ -336,9 +400,36 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         if sent and cluster is None:  # a long-lived cluster's workers let the models go
             with suppress(Exception):
                 client.unregister_worker_plugin("resdyn-models")
-        client.close()
+        if executor.client is None:
+            client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _send(client: Any, models: dict[str, Any]) -> None:
+    """Register the run's models (and the declared blocks they use) on every worker.
+
+    Raises:
+        ModuleNotFoundError: a worker cannot import the module of a class in a model (one
+            not installed there); the message names it and the two fixes.
+    """
+    from .dask_models import ModelCache
+
+    try:
+        client.register_plugin(ModelCache(models), name="resdyn-models")
+    except Exception as e:  # a worker could not unpickle a class of the model
+        # the scheduler hands a worker's error back as an Exception naming the original
+        found = re.search(r"No module named '([^']+)'", str(e))
+        if found is None:
+            raise
+        missing = found.group(1)
+        raise ModuleNotFoundError(
+            f"the Dask workers cannot import module {missing!r}, which defines a part of the "
+            f"model ({e}): install it on the workers, or send it with the model by value: "
+            f"import cloudpickle, {missing.split('.')[0]}; "
+            f"cloudpickle.register_pickle_by_value({missing.split('.')[0]}) before the run "
+            "(classes defined in a notebook or script, __main__, go by value already)",
+            name=missing) from None
 
 
 def _killed(future: Any) -> bool:
@@ -445,8 +536,7 @@ def run_tasks(tasks: Sequence[Task], store: TaskStore, executor: Executor | str 
         >>> run_tasks(tasks, store)  # a second run resumes: nothing left to do
         RunStats(total=3, resumed=3, ran=0, failed=0)
     """
-    if isinstance(executor, str):
-        executor = Executor(executor)
+    executor = Executor.of(executor)
     groups = waves(tasks)
     stored = {t.id for t in tasks if store.done(t.analysis, t.key)}
     resumed = len(stored)

@@ -56,6 +56,8 @@ class StudyResult:
         (['claim', 'verdict', 'evidence'], ['yes', 'yes'])
 
     In a notebook the result shows itself as its claims table and its figures (``_repr_html_``).
+    ``temporary``: ``out`` is the fresh temporary folder of a run given ``out=None`` (see
+    :func:`run_study`).
     """
 
     out: Path
@@ -68,6 +70,7 @@ class StudyResult:
     errors: pd.DataFrame = field(repr=False)
     strays: list[str] = field(default_factory=list)
     recomputed: list[str] = field(default_factory=list)
+    temporary: bool = False
 
     @property
     def tasks_run(self) -> int:
@@ -110,8 +113,8 @@ def model_label(model: nn.Module) -> str:
 
 
 def run_study(study: Study, model: nn.Module | None, data: Dataset | None, config: Any = None,
-              out: str | Path = "out", *, model_name: str | None = None,
-              executor: Executor | str = "serial", progress: Progress | None = None,
+              out: str | Path | None = "out", *, model_name: str | None = None,
+              executor: Executor | str | Any = "serial", progress: Progress | None = None,
               fresh: bool = False, device: str = "cpu", precision: str = "float64",
               threads: int | None = None) -> StudyResult:
     """Run ``study`` on ``model`` and ``data`` into the folder ``out`` (resumable).
@@ -123,8 +126,16 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
             of no data (the ODE examples).
         config: the study's config dataclass (default: its defaults).
         out: run folder; created, resumed, or refused if it holds another configuration.
+            None: a fresh folder ``resdyn-<study>-XXXXXXXX`` in the system's temporary
+            directory (``tempfile.gettempdir()``, ``$TMPDIR``), made once the options are
+            checked; the result's ``out`` names it and ``temporary`` is True. resdyn never
+            deletes it (the result's tables are in memory, its figures, summary and report
+            are files there): it lasts until you remove it (``shutil.rmtree(r.out)``) or the
+            system clears its temporary directory.
         model_name: label in tables and figures (default: the zoo spec or class name).
-        executor: "serial", "dask", or an :class:`resdyn.runs.Executor`.
+        executor: "serial", "dask", an :class:`resdyn.runs.Executor`, or a
+            ``dask.distributed.Client`` of yours: used as is (no cluster is started, so a
+            notebook's runs share one) and not closed.
         progress: called with a :class:`resdyn.runs.RunProgress` after every task.
         fresh: discard what resdyn wrote in ``out`` and start over (refused while ``out``
             holds files of anyone else).
@@ -165,7 +176,8 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
             ...
         resdyn.runs.folder.RunFolderError: ... of another configuration (config.images: 1 -> 2). ...
     """
-    out = check_out(out)
+    temporary = out is None
+    out = None if out is None else check_out(out)
     config = study.config() if config is None else config
     if not isinstance(config, study.config):
         raise TypeError(f"the {study.name} study takes a {study.config.__name__}; got "
@@ -198,12 +210,23 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     # the versions before the run context kept it); the device is recorded per row instead
     identity = {**identity, "config": {**identity["config"], "precision": precision},
                 "revision": study.revision}
-    ctx = Context(model, None, name, data, config, out, run=run)
-    if isinstance(executor, str):
-        executor = Executor(executor)  # an unknown name is refused before the folder is claimed
+    executor = Executor.of(executor)  # an unknown name is refused before the folder is claimed
     executor.check_reachable()
-    with locked(out):
-        return _run(study, ctx, model_hash, identity, executor, progress, fresh)
+    if out is None:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix=f"resdyn-{study.name}-"))
+    ctx = Context(model, None, name, data, config, out, run=run)
+    try:
+        with locked(out):
+            result = _run(study, ctx, model_hash, identity, executor, progress, fresh)
+    except BaseException:
+        if temporary:  # no result names it (a refusal, Ctrl-C): it is not left behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return replace(result, temporary=True) if temporary else result
 
 
 def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
@@ -343,9 +366,9 @@ def _write_config(out: Path, identity: dict, executor: Executor | str, stats: Ru
 
     from .. import __version__
 
-    ex = executor if isinstance(executor, Executor) else Executor(executor)
+    ex = Executor.of(executor)
     gpu = torch.cuda.get_device_name(run.device) if run.device.startswith("cuda") else None
-    info = {**identity, "executor": plain(ex),
+    info = {**identity, "executor": plain(ex.describe()),
             "device": {"torch": run.device, "gpu": gpu, "precision": run.precision,
                        "machine": platform.machine(), "cpus": os.cpu_count(),
                        "torch_threads": run.threads or "automatic"},
