@@ -8,8 +8,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from resdyn.cli import app
+from resdyn.dynamics.ode import euler, reference, right_hand_side
 from resdyn.studies import ODE, OdeConfig, run_study
-from resdyn.studies.stable_ode import PAPER_K, euler, parse_matrix, reference, right_hand_side
+from resdyn.studies.stable_ode import PAPER_K, parse_matrix
 
 K0 = np.array(dict(PAPER_K)["K0"])
 

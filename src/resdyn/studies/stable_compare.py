@@ -2,7 +2,8 @@
 matched depth, width and training budget on each data set, then the same analyses for all:
 eigenvalues of every block Jacobian (:mod:`resdyn.tasks.eigen`), singular-value bins
 (:mod:`resdyn.tasks.spectrum`), random vs FGSM perturbation growth
-(:mod:`resdyn.tasks.propagation`) and, for 2-D points, decision boundaries.
+(:mod:`resdyn.tasks.propagation`) and, for 2-D points, decision boundaries
+(:mod:`resdyn.tasks.boundary`).
 
 Each training is a task (:mod:`resdyn.tasks.training`) whose checkpoint is kept in the run
 folder; the analyses of a network run after it. A unit is x + R(x) with no output activation,
@@ -17,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..data import load_images
 from ..metrics import share_below
 from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
-from ..runs import ModelRef, Task, current
+from ..runs import ModelRef, Task
+from ..tasks.boundary import boundary_task
 from ..tasks.eigen import stiffness_task
 from ..tasks.propagation import propagation_task
 from ..tasks.spectrum import spectrum_tasks
@@ -89,23 +90,6 @@ def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:
     gamma = cfg.gamma if family == "antisymmetric" else 0.0
     return (f"{family}-resnet(blocks={cfg.blocks},width={cfg.width},kernel={kernel},h={cfg.h},"
             f"gamma={gamma},size={shape[1]})")
-
-
-def boundary_task(model: ModelRef, data: str, resolution: int) -> pd.DataFrame:
-    """Predicted class on a grid over the data's range, and the test points (raw coordinates)."""
-    ds = load_images(data, split="test")
-    lo, hi = ds.pixel_range
-    g = np.linspace(lo, hi, resolution)
-    gx, gy = np.meshgrid(g, g)
-    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
-    with torch.no_grad():
-        grid = current().put(ds.from_pixels(pts.reshape(-1, 2, 1, 1)))
-        pred = model.load()(grid).argmax(1).cpu().numpy()
-    raw = ds.to_pixels(ds.x).reshape(-1, 2).numpy()
-    return pd.concat([pd.DataFrame({"kind": "grid", "x": gx.ravel(), "y": gy.ravel(),
-                                    "cls": pred}),
-                      pd.DataFrame({"kind": "point", "x": raw[:, 0], "y": raw[:, 1],
-                                    "cls": ds.y.numpy()})], ignore_index=True)
 
 
 def _key(text: str) -> str:

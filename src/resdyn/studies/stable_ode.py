@@ -9,22 +9,21 @@ Euler on K₀ grows every norm by sqrt(1 + h²) per step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
 import pandas as pd
 
+from ..dynamics.ode import ACTIVATIONS
 from ..plots import stable as figs
 from ..runs import Task
+from ..tasks.trajectory import trajectory_task
 from .base import Claim, Context, Figure, Plan, Study, Table
 from .options import MAX_K, bounded, check_config
 
 PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0))),
            ("K0", ((0.0, -1.0), (1.0, 0.0))))
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
 PRESERVED = 0.01  # |log distance growth| / T below this: distance preserved
 #: Largest log of a state's norm allowed: norms and distances square the states, so states must
 #: stay below sqrt(largest float64) ≈ e^354.9 (beyond it they overflow to inf and NaN).
@@ -143,52 +142,6 @@ def starting_points(cfg: OdeConfig) -> np.ndarray:
     if y0.shape[1] > 1:
         y0[:, 1] += cfg.spread * np.sin(angles)
     return y0
-
-
-def right_hand_side(K: np.ndarray, system: str, activation: str, bias: float):
-    """f(y) of ẏ = K y ("linear") or ẏ = σ(K y + b) ("nonlinear")."""
-    if system == "linear":
-        return lambda y: K @ y
-    sigma = ACTIVATIONS[activation]
-    return lambda y: sigma(K @ y + bias)
-
-
-def euler(f, y0: np.ndarray, h: float, steps: int) -> np.ndarray:
-    """Forward Euler y_{j+1} = y_j + h f(y_j): (steps + 1, n), the ResNet's forward pass."""
-    out = np.empty((steps + 1, y0.size))
-    out[0] = y0
-    for j in range(steps):
-        out[j + 1] = out[j] + h * f(out[j])
-    return out
-
-
-def reference(f, y0: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """An accurate solution at ``times`` (scipy's DOP853, rtol 1e-10, atol 1e-12)."""
-    from scipy.integrate import solve_ivp
-
-    sol = solve_ivp(lambda t, y: f(y), (times[0], times[-1]), y0, method="DOP853", t_eval=times,
-                    rtol=1e-10, atol=1e-12)
-    if not sol.success:
-        raise RuntimeError(f"the reference integrator failed: {sol.message}")
-    return sol.y.T
-
-
-def trajectory_task(name: str, K: tuple, system: str, activation: str, bias: float, h: float,
-                    steps: int, starts: list[list[float]]) -> pd.DataFrame:
-    """Euler and reference trajectories of one (K, system) from every start: one row per
-    (integrator, start, step) with t and the state's coordinates y0, y1, ..."""
-    f = right_hand_side(np.asarray(K, dtype=float), system, activation, bias)
-    times = h * np.arange(steps + 1)
-    frames = []
-    for s, y0 in enumerate(np.asarray(starts, dtype=float)):
-        for integrator, ys in (("euler", euler(f, y0, h, steps)),
-                               ("reference", reference(f, y0, times))):
-            frame = pd.DataFrame(ys, columns=[f"y{i}" for i in range(ys.shape[1])])
-            frames.append(frame.assign(K=name, system=system, integrator=integrator, start=s,
-                                       step=np.arange(steps + 1), t=times))
-    cols = ["K", "system", "integrator", "start", "step", "t"]
-    out = pd.concat(frames, ignore_index=True)
-    return out[cols + [c for c in out.columns if c not in cols]]
 
 
 def eigen_table(cfg: OdeConfig) -> pd.DataFrame:
