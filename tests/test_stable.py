@@ -233,7 +233,7 @@ def _check_comparison(r, cfg):
     """The comparison's numbers recomputed from the task tables, the claims' verdicts from
     them, and what the architectures guarantee whatever the training did."""
     from resdyn.plots.stable import COMPARISON_PANELS, comparison_figure
-    from resdyn.studies.stable_compare import growth_claim, re_near_zero_claim
+    from resdyn.studies.stable_compare_claims import growth_claim, re_near_zero_claim
 
     c = r.tables["comparison"].set_index("family")
     families = ["euler", "antisymmetric", "hamiltonian"]

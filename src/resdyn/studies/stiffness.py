@@ -9,6 +9,8 @@ max Re λ / min Re λ, the classical ratio max |Re λ| / min |Re λ| over Re λ 
 radius. A metric that is NaN says why in ``nan_reason`` ("metric: why", joined by "; "): min Re λ
 = 0 for the signed index, no non-zero real part for the ratio, and on the Arnoldi path the ones that
 need every eigenvalue. Down-sampling blocks are not square: their rows say so and carry no metrics.
+
+Its claims, and the notes with their numbers, are in :mod:`.stiffness_claims`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..models import units
 from ..plots import stiffness as figs
 from ..runs import Task
 from ..tasks.eigen import METRICS, stiffness_task
+from . import stiffness_claims
 from . import stiffness_stats as stats
 from .base import Context, Figure, Plan, Study, Table
 from .options import MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, bounded, check_config
@@ -127,6 +130,6 @@ STIFFNESS = Study(
             "the last analysed block: stiffness metrics against per-image loss, with Pearson r "
             "and its p-value"),
     },
-    claims=stats.CLAIMS,
-    notes=stats.notes,
+    claims=stiffness_claims.CLAIMS,
+    notes=stiffness_claims.notes,
 )
