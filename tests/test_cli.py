@@ -107,7 +107,8 @@ def test_study_bad_input_is_one_line_with_status_2(tmp_path):
     cases = [
         (["--out", str(tmp_path / "file")], "is a file"),
         (["--out", str(tmp_path / "a"), "--workers", "0"], "--workers must be at least 1; got 0"),
-        (["--out", str(tmp_path / "b"), "--executor", "slurm"], "--executor: unknown 'slurm'; valid: serial, dask"),
+        (["--out", str(tmp_path / "b"), "--executor", "slurm"],
+         "--executor: unknown 'slurm'; valid: serial, dask"),
         (["--out", str(tmp_path / "c"), "--data", _npz(tmp_path / "four.npz", 4, 8),
           "--images", "10"], "asked for 10 images but"),
         (["--out", str(tmp_path / "d"), "--data", _npz(tmp_path / "big.npz", 4, 16)],

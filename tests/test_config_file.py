@@ -2,8 +2,8 @@
 
 import json
 
-from conftest import says
 from click.testing import CliRunner
+from conftest import says
 
 from resdyn.cli import app
 from resdyn.runs.compare import folder_differences

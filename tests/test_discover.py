@@ -12,12 +12,8 @@ from resdyn import units
 from resdyn.models import NoUnitsFound
 from resdyn.models.adapters import torchvision_style_unit
 from resdyn.models.discover import discover
-from resdyn.operators.jacobian import (
-    copy_unit,
-    residual_jacobian,
-    shortcut_jacobian,
-    unit_jacobian,
-)
+from resdyn.models.surgery import copy_unit
+from resdyn.operators.jacobian import residual_jacobian, shortcut_jacobian, unit_jacobian
 
 
 def _jac(fn, x):

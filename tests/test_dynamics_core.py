@@ -26,7 +26,8 @@ from resdyn.dynamics import (
 )
 from resdyn.models import UnitParts
 from resdyn.models.adapters import DECLARED
-from resdyn.operators.jacobian import copy_unit, relu_off
+from resdyn.models.surgery import copy_unit
+from resdyn.operators.jacobian import relu_off
 
 F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")

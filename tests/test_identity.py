@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 from click.testing import CliRunner
+from torch import nn
 
 from resdyn import load_model
 from resdyn.cli import app

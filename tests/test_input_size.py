@@ -3,8 +3,8 @@ own error and the fix (Python), one line and exit status 2 (command line); never
 
 import numpy as np
 import pytest
-from torch import nn
 from click.testing import CliRunner
+from torch import nn
 
 from resdyn import check_compatible, check_model, evaluate, load_data, load_model, units
 from resdyn.cli import app

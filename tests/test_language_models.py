@@ -13,7 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 from resdyn import load_model, units  # noqa: E402
 from resdyn.capture import capture  # noqa: E402
-from resdyn.models.zoo import UnknownModel  # noqa: E402
+from resdyn.models.naming import UnknownModel  # noqa: E402
 from resdyn.operators import unit_jacobian  # noqa: E402
 
 T, D = 6, 16

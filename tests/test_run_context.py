@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import says
 from click.testing import CliRunner
+from conftest import says
 
 from resdyn import load_model
 from resdyn.cli import app
@@ -15,8 +15,9 @@ from resdyn.data import load_data
 from resdyn.runs import RunContext, current, local_ref
 from resdyn.runs.context import using
 from resdyn.studies import STIFFNESS, StiffnessConfig, run_study
-from resdyn.studies import stability as stability_module
+from resdyn.tasks import altered as altered_module
 from resdyn.tasks import eigen as eigen_module
+from resdyn.tasks import projection as projection_module
 from resdyn.tasks import propagation as propagation_module
 from resdyn.tasks import spectrum as spectrum_module
 
@@ -59,11 +60,11 @@ def _tasks(ref, data):
             ref, shape, x, UNIT, model_name=MODEL, image=0, label=y), ["values"], 1e-5),
         "propagation": (propagation_module, lambda: propagation_module.propagation_task(
             ref, shape, x, y, 0, eps, bounds, 2, 0), ["predicted_growth"], 1e-5),
-        "projections": (stability_module, lambda: stability_module.projection_task(
+        "projections": (projection_module, lambda: projection_module.projection_task(
             ref, shape, UNIT, x, y, 0, eps, bounds), ["sigma"], 1e-5),
-        "skip": (stability_module, lambda: stability_module.skip_task(
+        "skip": (altered_module, lambda: altered_module.skip_task(
             ref, shape, UNIT, x, 0.5, 0, "auto", None), ["values"], 1e-5),
-        "interpolation": (stability_module, lambda: stability_module.interpolation_task(
+        "interpolation": (altered_module, lambda: altered_module.interpolation_task(
             ref, shape, UNIT, x, 0.5, 0, 0, "auto", None), ["values"], 1e-5),
         "stiffness": (eigen_module, lambda: eigen_module.stiffness_task(
             ref, shape, x, y, 0, (UNIT,), 4096, 6, 0, True), ["spectral_radius"], 1e-5),

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import says
 from click.testing import CliRunner
+from conftest import says
 
 from resdyn.cli import app
 

@@ -12,15 +12,10 @@ from resdyn.metrics import plateau
 from resdyn.models import cifar_resnet, units
 from resdyn.models.blocks import ResidualUnit
 from resdyn.runs import local_ref
-from resdyn.studies.stability import (
-    STABILITY,
-    StabilityConfig,
-    interpolation_task,
-    resolve,
-    run_stability,
-    skip_task,
-)
+from resdyn.studies import run_stability
+from resdyn.studies.stability import STABILITY, StabilityConfig, resolve
 from resdyn.studies.stability_claims import image_variation, partial
+from resdyn.tasks.altered import interpolation_task, skip_task
 from resdyn.tasks.propagation import propagation_task
 
 

@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from scipy.linalg import expm
 from torch import nn
-from click.testing import CliRunner
 
 from resdyn.cli import app
+from resdyn.dynamics.ode import euler, reference, right_hand_side
 from resdyn.studies import ODE, OdeConfig, run_study
-from resdyn.studies.stable_ode import PAPER_K, euler, parse_matrix, reference, right_hand_side
+from resdyn.studies.stable_ode import PAPER_K, parse_matrix
 
 K0 = np.array(dict(PAPER_K)["K0"])
 
@@ -78,7 +79,8 @@ def test_matrix_parsing_and_bad_input():
                           (["--K", "a,b;c,d"], "must be numbers"),
                           (["--h", "0"], "--h must be greater than 0"),
                           (["--h", "-0.1"], "--h must be greater than 0"),
-                          (["--activation", "sigmoid"], "--activation: unknown 'sigmoid'; valid: tanh, relu")):
+                          (["--activation", "sigmoid"],
+                           "--activation: unknown 'sigmoid'; valid: tanh, relu")):
         r = runner.invoke(app, ["stable", "ode", *args, "--out", "unused"])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
 
@@ -232,7 +234,7 @@ def _check_comparison(r, cfg):
     """The comparison's numbers recomputed from the task tables, the claims' verdicts from
     them, and what the architectures guarantee whatever the training did."""
     from resdyn.plots.stable import COMPARISON_PANELS, comparison_figure
-    from resdyn.studies.stable_compare import growth_claim, re_near_zero_claim
+    from resdyn.studies.stable_compare_claims import growth_claim, re_near_zero_claim
 
     c = r.tables["comparison"].set_index("family")
     families = ["euler", "antisymmetric", "hamiltonian"]

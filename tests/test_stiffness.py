@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 from scipy import stats
 from torch import nn
-from click.testing import CliRunner
 
 from resdyn import load_model
 from resdyn.cli import app

@@ -160,7 +160,7 @@ RUN = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
     from resdyn import load_model, load_data
-    from resdyn.studies.stability import StabilityConfig, run_stability
+    from resdyn.studies import StabilityConfig, run_stability
     run_stability(load_model("digits-resnet20"), load_data("digits"), sys.argv[1],
                   StabilityConfig(images=2, alphas=(0.5, 1.0), ts=(0.0, 1.0), pgd_steps=2))
 """)

@@ -16,8 +16,8 @@ from resdyn.check import check_model
 from resdyn.models import UnitParts, stage_name, stages
 from resdyn.models.adapters import DECLARED
 from resdyn.models.interventions import interpolate_weights
+from resdyn.models.surgery import copy_unit
 from resdyn.operators import residual_jacobian, stage_jacobian, unit_jacobian
-from resdyn.operators.jacobian import copy_unit
 from resdyn.spectra import eigenvalues, singular_values
 
 F64 = torch.float64

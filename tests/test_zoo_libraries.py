@@ -11,8 +11,8 @@ import pytest
 import timm
 import torch
 import torchvision
-from safetensors.torch import save_file
 from click.testing import CliRunner
+from safetensors.torch import save_file
 
 from resdyn import UnknownModel, load_model, model_card, zoo_names
 from resdyn.cli import app

@@ -13,7 +13,7 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, Field, asdict
+from dataclasses import MISSING, Field, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ from .studies.options import (
     from_file,
     from_text,
     hint,
-    required_type,
     option,
     options_class,
+    required_type,
     to_file,
 )
 
@@ -155,6 +155,7 @@ def report_failures(failed: int, total: int, errors, where: str) -> None:
 
 # ---------------------------------------------------------------- the model and run options, once
 
+@dataclass(frozen=True)
 @options_class
 class ModelOptions:
     """The options of a study of one model (and of ``evaluate``)."""
@@ -169,6 +170,7 @@ class ModelOptions:
                                   "was trained on")
 
 
+@dataclass(frozen=True)
 @options_class
 class DataOptions:
     """The data option of a study that trains its own networks."""
@@ -177,6 +179,7 @@ class DataOptions:
                        "image folder")
 
 
+@dataclass(frozen=True)
 @options_class
 class RunOptions:
     """The options of every study command: where and how it runs."""
@@ -192,7 +195,7 @@ class RunOptions:
                                    "tcp://host:8786")
     device: str = option("cpu", help="cpu | cuda | cuda:N | auto (a GPU where there is one); "
                          "rows record where they were computed")
-    precision: str = option("float64", choices=PRECISIONS, help="Jacobian products in float64 | "
+    precision: str = option("float64", choices=tuple(PRECISIONS), help="Jacobian products in float64 | "
                             "float32 (the Gram matrix and eigensolves stay float64; float32 "
                             "products move σ by < 1e-7·σ_max)")
 
@@ -227,7 +230,8 @@ class Options:
 
     def params(self) -> list[click.Parameter]:
         """The click options, then ``--config``."""
-        return [self._click(prefix, cls, f) for prefix, cls, f in self.fields] + [click.Option(
+        params: list[click.Parameter] = [self._click(p, c, f) for p, c, f in self.fields]
+        return params + [click.Option(
             ["--config"], type=click.Path(dir_okay=False, path_type=Path),
             help="TOML file of this command's options (flags given too win); every run writes "
                  "its resolved options to DIR/options.toml")]

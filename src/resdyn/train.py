@@ -25,49 +25,8 @@ from ._torch import eval_mode, generator, resolve_device
 from .data import Dataset, check_compatible, load_images
 from .models import ResNet, StableNet, ViT, load_model, save_checkpoint
 from .models.blocks import ResidualUnit
-
-Progress = Callable[[int, int, int, float], None]
-"""progress(epoch, step, total_steps, loss): epoch 1-based; step 1-based and counted over the
-whole run (so step == total_steps at the end); loss of the batch just taken."""
-
-
-class TrainingDiverged(ValueError):
-    """Training stopped: the loss (or the weights) stopped being finite. Nothing is saved.
-
-    Example:
-        >>> str(TrainingDiverged(float("inf"), 3, 30, 1e12))  # doctest: +ELLIPSIS
-        'training diverged: the loss is inf at epoch 3 of 30 (learning rate 1e+12)...'
-    """
-
-    def __init__(self, value: float, epoch: int, epochs: int, lr: float, what: str = "") -> None:
-        what = what or f"the loss is {value}"
-        super().__init__(f"training diverged: {what} at epoch {epoch} of {epochs} (learning "
-                         f"rate {lr:g}); no checkpoint was written. Train with a smaller "
-                         "learning rate (--lr)")
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """Statistics of one training epoch (test figures are None without test data)."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    lr: float
-    test_accuracy: float | None
-    test_loss: float | None
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of :func:`train`: final-epoch figures, wall time and the per-epoch history."""
-
-    train_loss: float
-    test_accuracy: float | None
-    test_loss: float | None
-    seconds: float
-    history: tuple[EpochRecord, ...] = field(repr=False)
+from .train_common import EpochRecord, Progress, TrainingDiverged, TrainResult, batches, warmup_cosine
+from .train_lm import train_and_save_lm
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,18 +95,6 @@ def default_recipe(model: nn.Module) -> Recipe:
     return RECIPES["vit" if isinstance(model, ViT) else "resnet"]
 
 
-def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int
-                  ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step learning-rate factor: linear warm-up over ``warmup`` steps, then a cosine decay
-    to zero at step ``total``."""
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-
-
 def _check_positive(**values: float) -> None:
     for name, v in values.items():
         if not v > 0:
@@ -163,14 +110,6 @@ def _shift(x: Tensor, lo: Tensor, shift: int, gen: torch.Generator) -> Tensor:
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     return padded[torch.arange(b, device=x.device)[:, None, None, None],
                   torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
-
-
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
-    order = torch.randperm(n, generator=gen)
-    parts = list(order.split(batch_size))
-    if len(parts) > 1 and len(parts[-1]) < 2:  # BatchNorm cannot train on a single image
-        parts.pop()
-    return parts
 
 
 def zero_init_residuals(model: nn.Module) -> int:
@@ -259,7 +198,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
     lo = (box[0] if box is not None else torch.zeros(())).to(dev)
     steps_per_epoch = -(-len(train_data) // batch_size)
     if steps_per_epoch > 1 and len(train_data) % batch_size == 1:
-        steps_per_epoch -= 1  # _batches drops a last batch of one image
+        steps_per_epoch -= 1  # batches drops a last batch of one image
     total = epochs * steps_per_epoch
     opt = OPTIMIZERS[optimizer](model.parameters(), lr, weight_decay)
     warmup = min(warmup_epochs * steps_per_epoch, total - 1)
@@ -274,7 +213,7 @@ def train(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int
             t0, loss_sum, hits, seen = time.perf_counter(), 0.0, 0, 0
             lr_now = opt.param_groups[0]["lr"]
             model.train()
-            for idx in _batches(len(train_data), batch_size, gen):
+            for idx in batches(len(train_data), batch_size, gen):
                 xb = train_data.x[idx].to(dev, non_blocking=True)
                 yb = train_data.y[idx].to(dev, non_blocking=True)
                 if shift and xb.shape[-1] > 1:  # points stored as 1x1 images never shift
@@ -396,8 +335,6 @@ def train_and_save(model_spec: str, data_spec: str, epochs: int, out: str | Path
     from .data import TokenData, load_data
 
     if isinstance(load_data(data_spec, root=root, split="train"), TokenData):
-        from .train_lm import train_and_save_lm
-
         return train_and_save_lm(model_spec, data_spec, epochs, out, seed, device, progress,
                                  batch_size=batch_size, lr=lr)
     train_data = load_images(data_spec, root=root, split="train")

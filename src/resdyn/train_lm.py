@@ -22,7 +22,7 @@ from torch import Tensor
 from ._torch import eval_mode, generator, resolve_device
 from .data import TokenData, token_accuracy
 from .models.language import CausalLM
-from .train import EpochRecord, Progress, TrainingDiverged, TrainResult, _batches, warmup_cosine
+from .train_common import EpochRecord, Progress, TrainingDiverged, TrainResult, batches, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def train_lm(model: CausalLM, train_data: TokenData, *, epochs: int, recipe: LMR
             t0, loss_sum, hits, seen = time.perf_counter(), 0.0, 0, 0
             lr_now = opt.param_groups[0]["lr"]
             model.train()
-            for idx in _batches(len(train_data), recipe.batch_size, gen)[:steps_per_epoch]:
+            for idx in batches(len(train_data), recipe.batch_size, gen)[:steps_per_epoch]:
                 xb, yb = train_data.inputs[idx].to(dev), train_data.targets[idx].to(dev)
                 logits = model.logits(model.embed(xb))
                 loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten())

@@ -1,6 +1,7 @@
 """Residual networks as dynamical systems across depth: finite-time Lyapunov exponents of the
-composed units (:mod:`.lyapunov`) and the residual-alignment measurements of Li & Papyan
-(:mod:`.alignment`).
+composed units (:mod:`.lyapunov`), the residual-alignment measurements of Li & Papyan
+(:mod:`.alignment`), and the integration of an ODE by forward Euler, a ResNet's forward pass,
+and by a reference integrator (:mod:`.ode`).
 """
 
 from .alignment import (

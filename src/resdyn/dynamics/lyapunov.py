@@ -48,9 +48,10 @@ import torch
 from torch import Tensor
 
 from .._torch import Seed, generator
+from ..models.surgery import copy_unit
 from ..models.units import Unit
 from ..operators.base import LinearOperator, compose
-from ..operators.jacobian import copy_unit, unit_jacobian
+from ..operators.jacobian import unit_jacobian
 from ..spectra.api import singular_values
 
 #: Relative size under which a singular value (or |R_ii|) counts as zero; see the module doc.

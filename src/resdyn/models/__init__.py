@@ -1,16 +1,18 @@
 """Models: the zoo, resdyn's own ResNets, checkpoints, and residual units found from what a
 forward pass computes."""
 
-from .adapters import UnitParts, declare_unit
+from .adapters import declare_unit
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .discover import discover
 from .interventions import calibrate_batchnorm
+from .naming import UnknownModel
+from .parts import UnitParts
 from .probe import natural_input_shape
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
 from .stable import STABLE_FAMILIES, StableNet
 from .units import NoUnitsFound, Unit, stage_name, stages, units
 from .vit import ViT
-from .zoo import ModelCard, UnknownModel, load_model, model_card, zoo_names
+from .zoo import ModelCard, load_model, model_card, zoo_names
 
 __all__ = ["Arch", "CheckpointError", "ModelCard", "NoUnitsFound", "ResNet", "STABLE_FAMILIES",
            "StableNet", "Unit", "UnitParts", "ViT", "calibrate_batchnorm", "declare_unit",

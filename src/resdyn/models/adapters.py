@@ -13,67 +13,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from .blocks import ResidualUnit
-
-Fn = Callable[[Tensor], Tensor]
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-@dataclass(frozen=True)
-class UnitParts:
-    """A residual step written as activation(shortcut(x) + residual(x)).
-
-    Attributes:
-        shortcut: S, the identity (default) or a learned map.
-        residual: R, the residual branch.
-        activation: σ applied after the sum: a ReLU, the identity (default; pre-activation and
-            pre-LN units) or a LayerNorm (post-LN transformer blocks).
-        projection: True when the shortcut is a learned map (1x1 conv + BN), False for the
-            identity.
-        split: (inner, outer) with residual(x) = outer(inner(x)) and inner ending in a ReLU, or
-            None. The branch Jacobian then factors as J_outer·J_inner, of rank at most the
-            number of that ReLU's active outputs; eigenvalue solvers use this (see
-            ``resdyn.spectra.dense``).
-        family: a short name for tables and messages.
-        step: the step's name inside its module when the module's forward is several steps
-            (e.g. "self_attention", "mlp"), "" when the module is one unit. The unit is then
-            called ``"<module path>.<step>"``; naming the step after the submodule at the core
-            of its branch makes that name a module path too (weight interpolation uses it).
-        causal: True when the unit's input and output are (T, d) token sequences and output
-            token t depends only on input tokens s <= t (a causal decoder's attention or
-            token-wise MLP): its Jacobian is block lower-triangular in tokens, so its
-            eigenvalues are those of the T diagonal d×d blocks (``resdyn.operators.causal``).
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> parts = UnitParts(residual=nn.Linear(2, 2), activation=torch.relu)
-        >>> x = torch.tensor([1.0, -1.0])
-        >>> torch.equal(parts(x), torch.relu(x + parts.residual(x)))
-        True
-    """
-
-    shortcut: Fn = _identity
-    residual: Fn = _identity
-    activation: Fn = _identity
-    projection: bool = False
-    split: tuple[Fn, Fn] | None = None
-    family: str = "declared"
-    step: str = ""
-    causal: bool = False
-
-    def __call__(self, x: Tensor, alpha: float = 1.0) -> Tensor:
-        """activation(alpha·shortcut(x) + residual(x))."""
-        return self.activation(alpha * self.shortcut(x) + self.residual(x))
-
+from .decoders import gpt2_block, llama_layer, neox_layer
+from .parts import Fn, UnitParts, identity
 
 Adapter = Callable[[nn.Module], "UnitParts | tuple[UnitParts, ...] | None"]
 
@@ -129,7 +75,7 @@ def resdyn_unit(m: Any) -> UnitParts | None:
     if not isinstance(m, ResidualUnit):
         return None
     proj = not isinstance(m.shortcut, nn.Identity)
-    act = _identity if isinstance(m.activation, nn.Identity) else m.activation
+    act = identity if isinstance(m.activation, nn.Identity) else m.activation
     return UnitParts(m.shortcut, m.residual, act, proj, _sequential_split(m.residual), "resdyn")
 
 
@@ -151,7 +97,7 @@ def pytorchcv_unit(m: Any) -> UnitParts | None:
         return None
     proj = bool(m.resize_identity)
     if cls.__name__ == "ResUnit":
-        shortcut = m.identity_conv if proj else _identity
+        shortcut = m.identity_conv if proj else identity
         return UnitParts(shortcut, m.body, m.activ, proj, _pytorchcv_split(m.body), "pytorchcv")
     if cls.__name__ == "PreResUnit":
         body = m.body
@@ -163,7 +109,7 @@ def pytorchcv_unit(m: Any) -> UnitParts | None:
             # pytorchcv feeds BN+ReLU of x (the body's first pre-activation) to the projection.
             return m.identity_conv(body.conv1(x)[1])
 
-        return UnitParts(preact_shortcut if proj else _identity, residual, _identity, proj,
+        return UnitParts(preact_shortcut if proj else identity, residual, identity, proj,
                          family="pytorchcv-preact")
     return None
 
@@ -201,7 +147,7 @@ def torchvision_style_unit(m: Any) -> UnitParts | None:
         return m.bn3(m.conv3(z)) if bottleneck else m.bn2(m.conv2(z))
 
     ds = getattr(m, "downsample", None)
-    return UnitParts(ds if ds is not None else _identity, residual, m.relu, ds is not None,
+    return UnitParts(ds if ds is not None else identity, residual, m.relu, ds is not None,
                      (inner, outer) if isinstance(m.relu, nn.ReLU) else None,
                      "torchvision" if bottleneck else "basicblock")
 
@@ -265,8 +211,6 @@ def inherit(copy: nn.Module, original: nn.Module) -> None:
         if a in FOUND:
             FOUND[b] = FOUND[a]
 
-
-from .decoders import gpt2_block, llama_layer, neox_layer  # noqa: E402 - they use UnitParts
 
 ADAPTERS: tuple[Adapter, ...] = (
     declared_unit,

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .language import CausalLM, config_dict, from_config
 from .resnets import Arch, ResNet
 from .stable import STABLE_FAMILIES, StableNet
 from .vit import ViT
@@ -103,8 +104,6 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
                               "load it into a model with --weights instead of --model")
     recorded = json.loads(meta["arch"])
     if recorded.get("family") == LM_FAMILY:
-        from .language import from_config
-
         model: nn.Module = from_config(recorded["config"])
         load_state(model, read_state(path), path, tied=_tied(model))
     else:
@@ -118,8 +117,6 @@ LM_FAMILY = "causal-lm"
 
 
 def _arch_dict(model: nn.Module) -> dict:
-    from .language import CausalLM, config_dict
-
     if isinstance(model, CausalLM):
         return {"family": LM_FAMILY, "config": config_dict(model)}
     arch: Arch = model.arch  # type: ignore[assignment]  # resdyn's networks carry their Arch

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .adapters import UnitParts
+from .parts import UnitParts
 
 
 def causal_mask(x: Tensor) -> Tensor:

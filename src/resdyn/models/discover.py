@@ -8,7 +8,7 @@ A residual step of a module is an addition whose terms are its input x (or a fun
 along a path that no other term enters: a projection shortcut) and branches that depend on x;
 the operations after the addition that are a chain of the sum alone are its activation σ, up to
 the point where the stream forks into the next step (a transformer block is two steps) or ends
-at the module's output. Each step becomes :class:`~resdyn.models.adapters.UnitParts` whose parts
+at the module's output. Each step becomes :class:`~resdyn.models.parts.UnitParts` whose parts
 run the recorded subgraphs on whatever module they are bound to (a copy for analysis too), and
 the steps composed must reproduce the module's recorded output, else the module is no unit.
 
@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from .adapters import UnitParts
+from .parts import UnitParts
 from .recording import Recording, recording
 from .steps import POOLS, Step, find_steps, get_path, nonlinear, subgraph
 

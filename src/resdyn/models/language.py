@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .naming import RANDOM, UnknownModel
+
 #: The default sequence length of a loaded LM's natural input shape (T, d), capped by its context.
 DEFAULT_TOKENS = 64
 
@@ -128,8 +130,6 @@ def load_hf(folder: str | Path, weights: str | None = None) -> CausalLM:
     Raises:
         UnknownModel: the folder is missing, not a transformers model, or not a causal LM.
     """
-    from .zoo import RANDOM, UnknownModel
-
     path = Path(folder).expanduser()
     why = hf_folder_error(path) if weights != RANDOM or not path.is_dir() else None
     if why is not None:

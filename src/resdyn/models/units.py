@@ -12,8 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from .._torch import eval_mode
-from .adapters import FOUND, UnitParts, known, recognise
+from .adapters import FOUND, known, recognise
 from .discover import Report, discover
+from .parts import UnitParts
 from .probe import natural_input_shape, positive_ints, probe
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .checkpoints import CheckpointError, load_checkpoint, load_state, read_state
+from .naming import RANDOM, UnknownModel
 from .resnets import CIFAR_DEPTHS, Arch, cifar_resnet, preresnet
 from .stable import StableNet
 from .vit import ViT
@@ -25,8 +26,6 @@ DIGITS_DEPTHS = (20, 56, 110)
 SHIPPED_NAMES = (*(f"digits-resnet{d}" for d in DIGITS_DEPTHS), "digits-vit", "induction-gpt2")
 #: Shipped checkpoints named after their data set, by the prefix of the name.
 SHIPPED_PREFIXES = ("digits-", "induction-")
-#: ``weights=RANDOM`` (``--weights random``): a reproducible random initialisation (seed 0).
-RANDOM = "random"
 TORCHVISION_EXAMPLES = ("resnet50", "vit_b_16", "efficientnet_b3", "convnext_tiny")
 TIMM_EXAMPLES = ("resnet50", "vit_base_patch16_224", "convnext_tiny", "test_vit")
 _TORCHVISION_ALL = ("python -c 'import torchvision as tv; "
@@ -115,17 +114,6 @@ def zoo_names() -> list[tuple[str, str]]:
         ("timm:NAME", _library_row("timm", _timm_names(), TIMM_EXAMPLES, "models")),
         ("PATH.safetensors", "a checkpoint written by `resdyn train`"),
     ]
-
-
-class UnknownModel(ValueError):
-    """A model spec that names nothing in the zoo.
-
-    Example:
-        >>> load_model("resnet-9000")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-            ...
-        resdyn.models.zoo.UnknownModel: unknown model 'resnet-9000'; valid models: cifar-resnet20, ...
-    """
 
 
 def load_model(spec: str | Path | nn.Module, weights: str | Path | None = None, *,

@@ -11,43 +11,22 @@ are recorded in ``zero_rows`` because they are exactly zero.
 
 from __future__ import annotations
 
-import copy
-import functools
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
-from torch.func import jvp as _torch_jvp
 
 from .._threads import threads_for
 from .._torch import differentiable_attention
-from ..models.adapters import inherit, recognise
+from ..models.surgery import analysis_copy, copy_unit
 from ..models.units import Unit
 from .base import LinearOperator
+from .forward_ad import jvp
 
 Flat = Callable[[Tensor], Tensor]
-
-
-@functools.cache
-def _load_jvp_decompositions() -> None:
-    """Load torch's forward-AD decompositions once, quietly.
-
-    torch registers them through ``torch.jit.script`` on the first JVP of a process, which
-    raises a FutureWarning about torch's own internals that a user can do nothing about.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        from torch._decomp import decompositions_for_jvp  # noqa: F401
-
-
-def jvp(fn: Flat, primals: tuple[Tensor, ...], tangents: tuple[Tensor, ...]):
-    """torch.func.jvp (forward-mode product), without torch's internal deprecation warning."""
-    _load_jvp_decompositions()
-    return _torch_jvp(fn, primals, tangents)
 
 
 @contextmanager
@@ -228,31 +207,6 @@ class _UnitForward(nn.Module):
         return p.residual(x) if self.variant == "residual" else p.shortcut(x)
 
 
-def analysis_copy(module: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
-    """A deep copy of ``module`` in ``dtype`` and eval mode with frozen parameters.
-
-    Warns (UserWarning) when a BatchNorm of the original is in train mode: the analysis uses
-    running statistics, so the network is a fixed function of its input.
-
-    Example:
-        >>> from torch import nn
-        >>> m = analysis_copy(nn.Linear(2, 2))
-        >>> p = next(m.parameters())
-        >>> p.dtype, m.training, p.requires_grad
-        (torch.float64, False, False)
-    """
-    bn = nn.modules.batchnorm._BatchNorm
-    if any(isinstance(m, bn) and m.training for m in module.modules()):
-        warnings.warn(f"{type(module).__name__} has BatchNorm in train mode; resdyn analyses an "
-                      "eval-mode copy (running statistics). Call model.eval() to silence this.",
-                      UserWarning, stacklevel=3)
-    clone = copy.deepcopy(module).to(dtype).eval()
-    inherit(clone, module)  # the steps discovery found in the original's forward
-    for p in clone.parameters():
-        p.requires_grad_(False)
-    return clone
-
-
 def _device(module: nn.Module, x: Tensor) -> torch.device:
     p = next(module.parameters(), None)
     return p.device if p is not None else x.device
@@ -318,28 +272,6 @@ def module_jacobian(module: nn.Module, x: Tensor, *,
     with torch.no_grad():
         m = pure(x0.reshape(-1)).numel()
     return JacobianOperator(pure, x0.reshape(-1), m)
-
-
-def copy_unit(unit: Unit, dtype: torch.dtype = torch.float64) -> Unit:
-    """The unit with its module replaced by an :func:`analysis_copy` and parts re-derived.
-
-    Raises:
-        ValueError: the unit has parts but resdyn cannot re-derive them on a copy.
-
-    Example:
-        >>> from resdyn import load_model, units
-        >>> unit = units(load_model("cifar-resnet20", in_channels=1), (1, 8, 8))[1]
-        >>> copy = copy_unit(unit)
-        >>> copy.name, next(copy.module.parameters()).dtype, next(unit.module.parameters()).dtype
-        ('stages.0.1', torch.float64, torch.float32)
-    """
-    clone = analysis_copy(unit.module, dtype)
-    steps = recognise(clone) if unit.parts is not None else None
-    if unit.parts is not None and (steps is None or len(steps) <= unit.step):
-        raise ValueError(f"unit {unit.name!r}: its shortcut/residual split was given by hand and "
-                         "cannot be rebuilt on a float64 copy; declare its class with "
-                         "resdyn.declare_unit, or use function_jacobian instead")
-    return replace(unit, module=clone, parts=steps[unit.step] if steps else None)
 
 
 def _unit_input(unit: Unit, x: Tensor) -> Tensor:

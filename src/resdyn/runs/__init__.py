@@ -1,18 +1,11 @@
-"""Runs: the resumable task store, run folders keyed by identity, model references, executors."""
+"""Runs: the resumable task store, run folders keyed by identity, model references, executors,
+progress."""
 
 from .context import RunContext, current
-from .executor import (
-    EXECUTORS,
-    Executor,
-    Progress,
-    RunProgress,
-    RunStats,
-    Task,
-    TimeLeft,
-    run_tasks,
-)
+from .executor import EXECUTORS, Executor, RunStats, Task, run_tasks
 from .folder import RunFolderError
 from .modelref import ModelRef, local_ref, save_model
+from .progress import Progress, RunProgress, TimeLeft
 from .store import TaskStore, write_parquet
 
 __all__ = ["EXECUTORS", "Executor", "ModelRef", "Progress", "RunContext", "RunFolderError",

@@ -12,6 +12,8 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
+from ..operators import warm_up_jvp
+
 
 class ModelCache(WorkerPlugin):
     """Holds ``models`` (cache key -> model) and ships them to every worker
@@ -35,7 +37,6 @@ class ModelCache(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         from ..models.adapters import DECLARED
-        from ..operators.jacobian import _load_jvp_decompositions
         from .modelref import ship
 
         DECLARED.update(self.declared)
@@ -44,7 +45,7 @@ class ModelCache(WorkerPlugin):
         # done here, before any task, it cannot meet another thread's ast use (a traceback's
         # caret anchors on Python 3.11): CPython before 3.11.8 then raises "AST constructor
         # recursion depth mismatch" (gh-106905)
-        _load_jvp_decompositions()
+        warm_up_jvp()
 
     def teardown(self, worker: Any) -> None:
         from .modelref import ship

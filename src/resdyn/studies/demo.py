@@ -22,7 +22,8 @@ from .base import Study
 from .dynamics import DYNAMICS, DynamicsConfig
 from .identity import IDENTITY, IdentityConfig
 from .identity_sweep import SWEEP, SweepConfig
-from .runner import StudyResult, owned_names, run_study
+from .registry import owned_names
+from .runner import StudyResult, run_study
 from .stability import STABILITY, StabilityConfig
 from .stable_compare import COMPARE, CompareConfig
 from .stable_ode import ODE, OdeConfig

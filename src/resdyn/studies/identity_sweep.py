@@ -7,9 +7,13 @@ trains depths in parallel; each network's measurement tasks run after its traini
 for every depth: the network is built under ``seed``, trained with SGD (Nesterov, cosine decay,
 one warm-up epoch, 1-pixel shifts) for ``epochs`` at batch size ``batch_size`` and peak rate
 ``lr`` (:func:`resdyn.train.train_and_save`).
+
+Its claims, and the notes with their numbers, are in :mod:`.identity_sweep_claims`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,7 +23,8 @@ from ..plots import identity as figs
 from ..runs import ModelRef, Task
 from ..tasks.perturbation import perturbation_tasks
 from ..tasks.training import train_task
-from .base import Claim, Context, Figure, Plan, Study, Table
+from . import identity_sweep_claims
+from .base import Context, Figure, Plan, Study, Table
 from .identity import block_order, check_eps, distances, per_block, stopping
 from .options import (
     EPS_OPTION,
@@ -33,15 +38,10 @@ from .options import (
     options_class,
 )
 
-SENSIBLE_ACCURACY = 0.9  # a depth that trains to less is named in the summary
-SATURATED = 0.25  # d_scaled grows less than this over the last doubling of depth: saturated
-RULE_TOLERANCE = 0.25  # the stopping rule "predicts" when within 25 % of the observed crossing
 # paper 002, §3.5.1, as printed: d_scaled per section, and the L it says ceil(d_scaled / 0.1) gives
-PAPER_D_SCALED = {"MNIST": (4.11, 3.12, 4.58), "CIFAR-10": (3.69, 3.81, 4.27)}
-PAPER_PRINTED_L = {"MNIST": (37, 39, 43), "CIFAR-10": (42, 32, 36)}
-PAPER_OBSERVED_L = {"MNIST": (40, 32, 40), "CIFAR-10": (34, 38, 48)}  # §3.5: where it fell below 0.1
 
 
+@dataclass(frozen=True)
 @options_class
 class SweepConfig:
     """The depth sweep (each field's meaning: its ``help``); one training recipe for every
@@ -139,91 +139,6 @@ def crossings(dist: pd.DataFrame, eps) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------- claims
-
-def one_over_l_claim(tables, ctx) -> Claim:
-    f = tables["fits"]
-    f = f[f["section"] != "total"]
-    if f.empty or f["depths"].min() < 3:
-        return Claim(None, "needs at least three depths for an interval on p")
-    inside = [(r.p_low <= 1 <= r.p_high) for r in f.itertuples()]
-    return Claim(all(inside), "exponent p of mean scaled perturbation ≈ c·L^(−p): " + ", ".join(
-        f"{r.section}: {r.p:.2f} [{r.p_low:.2f}, {r.p_high:.2f}]" for r in f.itertuples())
-        + " (95 % intervals; holds if every interval contains 1)")
-
-
-def saturation_claim(tables, ctx) -> Claim:
-    d = tables["distances"]
-    depths = sorted(d["blocks"].unique())
-    if len(depths) < 2:
-        return Claim(None, "needs at least two depths")
-    a, b = depths[-2], depths[-1]
-    parts = []
-    for section, g in d[d["section"] != "total"].groupby("section", sort=False):
-        g = g.set_index("blocks")["d_scaled"]
-        parts.append((section, g[a], g[b], g[b] / g[a] - 1))
-    return Claim(all(abs(r) < SATURATED for *_, r in parts),
-                 f"d_scaled from L = {a} to L = {b}: " + ", ".join(
-                     f"{s}: {x:.2f} → {y:.2f} ({r:+.0%})" for s, x, y, r in parts)
-                 + f" (holds if every section changes by less than {SATURATED:.0%})")
-
-
-def stopping_rule_claim(tables, ctx) -> Claim:
-    eps = ctx.config.eps[0]
-    c = tables["crossings"]
-    c = c[c["eps"] == eps]
-    if c["crossing_L"].isna().any():
-        never = ", ".join(c[c["crossing_L"].isna()]["section"])
-        return Claim(None, f"the mean scaled perturbation never fell below ε = {eps:g} in {never} "
-                           "within the trained depths; predicted L there: " + ", ".join(
-                               f"{r.section}: {r.predicted_L}" for r in c.itertuples()))
-    ok = [abs(r.predicted_L / r.crossing_L - 1) <= RULE_TOLERANCE for r in c.itertuples()]
-    return Claim(all(ok), f"ε = {eps:g}; predicted ceil(d_scaled/ε) from the deepest network vs "
-                 "the observed crossing: " + ", ".join(
-                     f"{r.section}: {r.predicted_L} vs {r.crossing_L:.1f}" for r in c.itertuples())
-                 + f" (holds if within {RULE_TOLERANCE:.0%})")
-
-
-def paper_rule_check(eps: float = 0.1) -> str:
-    """Paper 002's printed d_scaled through its own rule, against the L it prints."""
-    computed = {k: tuple(stopping_rule(d, eps) for d in ds) for k, ds in PAPER_D_SCALED.items()}
-    parts = [f"{k}: d_scaled {', '.join(f'{d:g}' for d in PAPER_D_SCALED[k])} gives "
-             f"{'/'.join(map(str, computed[k]))} (observed {'/'.join(map(str, PAPER_OBSERVED_L[k]))}"
-             f", printed {'/'.join(map(str, PAPER_PRINTED_L[k]))})" for k in PAPER_D_SCALED]
-    (a, ca), (b, cb) = computed.items()
-    notes = [f"The L printed for {k} is what {other}'s d_scaled give"
-             for k, other, theirs in ((a, b, cb), (b, a, ca)) if PAPER_PRINTED_L[k] == theirs]
-    return (f"ceil(d_scaled / {eps:g}) on the values paper 002 prints (§3.5.1): " + "; ".join(parts)
-            + "." + (" " + "; ".join(notes) + ": its two lines are swapped." if notes else ""))
-
-
-def notes(tables, ctx) -> str:
-    tr, dist, f = tables["training"], tables["distances"], tables["fits"]
-    cfg: SweepConfig = ctx.config
-    poor = tr[tr["test_accuracy"] < SENSIBLE_ACCURACY]
-    lines = ["## Training", "",
-             f"preresnet(L) on {ctx.dataset.name}, {cfg.epochs} epochs, lr {cfg.lr:g}, batch "
-             f"{cfg.batch_size}, seed {cfg.seed}; measured on {len(ctx.meta['images'])} test "
-             "images.", "", "| L | layers | test accuracy | test loss | training s |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r.blocks} | {r.depth} | {r.test_accuracy:.4f} | {r.test_loss:.4f} | "
-              f"{r.seconds:.0f} |" for r in tr.sort_values("blocks").itertuples()]
-    lines += ["", ("Every depth trained to a test accuracy of at least "
-                   f"{SENSIBLE_ACCURACY:.0%}." if poor.empty else
-                   f"**Below {SENSIBLE_ACCURACY:.0%} test accuracy: L = "
-                   + ", ".join(str(v) for v in poor["blocks"]) + "**; their measurements describe "
-                   "networks that did not learn the task."), "",
-              "## Distances per depth", "", "| L | section | d | d_scaled | mean | mean scaled |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r.blocks} | {r.section} | {r.d:.2f} | {r.d_scaled:.3f} | {r.mean:.3f} | "
-              f"{r.mean_scaled:.4f} |" for r in dist.itertuples()]
-    lines += ["", "Fit of the mean scaled perturbation, c·L^(−p): " + "; ".join(
-        f"{r.section}: c = {r.c:.3f}, p = {r.p:.3f} [{r.p_low:.3f}, {r.p_high:.3f}], "
-        f"R² = {r.r2:.3f}" for r in f.itertuples()) + ".", "",
-              "## The paper's stopping rule, computed", "", paper_rule_check(), ""]
-    return "\n".join(lines)
-
-
 SWEEP = Study(
     name="identity-sweep", title="Identity depth sweep", config=SweepConfig, plan=_plan,
     precisions=("float64",), precision_note="it takes no Jacobian products",
@@ -254,12 +169,7 @@ SWEEP = Study(
             "scaled distance d_scaled and mean scaled perturbation d_scaled/L against depth, "
             "with the fitted c·L^(−p) and ε (paper 002, Figs. 6 and 7)"),
     },
-    claims={
-        "the mean scaled perturbation falls like 1/L": one_over_l_claim,
-        "the scaled distance d_scaled saturates with depth": saturation_claim,
-        "the stopping rule predicts the depth where the mean scaled perturbation falls below ε":
-            stopping_rule_claim,
-    },
-    notes=notes,
+    claims=identity_sweep_claims.CLAIMS,
+    notes=identity_sweep_claims.notes,
 )
 

@@ -8,7 +8,9 @@ that fills the disk, runs forever or fails every task. The maxima are stated whe
 declared, with the reason.
 
 Example:
-    >>> @options_class
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... @options_class
     ... class Demo:
     ...     images: int = option(5, 1, 1000, short="-n", help="test images")
     ...     eps: tuple[float, ...] = option((0.1,), above=0, help="levels ε")
@@ -42,9 +44,11 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING
-from typing import Any
+from typing import Any, TypeVar
 
 from ..spectra.api import SINGULAR_METHOD_NAMES
+
+T = TypeVar("T")
 
 #: The most images a study analyses (each image is a task or more; the largest test split
 #: resdyn loads, CIFAR-10's, holds 10 000).
@@ -100,9 +104,9 @@ def option(default: Any = MISSING, lo: float | None = None, hi: float | None = N
     return dataclasses.field(default=default, metadata=meta)
 
 
-def options_class(cls: type) -> type:
-    """Make ``cls`` a frozen dataclass of options that checks every field against its
-    annotation, bounds and choices on construction (before the class's own
+def options_class(cls: T) -> T:
+    """Make ``cls``, a class of options under ``@dataclass(frozen=True)``, check every field
+    against its annotation, bounds and choices on construction (before its own
     ``__post_init__``)."""
     own = cls.__dict__.get("__post_init__")
 
@@ -112,7 +116,7 @@ def options_class(cls: type) -> type:
             own(self)
 
     cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
-    return dataclasses.dataclass(frozen=True)(cls)
+    return cls
 
 
 def flag(f: dataclasses.Field) -> str:

@@ -32,6 +32,7 @@ from ..runs.store import atomic_write, run_digest, writing
 from ..summary import Summary
 from .base import Claim, Context, Plan, Study, upgrade_safe
 from .options import check_config
+from .registry import owned_names
 
 
 @dataclass(frozen=True)
@@ -282,26 +283,6 @@ def _work(study: Study, ctx: Context, model_hash: str | None, identity: dict,
     report = write_report(out)
     return StudyResult(out, tables, figures, claims, out / "summary.md", report, stats, errors,
                        strays, recomputed)
-
-
-def owned_names(identity: dict[str, Any] | None, running: Study | None = None) -> list[str]:
-    """What resdyn writes into a run folder of ``identity`` beyond the files of every run: the
-    study's tables and figures.
-
-    The study is ``running`` (the one about to run) when the names match, else resdyn's own of
-    that name; a folder of another user-defined study owns only the files of every run. A
-    damaged identity (None) owns what any of resdyn's studies (and ``running``) writes.
-    """
-    from . import STUDIES
-
-    if identity is None:
-        studies = [*STUDIES.values(), *([running] if running is not None else [])]
-    else:
-        name = identity.get("study", "")
-        found = running if running is not None and running.name == name else STUDIES.get(name)
-        studies = [found] if found is not None else []
-    return [name for study in studies for name in
-            [f"{t}.parquet" for t in study.tables] + [f"{f}.png" for f in study.figures]]
 
 
 def _tables(study: Study, store: TaskStore, plan: Plan, ctx: Context, derived: bool,

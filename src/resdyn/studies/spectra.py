@@ -8,6 +8,8 @@ the same tasks for their spectra.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 from torch import nn
 
@@ -29,6 +31,7 @@ from .options import (
 )
 
 
+@dataclass(frozen=True)
 @options_class
 class SpectraConfig:
     """What the spectra study computes (each field's meaning: its ``help``).

@@ -1,33 +1,29 @@
 """Stability study of paper 000: unit/stage spectra across images, perturbation propagation,
 skip scaling and weight interpolation, declared on the Study pattern (:mod:`.base`).
 
-Tasks (plain functions of a model reference and picklable arguments): one spectrum per (image,
-unit or stage), one propagation per image, one projection per (image, projection unit), one
-skip-scaled spectrum per α and one interpolated spectrum per t. Claims and notes are in
+Tasks (plain functions of a model reference and picklable arguments, in :mod:`resdyn.tasks`):
+one spectrum per (image, unit or stage) (:mod:`resdyn.tasks.spectrum`), one propagation per image
+(:mod:`resdyn.tasks.propagation`), one projection per (image, projection unit)
+(:mod:`resdyn.tasks.projection`), one skip-scaled spectrum per α and one interpolated spectrum
+per t (:mod:`resdyn.tasks.altered`). Claims and notes are in
 :mod:`.stability_claims`, figures in :mod:`resdyn.plots.stability`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-import numpy as np
-import pandas as pd
-import torch
 from torch import nn
 
-from ..capture import capture
 from ..data import Dataset
-from ..metrics import plateau, singular_summary
 from ..models import Unit, stage_name, stages, units
-from ..models.interventions import interpolate_weights
-from ..operators import unit_jacobian
-from ..perturb import fgsm
 from ..plots import stability as figs
 from ..plots.common import bin_shares
-from ..runs import ModelRef, Task, current
-from ..spectra import check_singular_request, singular_values
+from ..runs import Task
+from ..spectra import check_singular_request
+from ..tasks.altered import interpolation_task, skip_task
+from ..tasks.projection import projection_task
 from ..tasks.propagation import propagation_task
 from ..tasks.spectrum import spectrum_tasks, target_shapes
 from . import stability_claims as sc
@@ -43,10 +39,10 @@ from .options import (
     option,
     options_class,
 )
-from .runner import StudyResult, run_study
 from .spectra import forward_order
 
 
+@dataclass(frozen=True)
 @options_class
 class StabilityConfig:
     """What the study computes (each field's meaning: its ``help``).
@@ -120,60 +116,6 @@ def resolve(config: StabilityConfig, model: nn.Module, data: Dataset) -> Stabili
     return replace(config, unit=config.unit or fifth_unit(stages(unit_list)[0]).name,
                    projection_units=tuple(config.projection_units
                                           or default_projection_units(unit_list)))
-
-
-# ---------------------------------------------------------------- tasks (plain functions)
-
-
-def projection_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
-                    label: int, image: int, eps: float | tuple[float, ...], bounds) -> pd.DataFrame:
-    """α_i = ⟨δx_k, v_i⟩ of the FGSM perturbation entering ``unit`` against σ_i (paper 000, Fig. 4)."""
-    run = current()
-    net = model.load()
-    u = next(u for u in model.units(input_shape) if u.name == unit)
-    x, y = run.put(x[None]), run.put(torch.tensor([label]))
-    delta = fgsm(net, x, y, eps, bounds=bounds).delta
-    x_in = capture(net, torch.cat([x, x + delta]), [u]).inputs[unit]
-    # the products in the run's precision, the SVD in float64 (as every dense solve)
-    dense = unit_jacobian(u, x_in[0], dtype=run.dtype).dense().double()
-    _, s, vh = torch.linalg.svd(dense, full_matrices=False)
-    d = (x_in[1] - x_in[0]).double().reshape(-1)
-    return pd.DataFrame({"image": image, "unit": unit, "index": np.arange(len(s)),
-                         "sigma": s.cpu().numpy(), "alpha": (vh @ d).cpu().numpy(),
-                         "delta_norm": float(d.norm())})
-
-
-def skip_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
-              alpha: float, image: int, method: str, k: int | None) -> pd.DataFrame:
-    """Spectrum of ``unit`` with its shortcut scaled by α (paper 000, Fig. 5 left)."""
-    run = current()
-    u = next(u for u in model.units(input_shape) if u.name == unit)
-    x_in = capture(model.load(), run.put(x[None]), [u]).inputs[unit][0]
-    res = singular_values(unit_jacobian(u, x_in, alpha=alpha, dtype=run.dtype), k=k,
-                          method=method)
-    v = np.asarray(res.values, dtype=np.float64)
-    pos, share = plateau(v)
-    return pd.DataFrame([{"image": image, "unit": unit, "alpha": alpha, "values": v.tolist(),
-                          "plateau_position": pos, "plateau_window_share": share,
-                          "share_near_alpha": float(np.mean(np.abs(v - alpha) <= 0.01)),
-                          "method": res.method, "converged": bool(res.converged)}])
-
-
-def interpolation_task(model: ModelRef, input_shape: tuple[int, ...], unit: str, x: torch.Tensor,
-                       t: float, image: int, seed: int, method: str, k: int | None) -> pd.DataFrame:
-    """Spectrum of one unit after θ̂(t) = tθ + (1 − t)η (paper 000, eq. 3 and Fig. 5 right)."""
-    run = current()
-    mixed = interpolate_weights(model.load(), [unit], t, seed=seed)
-    u = next(u for u in units(mixed, input_shape) if u.name == unit)
-    x_in = capture(mixed, run.put(x[None]), [u]).inputs[unit][0]
-    res = singular_values(unit_jacobian(u, x_in, dtype=run.dtype), k=k, method=method)
-    v = np.asarray(res.values, dtype=np.float64)
-    pos, share = plateau(v)
-    return pd.DataFrame([{"image": image, "unit": unit, "t": t, "values": v.tolist(),
-                          "plateau_share": singular_summary(v).share_plateau,
-                          "plateau_position": pos, "plateau_window_share": share,
-                          "sigma_max": float(v.max()), "method": res.method,
-                          "converged": bool(res.converged)}])
 
 
 # ---------------------------------------------------------------- the study
@@ -250,20 +192,3 @@ STABILITY = Study(
     claims=sc.CLAIMS,
     notes=sc.notes,
 )
-
-
-def run_stability(model: nn.Module, data: Dataset, out, config: StabilityConfig | None = None,
-                  **kwargs) -> StudyResult:
-    """Run the stability study of paper 000 (:func:`resdyn.studies.runner.run_study` on
-    :data:`STABILITY`; keyword arguments as there: model_name, executor, progress, fresh).
-
-    Example:
-        >>> from resdyn import load_model, load_data
-        >>> import tempfile
-        >>> quick = StabilityConfig(images=2, alphas=(0.0, 1.0), ts=(0.0, 1.0), stage_spectra=False)
-        >>> r = run_stability(load_model("digits-resnet20"), load_data("digits"), tempfile.mkdtemp(),
-        ...                   quick)
-        >>> sorted(r.figures)[:2]
-        ['fig1_scree', 'fig2_bins']
-    """
-    return run_study(STABILITY, model, data, config, out, **kwargs)

@@ -2,32 +2,37 @@
 matched depth, width and training budget on each data set, then the same analyses for all:
 eigenvalues of every block Jacobian (:mod:`resdyn.tasks.eigen`), singular-value bins
 (:mod:`resdyn.tasks.spectrum`), random vs FGSM perturbation growth
-(:mod:`resdyn.tasks.propagation`) and, for 2-D points, decision boundaries.
+(:mod:`resdyn.tasks.propagation`) and, for 2-D points, decision boundaries
+(:mod:`resdyn.tasks.boundary`).
 
 Each training is a task (:mod:`resdyn.tasks.training`) whose checkpoint is kept in the run
 folder; the analyses of a network run after it. A unit is x + R(x) with no output activation,
 so the residual branch's eigenvalues are those of the unit Jacobian minus 1: "Re λ" below is of
 the branch, the ODE's right-hand side.
+
+Its claims, and the notes with their numbers, are in :mod:`.stable_compare_claims`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..data import load_data, load_images
 from ..metrics import share_below
 from ..models import STABLE_FAMILIES
 from ..plots import stable as figs
-from ..runs import ModelRef, Task, current
+from ..runs import ModelRef, Task
+from ..tasks.boundary import boundary_task
 from ..tasks.eigen import stiffness_task
 from ..tasks.propagation import propagation_task
 from ..tasks.spectrum import spectrum_tasks
 from ..tasks.training import train_task
-from .base import Claim, Context, Figure, Plan, Study, Table
+from . import stable_compare_claims
+from .base import Context, Figure, Plan, Study, Table
 from .options import (
     MAX_BATCH,
     MAX_BLOCKS,
@@ -41,6 +46,7 @@ from .options import (
 )
 
 
+@dataclass(frozen=True)
 @options_class
 class CompareConfig:
     """The comparison (each field's meaning: its ``help``): one training budget for all
@@ -94,23 +100,6 @@ def model_spec(family: str, cfg: CompareConfig, shape: tuple[int, ...]) -> str:
     gamma = cfg.gamma if family == "antisymmetric" else 0.0
     return (f"{family}-resnet(blocks={cfg.blocks},width={cfg.width},kernel={kernel},h={cfg.h},"
             f"gamma={gamma},size={shape[1]})")
-
-
-def boundary_task(model: ModelRef, data: str, resolution: int) -> pd.DataFrame:
-    """Predicted class on a grid over the data's range, and the test points (raw coordinates)."""
-    ds = load_images(data, split="test")
-    lo, hi = ds.pixel_range
-    g = np.linspace(lo, hi, resolution)
-    gx, gy = np.meshgrid(g, g)
-    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
-    with torch.no_grad():
-        grid = current().put(ds.from_pixels(pts.reshape(-1, 2, 1, 1)))
-        pred = model.load()(grid).argmax(1).cpu().numpy()
-    raw = ds.to_pixels(ds.x).reshape(-1, 2).numpy()
-    return pd.concat([pd.DataFrame({"kind": "grid", "x": gx.ravel(), "y": gy.ravel(),
-                                    "cls": pred}),
-                      pd.DataFrame({"kind": "point", "x": raw[:, 0], "y": raw[:, 1],
-                                    "cls": ds.y.numpy()})], ignore_index=True)
 
 
 def _key(text: str) -> str:
@@ -212,61 +201,6 @@ def comparison(tables, ctx) -> pd.DataFrame:
             .sort_values(["_d", "_f"]).drop(columns=["_d", "_f"]).reset_index(drop=True))
 
 
-def _per_data(c: pd.DataFrame):
-    for data, g in c.groupby("data", sort=False):
-        yield data, g.set_index("family")
-
-
-def re_near_zero_claim(tables, ctx) -> Claim:
-    c = tables["comparison"]
-    parts, held = [], True
-    for data, g in _per_data(c):
-        e = g["branch_max_re"].abs()
-        held &= bool(max(e["antisymmetric"], e["hamiltonian"]) < e["euler"])
-        parts.append(f"{data}: " + ", ".join(f"{f} {g.loc[f, 'branch_max_re']:+.3g}"
-                                             for f in STABLE_FAMILIES))
-    return Claim(held, "median over images and blocks of max Re λ of the residual branch: "
-                 + "; ".join(parts) + " (holds if both stable networks are nearer 0 than the "
-                 "standard one on every data set)")
-
-
-def growth_claim(tables, ctx) -> Claim:
-    c = tables["comparison"]
-    parts, held = [], True
-    for data, g in _per_data(c):
-        gr = g["growth_fgsm"]
-        held &= bool(max(gr["antisymmetric"], gr["hamiltonian"]) <= gr["euler"])
-        parts.append(f"{data}: " + ", ".join(f"{f} × {gr[f]:.3g}" for f in STABLE_FAMILIES))
-    return Claim(held, "FGSM perturbation growth from the first block's input to the last "
-                 "block's output: " + "; ".join(parts) + " (holds if neither stable network "
-                 "grows it more than the standard one, on every data set)")
-
-
-def notes(tables, ctx) -> str:
-    c = tables["comparison"]
-    cfg: CompareConfig = ctx.config
-    lines = ["## Numbers", "",
-             f"{cfg.blocks} blocks of width {cfg.width}, h = {cfg.h:g}, γ = {cfg.gamma:g} "
-             f"(antisymmetric); {cfg.epochs} epochs, lr {cfg.lr:g}, batch {cfg.batch_size}, seed "
-             f"{cfg.seed}; analysed on {cfg.images} test images per data set; FGSM ε = "
-             f"{cfg.eps:g} of the data range. The share of Re λ < 0 counts a branch "
-             "eigenvalue only when Re λ < 0 by more than its own error bound (p·ε·‖J‖_F / |yᴴx|, "
-             "its round-off in the dense eigensolver times its condition number); one within "
-             "its bound is not told from Re λ = 0.", "",
-             "| data | network | test accuracy | max Re λ (branch) | share Re λ < 0 (branch) | "
-             "σ > 1.01 | σ on plateau | FGSM growth | random growth | training s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.data} | {r.family} | {r.test_accuracy:.3f} | {r.branch_max_re:+.3g} | "
-              f"{r.branch_share_negative:.2%} | {r.sv_above:.2%} | {r.sv_plateau:.2%} | "
-              f"{r.growth_fgsm:.3g} | {r.growth_random_fgsm:.3g} | {r.seconds:.0f} |"
-              for r in c.itertuples()]
-    lines += ["", "Accuracy cost of the stable networks against the standard one: " + "; ".join(
-        f"{data}: " + ", ".join(f"{f} {g.loc[f, 'test_accuracy'] - g.loc['euler', 'test_accuracy']:+.3f}"
-                                for f in ("antisymmetric", "hamiltonian"))
-        for data, g in _per_data(c)) + ".", ""]
-    return "\n".join(lines)
-
-
 COMPARE = Study(
     name="stable-compare", title="Stable architectures compared", config=CompareConfig,
     plan=_plan, revision=3, precisions=("float64",),
@@ -292,11 +226,6 @@ COMPARE = Study(
                              "decision boundaries of each network on the 2-D toy sets, with the "
                              "test points"),
     },
-    claims={
-        "the stable architectures keep Re λ of their blocks nearer 0 than the standard ResNet":
-            re_near_zero_claim,
-        "the stable architectures do not grow adversarial perturbations more than the standard "
-        "ResNet": growth_claim,
-    },
-    notes=notes,
+    claims=stable_compare_claims.CLAIMS,
+    notes=stable_compare_claims.notes,
 )

@@ -5,25 +5,27 @@ reference integrator, from several nearby initial conditions.
 K₊ = [[2, −2], [0, 2]] (eigenvalues 2, 2) separates nearby trajectories, K₋ = [[−2, 0], [2, −2]]
 (−2, −2) contracts them, K₀ = [[0, −1], [1, 0]] (±i) rotates them and keeps their distance; forward
 Euler on K₀ grows every norm by sqrt(1 + h²) per step.
+
+Its claims, and the notes with their numbers, are in :mod:`.stable_ode_claims`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..dynamics.ode import ACTIVATIONS
 from ..plots import stable as figs
 from ..runs import Task
-from .base import Claim, Context, Figure, Plan, Study, Table
+from ..tasks.trajectory import trajectory_task
+from . import stable_ode_claims
+from .base import Context, Figure, Plan, Study, Table
 from .options import MAX_K, option, options_class
 
 PAPER_K = (("K+", ((2.0, -2.0), (0.0, 2.0))), ("K-", ((-2.0, 0.0), (2.0, -2.0))),
            ("K0", ((0.0, -1.0), (1.0, 0.0))))
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
-PRESERVED = 0.01  # |log distance growth| / T below this: distance preserved
 #: Largest log of a state's norm allowed: norms and distances square the states, so states must
 #: stay below sqrt(largest float64) ≈ e^354.9 (beyond it they overflow to inf and NaN).
 LOG_LIMIT = 0.5 * float(np.log(np.finfo(np.float64).max))
@@ -59,6 +61,7 @@ def with_extra(texts: str | list[str] | tuple[str, ...]) -> tuple:
                            for i, t in enumerate(texts))
 
 
+@dataclass(frozen=True)
 @options_class
 class OdeConfig:
     """The ODE examples (each field's meaning: its ``help``): (name, K) pairs, default the
@@ -139,52 +142,6 @@ def starting_points(cfg: OdeConfig) -> np.ndarray:
     return y0
 
 
-def right_hand_side(K: np.ndarray, system: str, activation: str, bias: float):
-    """f(y) of ẏ = K y ("linear") or ẏ = σ(K y + b) ("nonlinear")."""
-    if system == "linear":
-        return lambda y: K @ y
-    sigma = ACTIVATIONS[activation]
-    return lambda y: sigma(K @ y + bias)
-
-
-def euler(f, y0: np.ndarray, h: float, steps: int) -> np.ndarray:
-    """Forward Euler y_{j+1} = y_j + h f(y_j): (steps + 1, n), the ResNet's forward pass."""
-    out = np.empty((steps + 1, y0.size))
-    out[0] = y0
-    for j in range(steps):
-        out[j + 1] = out[j] + h * f(out[j])
-    return out
-
-
-def reference(f, y0: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """An accurate solution at ``times`` (scipy's DOP853, rtol 1e-10, atol 1e-12)."""
-    from scipy.integrate import solve_ivp
-
-    sol = solve_ivp(lambda t, y: f(y), (times[0], times[-1]), y0, method="DOP853", t_eval=times,
-                    rtol=1e-10, atol=1e-12)
-    if not sol.success:
-        raise RuntimeError(f"the reference integrator failed: {sol.message}")
-    return sol.y.T
-
-
-def trajectory_task(name: str, K: tuple, system: str, activation: str, bias: float, h: float,
-                    steps: int, starts: list[list[float]]) -> pd.DataFrame:
-    """Euler and reference trajectories of one (K, system) from every start: one row per
-    (integrator, start, step) with t and the state's coordinates y0, y1, ..."""
-    f = right_hand_side(np.asarray(K, dtype=float), system, activation, bias)
-    times = h * np.arange(steps + 1)
-    frames = []
-    for s, y0 in enumerate(np.asarray(starts, dtype=float)):
-        for integrator, ys in (("euler", euler(f, y0, h, steps)),
-                               ("reference", reference(f, y0, times))):
-            frame = pd.DataFrame(ys, columns=[f"y{i}" for i in range(ys.shape[1])])
-            frames.append(frame.assign(K=name, system=system, integrator=integrator, start=s,
-                                       step=np.arange(steps + 1), t=times))
-    cols = ["K", "system", "integrator", "start", "step", "t"]
-    out = pd.concat(frames, ignore_index=True)
-    return out[cols + [c for c in out.columns if c not in cols]]
-
-
 def eigen_table(cfg: OdeConfig) -> pd.DataFrame:
     """Eigenvalues of each K, with max Re λ."""
     rows = []
@@ -230,59 +187,6 @@ def _order(traj: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             .reset_index(drop=True))
 
 
-def sign_claim(tables, ctx) -> Claim:
-    """Distances between nearby trajectories grow, shrink or stay as max Re λ(K) is >, <, = 0."""
-    eig = tables["eigenvalues"].drop_duplicates("K").set_index("K")["max_re"]
-    g = tables["growth"]
-    g = g[(g["system"] == "linear") & (g["integrator"] == "reference")].set_index("K")
-    parts, held = [], True
-    for k, rate in g["rate"].items():
-        expect = int(np.sign(eig[k])) if abs(eig[k]) > 1e-12 else 0
-        seen = 0 if abs(rate) < PRESERVED else int(np.sign(rate))
-        held &= expect == seen
-        parts.append(f"{k}: max Re λ = {eig[k]:+.2f}, distance × {g.loc[k, 'growth']:.3g}")
-    return Claim(held, "; ".join(parts) + " (ẏ = K y, reference integrator; holds if each "
-                 f"distance grows, shrinks or stays within {PRESERVED:g}·T in log as max Re λ is "
-                 "positive, negative or zero)")
-
-
-def euler_claim(tables, ctx) -> Claim:
-    """Forward Euler on a rotation (Re λ = 0) still grows distances, by (1 + h²ρ²)^(N/2)."""
-    eig = tables["eigenvalues"]
-    g = tables["growth"]
-    cfg: OdeConfig = ctx.config
-    rotations = [k for k, e in eig.groupby("K") if np.allclose(e["re"], 0) and
-                 np.allclose(np.abs(e["im"]), np.abs(e["im"]).max())]
-    if not rotations:
-        return Claim(None, "no K with purely imaginary eigenvalues of one modulus")
-    parts, held = [], True
-    for k in rotations:
-        rho = float(np.abs(eig[eig["K"] == k]["im"]).max())
-        expect = (1 + cfg.h ** 2 * rho ** 2) ** (cfg.steps / 2)
-        got = float(g[(g["K"] == k) & (g["system"] == "linear") &
-                      (g["integrator"] == "euler")]["growth"].iloc[0])
-        held &= abs(got / expect - 1) < 1e-9
-        parts.append(f"{k}: Euler distance × {got:.6f}, (1 + h²|λ|²)^(N/2) = {expect:.6f}")
-    return Claim(held, "; ".join(parts) + f" (h = {cfg.h:g}, N = {cfg.steps} steps)")
-
-
-def notes(tables, ctx) -> str:
-    eig, g = tables["eigenvalues"], tables["growth"]
-    lines = ["## Numbers", "", "| K | eigenvalues | max Re λ |", "|---|---|---|"]
-    for k, e in eig.groupby("K", sort=False):
-        lines.append(f"| {k} | " + ", ".join(f"{r.re:+.3g}{r.im:+.3g}i" for r in e.itertuples())
-                     + f" | {e['max_re'].iloc[0]:+.3g} |")
-    lines += ["", "Distance between the farthest two trajectories at T over that at t = 0:", "",
-              "| K | system | integrator | growth | rate log(growth)/T |", "|---|---|---|---|---|"]
-    lines += [f"| {r.K} | {r.system} | {r.integrator} | {r.growth:.4g} | {r.rate:+.3f} |"
-              for r in g.itertuples()]
-    cfg: OdeConfig = ctx.config
-    lines += ["", f"h = {cfg.h:g}, T = {cfg.T:g} ({cfg.steps} steps), {cfg.starts} starts at "
-              f"distance {cfg.spread:g} from {cfg.center}; nonlinear system σ = "
-              f"{cfg.activation}, b = {cfg.bias:g}.", ""]
-    return "\n".join(lines)
-
-
 ODE = Study(
     name="stable-ode", title="ODE examples of stable architectures", config=OdeConfig,
     plan=_plan,
@@ -298,10 +202,6 @@ ODE = Study(
         "trajectories of ẏ = K y (top) and ẏ = σ(K y + b) (bottom) from nearby starts: forward "
         "Euler at step h (dashed, dots every step) against the reference integrator (solid) "
         "(paper 004, Fig. 1)")},
-    claims={
-        "nearby trajectories separate, contract or keep their distance as max Re λ(K) is "
-        "positive, negative or zero": sign_claim,
-        "forward Euler grows distances even where Re λ(K) = 0": euler_claim,
-    },
-    notes=notes,
+    claims=stable_ode_claims.CLAIMS,
+    notes=stable_ode_claims.notes,
 )

@@ -9,11 +9,13 @@ max Re λ / min Re λ, the classical ratio max |Re λ| / min |Re λ| over Re λ 
 radius. A metric that is NaN says why in ``nan_reason`` ("metric: why", joined by "; "): min Re λ
 = 0 for the signed index, no non-zero real part for the ratio, and on the Arnoldi path the ones that
 need every eigenvalue. Down-sampling blocks are not square: their rows say so and carry no metrics.
+
+Its claims, and the notes with their numbers, are in :mod:`.stiffness_claims`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -22,11 +24,13 @@ from ..models import units
 from ..plots import stiffness as figs
 from ..runs import Task
 from ..tasks.eigen import METRICS, stiffness_task
+from . import stiffness_claims
 from . import stiffness_stats as stats
 from .base import Context, Figure, Plan, Study, Table
 from .options import IMAGES_HELP, MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, option, options_class
 
 
+@dataclass(frozen=True)
 @options_class
 class StiffnessConfig:
     """What the stiffness study computes (each field's meaning: its ``help``).
@@ -115,6 +119,6 @@ STIFFNESS = Study(
             "the last analysed block: stiffness metrics against per-image loss, with Pearson r "
             "and its p-value"),
     },
-    claims=stats.CLAIMS,
-    notes=stats.notes,
+    claims=stiffness_claims.CLAIMS,
+    notes=stiffness_claims.notes,
 )
