@@ -1,7 +1,8 @@
 """The ``resdyn`` command line: parses arguments and calls the library, nothing more.
 
-The study commands are made from the studies' option classes (:func:`~resdyn.cli_run.
-study_command`); the model and run options are declared once, in :mod:`resdyn.cli_run`.
+The study commands are made from the studies' option classes
+(:func:`~resdyn.cli_run.study_command`); the model and run options are declared once, in
+:mod:`resdyn.cli_run`.
 """
 
 from __future__ import annotations
