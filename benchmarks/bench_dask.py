@@ -71,9 +71,10 @@ def main() -> None:
     import shutil
 
     import torch
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     from resdyn import load_data, load_model
+    from resdyn.runs import local_cluster
     from resdyn.runs.compare import table_differences
 
     torch.set_num_threads(1)
@@ -81,8 +82,7 @@ def main() -> None:
     serial, t_serial = _stiffness(model, data, args.images, "serial")
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
+    cluster = local_cluster(args.workers)  # as resdyn starts one
     client = Client(cluster)
     t_start = time.perf_counter() - t0
     try:

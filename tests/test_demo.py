@@ -2,6 +2,7 @@
 
 import html
 import json
+import math
 import os
 import re
 import shutil
@@ -46,6 +47,12 @@ def test_quick_demo_runs_every_study(demo):
             assert c["verdict"] == {True: "yes", False: "no", None: "not judged"}[c["held"]]
         assert list(summary["figures"]) == list(p.study.figures)
     assert "report:" in output and "claims held" in output
+    # the ODE examples' verdicts are exact: ẏ = K₊y separates nearby starts by e^(2T) = e^4 over
+    # T = 2, and forward Euler on K₀ (|λ| = 1) grows distances by (1 + h²)^(N/2) = 1.01^10
+    ode = json.loads((out / "004-ode" / "summary.json").read_text())["claims"]
+    assert [c["verdict"] for c in ode] == ["yes", "yes"]
+    assert f"distance × {math.exp(4):.1f}" in ode[0]["evidence"]
+    assert f"Euler distance × {1.01 ** 10:.6f}" in ode[1]["evidence"]
 
 
 def test_demo_report_holds_every_figure_and_claim(demo):

@@ -2,8 +2,9 @@
 option classes, like the studies' configs), one-line errors, progress, Ctrl-C, and the run.
 
 :func:`study_command` makes a study's command from its config's fields
-(:mod:`resdyn.studies.options`), the model options (of a study of one model) and the run options; the option file
-(``--config``) and ``options.toml`` take the same options by the same names.
+(:mod:`resdyn.studies.options`), the model options (of a study of one model) and the run
+options; the option file (``--config``) and ``options.toml`` take the same options by the same
+names.
 """
 
 from __future__ import annotations

@@ -278,9 +278,27 @@ def _serial(executor: Executor, context: RunContext, models: Models) -> Iterator
     yield lambda tasks, more: ((task, execute(task, context)) for task in tasks)
 
 
+def local_cluster(workers: int = 2) -> Any:
+    """A local Dask cluster as resdyn starts one: ``workers`` processes of one thread each, on
+    127.0.0.1, no dashboard, and glibc's own threshold for returning freed memory to the system.
+
+    Dask's workers otherwise set ``MALLOC_TRIM_THRESHOLD_=65536``, which returns memory at
+    nearly every free of torch's mid-sized tensors: 24 stiffness tasks on digits-resnet56 took
+    42-46 s of compute per worker with it and 37-40 s without it (benchmarks/README.md, "Dask").
+    Pass it to ``dask.distributed.Client`` for a cluster of your own that resdyn runs on:
+    ``run_study(..., executor=Client(local_cluster(2)))``.
+    """
+    import dask
+    from dask.distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            host="127.0.0.1", dashboard_address=None)
+
+
 @contextmanager
 def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[Runner]:
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
     cluster = None
     if executor.client is not None:
@@ -291,8 +309,7 @@ def _dask(executor: Executor, context: RunContext, models: Models) -> Iterator[R
         except (OSError, TimeoutError) as e:
             raise executor.unreachable(e) from None
     else:
-        cluster = LocalCluster(n_workers=executor.workers or 2, threads_per_worker=1,
-                               processes=True, host="127.0.0.1", dashboard_address=None)
+        cluster = local_cluster(executor.workers or 2)
         client = Client(cluster)
         gpus = _gpus(context)
         if gpus > 1:

@@ -11,15 +11,17 @@ with the process that holds the folder.
 
 from __future__ import annotations
 
+import copy
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,7 +137,7 @@ def _holder(path: Path) -> str:
 
 def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
           owned: Owned | None = None, upgrade_safe: Iterable[str] = (),
-          changes: str = "") -> bool:
+          moved: Mapping[str, str] | None = None, changes: str = "") -> bool:
     """Make ``out`` the folder of ``identity``; returns True when it resumes an earlier run.
 
     The caller holds the folder's lock (:func:`locked`). A folder of another identity that
@@ -144,8 +146,10 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
     Args:
         owned: what resdyn writes into a folder of a given identity beyond
             :data:`RESDYN_FILES` (its tables and figures), for ``fresh``.
-        upgrade_safe: identity fields (``config.precision``) that an older ``run.json`` may
+        upgrade_safe: identity fields (``run.precision``) that an older ``run.json`` may
             lack: their default reproduces what the older version computed.
+        moved: identity fields an older ``run.json`` kept under another path (old path -> new
+            path, e.g. ``config.precision`` -> ``run.precision``): read there, recorded here.
         changes: what the study computes differently since its previous ``revision``, for
             the refusal of a folder of an older one.
 
@@ -159,7 +163,7 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
         clear(out, owned)
     if path.exists():
         try:
-            old = read_identity(out)
+            old = _moved(read_identity(out), moved or {})
         except RunFolderError:
             if has_results(out):
                 raise
@@ -188,10 +192,28 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
     return False
 
 
+def _moved(identity: dict[str, Any], moved: Mapping[str, str]) -> dict[str, Any]:
+    """``identity`` with each field at an old path moved to its new one (where that is free)."""
+    out = copy.deepcopy(identity)
+    for old, new in moved.items():
+        *head, key = old.split(".")
+        parent = functools.reduce(lambda d, k: d.get(k, {}) if isinstance(d, dict) else {},
+                                  head, out)
+        if not isinstance(parent, dict) or key not in parent:
+            continue
+        value = parent.pop(key)
+        *head, key = new.split(".")
+        target = out
+        for k in head:
+            target = target.setdefault(k, {})
+        target.setdefault(key, value)
+    return out
+
+
 @contextmanager
 def claimed(out: Path, identity: dict[str, Any], *, fresh: bool = False,
             owned: Owned | None = None, upgrade_safe: Iterable[str] = (),
-            changes: str = "") -> Iterator[bool]:
+            moved: Mapping[str, str] | None = None, changes: str = "") -> Iterator[bool]:
     """:func:`claim` ``out`` for the block, which sees whether it resumes an earlier run.
 
     A new run that ends in an exception having stored nothing (its executor did not start, it
@@ -199,7 +221,7 @@ def claimed(out: Path, identity: dict[str, Any], *, fresh: bool = False,
     may use it.
     """
     resumed = claim(out, identity, fresh=fresh, owned=owned, upgrade_safe=upgrade_safe,
-                    changes=changes)
+                    moved=moved, changes=changes)
     try:
         yield resumed
     except BaseException:

@@ -243,5 +243,10 @@ def upgrade_safe(study: Study, ctx: Context) -> set[str]:
     """Identity paths an older run folder may lack: the products' precision when float64 (what
     every version before the run context computed in), and the study's revision while it is
     the first."""
-    return ({"config.precision"} if ctx.run.precision == "float64" else set()) | (
+    return ({"run.precision"} if ctx.run.precision == "float64" else set()) | (
         {"revision"} if study.revision == 1 else set())
+
+
+#: Identity fields an older run folder kept elsewhere (old path -> new path): the products'
+#: precision was recorded in the study's config before the run's own fields.
+MOVED = {"config.precision": "run.precision"}

@@ -30,7 +30,7 @@ from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
 from ..runs.store import atomic_write, run_digest, writing
 from ..summary import Summary
-from .base import Claim, Context, Plan, Study, upgrade_safe
+from .base import MOVED, Claim, Context, Plan, Study, upgrade_safe
 from .options import check_config
 from .registry import owned_names
 
@@ -207,10 +207,9 @@ def run_study(study: Study, model: nn.Module | None, data: Dataset | None, confi
     model_hash = model_digest(model) if model is not None else None
     identity = run_identity(study.name, config, name, model_hash, data,
                             data_digest(data) if data is not None else None)
-    # the products' precision is part of what the results depend on (config.precision, where
-    # the versions before the run context kept it); the device is recorded per row instead
-    identity = {**identity, "config": {**identity["config"], "precision": precision},
-                "revision": study.revision}
+    # how the run computes, where it changes the results: the products' precision (the
+    # device is recorded per row instead)
+    identity = {**identity, "run": {"precision": precision}, "revision": study.revision}
     executor = Executor.of(executor)  # an unknown name is refused before the folder is claimed
     executor.check_reachable()
     if out is None:
@@ -237,7 +236,7 @@ def _run(study: Study, ctx: Context, model_hash: str | None, identity: dict,
         return owned_names(found, study)
 
     with claimed(ctx.out, identity, fresh=fresh, owned=owned,
-                 upgrade_safe=upgrade_safe(study, ctx), changes=study.changes):
+                 upgrade_safe=upgrade_safe(study, ctx), moved=MOVED, changes=study.changes):
         return _work(study, ctx, model_hash, identity, executor, progress)
 
 
