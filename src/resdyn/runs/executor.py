@@ -284,7 +284,8 @@ def local_cluster(workers: int = 2) -> Any:
 
     Dask's workers otherwise set ``MALLOC_TRIM_THRESHOLD_=65536``, which returns memory at
     nearly every free of torch's mid-sized tensors: 24 stiffness tasks on digits-resnet56 took
-    42-46 s of compute per worker with it and 37-40 s without it (benchmarks/README.md, "Dask with a reused client").
+    42-46 s of compute per worker with it and 37-40 s without it (benchmarks/README.md, "Dask
+    with a reused client").
     Pass it to ``dask.distributed.Client`` for a cluster of your own that resdyn runs on:
     ``run_study(..., executor=Client(local_cluster(2)))``.
     """
