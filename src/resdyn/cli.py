@@ -328,7 +328,7 @@ DEMO_OPTIONS = Options([("r_", RunOptions)], defaults={"out": "out/demo"})
 
 @app.command(params=DEMO_OPTIONS.params())
 @click.option("--quick", is_flag=True, help="the smallest sizes: every study still runs end to "
-              "end (about a minute)")
+              "end (about 1.5 minutes)")
 @click.pass_context
 def demo(ctx: click.Context, quick: bool, **raw: Any) -> None:
     """All four papers' studies on the embedded default (no download), one HTML report."""
