@@ -155,14 +155,14 @@ def test_a_folder_of_an_older_version_resumes_when_the_new_field_changes_nothing
                           "run.precision; the new default computes something else")
     # versions that kept the precision in the study's config: read there, recorded as the run's
     (out / "run.json").write_text(json.dumps({**identity, "config": {
-        **identity["config"], "precision": "float32"}}))
-    r = runner.invoke(app, SPECTRA + ["--images", "1", "--out", str(out)])
-    assert r.exit_code == 2 and says(r.output, "run.precision: float32 -> float64"), r.output
+        **identity["config"], "precision": "float64"}}))
     r = runner.invoke(app, SPECTRA + ["--images", "1", "--precision", "float32", "--out",
                                       str(out)])
+    assert r.exit_code == 2 and says(r.output, "run.precision: 'float64' -> 'float32'"), r.output
+    r = runner.invoke(app, SPECTRA + ["--images", "1", "--out", str(out)])
     assert r.exit_code == 0 and says(r.output, "resuming: 2 of 2 tasks already done"), r.output
     moved = json.loads((out / "run.json").read_text())
-    assert moved["run"] == {"precision": "float32"} and "precision" not in moved["config"]
+    assert moved["run"] == {"precision": "float64"} and "precision" not in moved["config"]
 
 
 def test_a_study_of_a_newer_revision_refuses_an_older_folder_saying_what_changed(tmp_path):

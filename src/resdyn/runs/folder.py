@@ -163,7 +163,8 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
         clear(out, owned)
     if path.exists():
         try:
-            old = _moved(read_identity(out), moved or {})
+            stored = read_identity(out)
+            old = _moved(stored, moved or {})
         except RunFolderError:
             if has_results(out):
                 raise
@@ -177,7 +178,7 @@ def claim(out: Path, identity: dict[str, Any], *, fresh: bool = False,
         elif diff:
             raise RunFolderError(_refusal(out, diff, changes))
         else:
-            if old != identity:  # written by an older version: record the whole identity now
+            if stored != identity:  # written by an older version: record the whole identity now
                 _write_identity(path, identity)
             return True
     if _older_run(out):
@@ -231,7 +232,7 @@ def claimed(out: Path, identity: dict[str, Any], *, fresh: bool = False,
 
 
 def _refusal(out: Path, diff: list[Difference], changes: str = "") -> str:
-    absent = [d for d in diff if d.old == "<absent>" and d.path.startswith("config.")]
+    absent = [d for d in diff if d.old == "<absent>" and d.path.startswith(("config.", "run."))]
     older = (f" The folder was written by an older resdyn version that did not record "
              f"{', '.join(d.path for d in absent)}; the new default computes something else."
              if absent else "")

@@ -77,7 +77,10 @@ class Difference:
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[Difference]:
-    """The fields where two identities differ (``str()`` of each: 'path: old -> new')."""
+    """The fields where two identities differ (``str()`` of each: 'path: old -> new'); a table
+    on one side only differs in each of its fields (absent on the other)."""
+    old = {} if old == "<absent>" and isinstance(new, dict) else old
+    new = {} if new == "<absent>" and isinstance(old, dict) else new
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in list(old) + [k for k in new if k not in old]:
