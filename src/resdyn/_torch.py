@@ -139,3 +139,35 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
         raise ValueError(f"device {device!r} requested but this machine has {count} CUDA "
                          f"device(s), cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", index)
+
+
+#: Working precisions of the products with J (the operator's dtype), by name: a run's
+#: precision (:class:`resdyn.runs.RunContext`) is one of these names. The dense paths'
+#: Gram matrix and eigensolves run in float64 whatever the products' precision: float32 there
+#: moved σ by up to 1.4e-5·σ_max on CIFAR-shaped units (benchmarks/README.md), float32 products
+#: alone by less than 1e-7·σ_max.
+PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+
+
+def precision_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a precision name in :data:`PRECISIONS`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+
+    Example:
+        >>> precision_dtype("float32")
+        torch.float32
+        >>> precision_dtype("float16")
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown precision 'float16'; valid: float64, float32
+    """
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """"float64" for torch.float64 and so on."""
+    return str(dtype).removeprefix("torch.")

@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ._torch import PRECISIONS
 from .cli_config import read_options, write_options
 from .runs.executor import MAX_WORKERS
-from .spectra import PRECISIONS
 from .studies.options import (
     check_value,
     cli_fields,

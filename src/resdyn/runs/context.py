@@ -17,8 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .._threads import automatic
-from .._torch import resolve_device
-from ..spectra.api import precision_dtype
+from .._torch import precision_dtype, resolve_device
 
 #: The most torch threads a run asks for per process (more than any machine's cores).
 MAX_THREADS = 1024

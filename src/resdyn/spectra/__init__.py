@@ -4,17 +4,16 @@ Krylov (its basis on the operator's device) top-k, SLQ density.
 One entry point each, :func:`singular_values` and :func:`eigenvalues`, with ``method="auto"``.
 """
 
+from .._torch import PRECISIONS, precision_dtype  # the run's precisions, for the solvers' users
 from .api import (
     EIGEN_METHOD_NAMES,
     EIGEN_METHODS,
-    PRECISIONS,
     SINGULAR_METHOD_NAMES,
     SINGULAR_METHODS,
     check_singular_request,
     choose_eigen,
     choose_singular,
     eigenvalues,
-    precision_dtype,
     singular_values,
 )
 from .results import Density, Eigenvalues, SingularValues

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from .._torch import precision_name
 from ..operators.base import LinearOperator, MatrixOperator
 from ._util import check_which
 from .block import EIGEN_WHICH as BLOCK_EIGEN_WHICH
@@ -48,37 +49,6 @@ EIGEN_WHICH = ("LM", "SM", "LR", "SR", "LI", "SI")
 ARPACK_SHARE = 0.1
 #: Below this size dense is always cheap enough.
 SMALL = 512
-#: Working precisions of the products with J (the operator's dtype), by name. The dense paths'
-#: Gram matrix and eigensolves run in float64 whatever the products' precision: float32 there
-#: moved σ by up to 1.4e-5·σ_max on CIFAR-shaped units (benchmarks/README.md), float32 products
-#: alone by less than 1e-7·σ_max.
-PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
-
-
-def precision_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a precision name in :data:`PRECISIONS`.
-
-    Raises:
-        ValueError: an unknown name (the message lists the valid ones).
-
-    Example:
-        >>> precision_dtype("float32")
-        torch.float32
-        >>> precision_dtype("float16")
-        Traceback (most recent call last):
-            ...
-        ValueError: unknown precision 'float16'; valid: float64, float32
-    """
-    if name not in PRECISIONS:
-        raise ValueError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
-    return PRECISIONS[name]
-
-
-def precision_name(dtype: torch.dtype) -> str:
-    """"float64" for torch.float64 and so on."""
-    return str(dtype).removeprefix("torch.")
-
-
 def memory_budget(device: torch.device) -> int:
     """Bytes a dense solve may use: half the available memory of ``device``.
 

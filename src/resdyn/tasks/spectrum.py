@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from .._torch import precision_dtype
 from ..capture import capture
 from ..data import Dataset
 from ..metrics import density_summary, singular_summary
 from ..models.units import Unit, stage_name, stages
 from ..operators.jacobian import JacobianOperator, stage_jacobian, unit_jacobian
 from ..runs import ModelRef, Task, current
-from ..spectra.api import precision_dtype, singular_values
+from ..spectra.api import singular_values
 
 
 @dataclass(frozen=True)
