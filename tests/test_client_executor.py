@@ -108,35 +108,6 @@ def _declared(block: type) -> None:
                                                            activation=torch.relu))
 
 
-def test_a_notebooks_block_reaches_the_workers_with_its_declaration(client, tmp_path,
-                                                                    monkeypatch):
-    class Block(nn.Module):  # a notebook's class: defined in __main__, which workers lack
-        def __init__(self, c):
-            super().__init__()
-            self.conv = nn.Conv2d(c, c, 3, padding=1)
-
-        def branch(self, x):
-            return self.conv(x)
-
-        def forward(self, x):
-            return torch.relu(x + self.branch(x))
-
-    Block.__module__, Block.__qualname__ = "__main__", f"Block_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(sys.modules["__main__"], Block.__qualname__, Block, raising=False)
-    _declared(Block)
-    try:
-        model, data = _tiny(Block), load_data("digits")
-        config = SpectraConfig(images=1, k=3)
-        serial = run_study(SPECTRA, model, data, config, tmp_path / "serial", threads=1)
-        r = run_study(SPECTRA, model, data, config, tmp_path / "dask", executor=client,
-                      threads=1)
-        assert r.failed == 0, r.errors["message"].tolist()
-        assert r.tables["spectra"]["name"].tolist()[:2] == ["1", "2"]
-        _same(r.tables["spectra"], serial.tables["spectra"])
-    finally:
-        DECLARED.pop(Block, None)
-
-
 BLOCK = '''
 import torch
 from torch import nn
@@ -153,6 +124,29 @@ class Block(nn.Module):
     def forward(self, x):
         return torch.relu(x + self.branch(x))
 '''
+
+
+def test_a_notebooks_block_reaches_the_workers_with_its_declaration(client, tmp_path,
+                                                                    monkeypatch):
+    namespace: dict = {}
+    exec(BLOCK, namespace)  # a notebook's class: defined in __main__, which workers lack
+    Block = namespace["Block"]
+    Block.__module__, Block.__qualname__ = "__main__", f"Block_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(sys.modules["__main__"], Block.__qualname__, Block, raising=False)
+    _declared(Block)
+    try:
+        model, data = _tiny(Block), load_data("digits")
+        config = SpectraConfig(images=1, k=3)
+        serial = run_study(SPECTRA, model, data, config, tmp_path / "serial", threads=1)
+        r = run_study(SPECTRA, model, data, config, tmp_path / "dask", executor=client,
+                      threads=1)
+        assert r.failed == 0, r.errors["message"].tolist()
+        assert r.tables["spectra"]["name"].tolist()[:2] == ["1", "2"]
+        _same(r.tables["spectra"], serial.tables["spectra"])
+    finally:
+        DECLARED.pop(Block, None)
+
+
 
 
 def test_a_module_the_workers_cannot_import_is_named_with_the_fix(client, tmp_path,
