@@ -19,7 +19,7 @@
 #   5. `resdyn demo --quick --device cuda`, timed.
 # The whole script should stay within about 8 minutes on one GPU.
 # Usage: benchmarks/gpu_check.sh [OUT_DIR]   (default out/gpu; logs and JSON land there)
-# Needs a Python with torch (CUDA), scipy, pandas, pyarrow, scikit-learn, matplotlib, typer, rich,
+# Needs a Python with torch (CUDA), scipy, pandas, pyarrow, scikit-learn, matplotlib, click, rich,
 # safetensors, transformers and pytest; resdyn is used from src/ (no install needed). PYTHON
 # picks the interpreter (default python3).
 set -euo pipefail
