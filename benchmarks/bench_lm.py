@@ -49,6 +49,7 @@ import time
 import numpy as np
 import torch
 import transformers
+from timing import add_device_options, device_of, synced, timed
 
 from resdyn import capture, units
 from resdyn.dynamics import exact_exponents, qr_exponents
@@ -59,12 +60,6 @@ from resdyn.spectra import singular_values
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 #: Seconds for all 24 sub-layers' top-20 σ: 15 min on the 2-core CPU, 1 min on one H100/H200.
 TARGET_S = {"cpu": 900.0, "cuda": 60.0}
-
-
-def _synced(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def _load() -> list[float]:
@@ -84,11 +79,11 @@ def _operator(u, x, precision: str, f32_linearize: bool):
 
 def _solve(u, x, method: str, precision: str, k: int, opts: dict, f32_linearize: bool,
            device: torch.device) -> dict:
-    t0 = _synced(device)
+    t0 = synced(device)
     op = _operator(u, x, precision, f32_linearize)
-    ready = _synced(device) - t0
+    ready = synced(device) - t0
     res = singular_values(op, k=k, method=method, **opts)
-    total = _synced(device) - t0
+    total = synced(device) - t0
     return {"method": method, "precision": precision, "options": opts,
             "operator": type(op).__name__, "setup_s": ready, "solve_s": res.seconds,
             "seconds": total, "products": int(res.matvecs), "converged": bool(res.converged),
@@ -112,22 +107,13 @@ def _products(u, x, device: torch.device, f32_linearize: bool) -> dict:
         op = unit_jacobian(u, x, dtype=dtype)
         g = torch.Generator().manual_seed(1)
         v = torch.randn(op.shape[1], generator=g, dtype=dtype).to(device)
-        t = _synced(device)
-        op.matvec(v)
-        row[f"jvp_{name}_s"] = _synced(device) - t
-        t = _synced(device)
-        op.rmatvec(v)
-        row[f"vjp_{name}_s"] = _synced(device) - t
-        t = _synced(device)
-        lin = linearize(op, rtol=1e-5 if (name == "float32" and f32_linearize) else 1e-10)
-        row[f"linearize_{name}_s"] = _synced(device) - t
+        row[f"jvp_{name}_s"], _ = timed(device, op.matvec, v)
+        row[f"vjp_{name}_s"], _ = timed(device, op.rmatvec, v)
+        rtol = 1e-5 if (name == "float32" and f32_linearize) else 1e-10
+        row[f"linearize_{name}_s"], lin = timed(device, linearize, op, rtol=rtol)
         row[f"linearized_{name}"] = type(lin).__name__ != "JacobianOperator"
-        t = _synced(device)
-        lin.matvec(v)
-        row[f"jvp_replay_{name}_s"] = _synced(device) - t
-        t = _synced(device)
-        lin.rmatvec(v)
-        row[f"vjp_replay_{name}_s"] = _synced(device) - t
+        row[f"jvp_replay_{name}_s"], _ = timed(device, lin.matvec, v)
+        row[f"vjp_replay_{name}_s"], _ = timed(device, lin.rmatvec, v)
     return row
 
 
@@ -148,15 +134,11 @@ def run(blocks: list[int], device: torch.device, tokens: int, k: int, compare: i
     lm = transformers.GPT2LMHeadModel(transformers.GPT2Config())
     model = CausalLM(lm).eval().to(device)
     out["build_s"] = time.perf_counter() - t0
-    t0 = _synced(device)
-    us = units(model, (tokens, model.width))
-    out["discover_s"] = _synced(device) - t0
+    out["discover_s"], us = timed(device, units, model, (tokens, model.width))
     ids = torch.randint(0, model.vocab_size, (1, tokens),
                         generator=torch.Generator().manual_seed(0)).to(device)
     e = model.embed(ids).detach()
-    t0 = _synced(device)
-    acts = capture(model, e, us)
-    out["capture_s"] = _synced(device) - t0
+    out["capture_s"], acts = timed(device, capture, model, e, us)
     chosen = [u for u in us if any(u.path == f"lm.transformer.h.{b}" for b in blocks)]
     out.update(units=len(us), width=us[0].n_in, chosen=[u.name for u in chosen])
     print(f"GPT-2 small (random weights), T = {tokens}: {len(us)} units, {us[0].in_shape} = "
@@ -274,9 +256,7 @@ def run(blocks: list[int], device: torch.device, tokens: int, k: int, compare: i
         last = max(us.index(u) for u in chosen)
         chain = us[:last + 1]
         fn = qr_exponents if lyapunov == "qr" else exact_exponents
-        t0 = _synced(device)
-        ex = fn(chain, xs[chain[0].name], k=lyapunov_k)
-        secs = _synced(device) - t0
+        secs, ex = timed(device, fn, chain, xs[chain[0].name], k=lyapunov_k)
         out["lyapunov"] = {"method": lyapunov, "k": lyapunov_k, "units": len(chain),
                            "seconds": secs,
                            "depths": [{"depth": x.depth, "unit": x.unit, "seconds": x.seconds,
@@ -293,7 +273,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blocks", default=",".join(str(i) for i in range(12)),
                    help="GPT-2 blocks to time, e.g. 0,11 (default: all 12, i.e. 24 sub-layers)")
-    p.add_argument("--device", default="cpu")
+    add_device_options(p)
     p.add_argument("--tokens", type=int, default=128, help="T, the context length")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--compare", type=int, default=2,
@@ -313,16 +293,12 @@ def main() -> None:
     p.add_argument("--lyapunov-k", type=int, default=5)
     p.add_argument("--no-f32-linearize", action="store_true",
                    help="float32 operators as resdyn's solvers get them (not linearized)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    device, name = device_of(args)
     env = {v: os.environ[v] for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                       "OPENBLAS_NUM_THREADS") if v in os.environ}
-    print(f"device {device} ({name or 'cpu'}), torch {torch.__version__}, transformers "
+    print(f"device {device} ({name}), torch {torch.__version__}, transformers "
           f"{transformers.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load {_load()}{', ' if env else ''}"
           f"{', '.join(f'{k}={v}' for k, v in env.items())}", flush=True)
@@ -331,7 +307,7 @@ def main() -> None:
                  args.compare, args.method, args.precision, args.agree, args.block_size,
                  args.basis, args.arpack_tol32, args.slq, args.probes, args.steps,
                  args.lyapunov, args.lyapunov_k, not args.no_f32_linearize)
-    result.update(wall_s=time.perf_counter() - t0, device_name=name or "cpu",
+    result.update(wall_s=time.perf_counter() - t0, device_name=name,
                   torch=torch.__version__, transformers=transformers.__version__,
                   python=sys.version.split()[0], platform=platform.platform(),
                   cpus=os.cpu_count(), threads=torch.get_num_threads(), env=env,

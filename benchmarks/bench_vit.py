@@ -18,22 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import numpy as np
 import torch
 import torchvision
+from timing import add_device_options, device_of, timed
 
 from resdyn import capture, units
 from resdyn.operators import unit_jacobian
 from resdyn.spectra import singular_values
-
-
-def _synced(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def run(blocks: list[int], device: torch.device, k: int, probes: int, steps: int,
@@ -56,12 +50,8 @@ def run(blocks: list[int], device: torch.device, k: int, probes: int, steps: int
         op = unit_jacobian(u, acts.inputs[u.name][0])
         g = torch.Generator().manual_seed(1)
         v = torch.randn(op.shape[1], generator=g, dtype=torch.float64).to(device)
-        t = _synced(device)
-        op.matvec(v)
-        jvp_s = _synced(device) - t
-        t = _synced(device)
-        op.rmatvec(v)
-        vjp_s = _synced(device) - t
+        jvp_s, _ = timed(device, op.matvec, v)
+        vjp_s, _ = timed(device, op.rmatvec, v)
         top = singular_values(op, k=k, method="arpack")
         row = {"unit": u.name, "jvp_s": jvp_s, "vjp_s": vjp_s, "arpack_s": top.seconds,
                "arpack_products": top.matvecs, "arpack_converged": bool(top.converged),
@@ -87,19 +77,15 @@ def run(blocks: list[int], device: torch.device, k: int, probes: int, steps: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blocks", default="0,11", help="encoder blocks to time, e.g. 0,11")
-    p.add_argument("--device", default="cpu")
+    add_device_options(p)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--probes", type=int, default=4)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--no-slq", action="store_true")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(f"device {device} ({name or 'cpu'}), torch {torch.__version__}, "
+    device, name = device_of(args)
+    print(f"device {device} ({name}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
     result = run([int(b) for b in args.blocks.split(",")], device, args.k, args.probes,
                  args.steps, not args.no_slq)
