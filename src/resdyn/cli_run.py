@@ -34,6 +34,7 @@ from .studies.options import (
     from_file,
     from_text,
     hint,
+    item_type,
     option,
     options_class,
     required_type,
@@ -223,9 +224,8 @@ class Options:
     an option file and the defaults (in that order)."""
 
     def __init__(self, groups: list[tuple[str, type]], *, defaults: dict[str, Any] | None = None,
-                 leave_out: tuple[str, ...] = (), choices: dict[str, tuple] | None = None):
+                 leave_out: tuple[str, ...] = ()):
         self.groups, self.defaults = groups, defaults or {}
-        self.choices = choices or {}
         self.fields = [(prefix, cls, f) for prefix, cls in groups for f in cli_fields(cls)
                        if f.name not in leave_out]
 
@@ -247,12 +247,11 @@ class Options:
         shown = (meta["none"] if default is None and meta.get("none") else
                  ",".join(map(str, default)) if isinstance(default, tuple) and not meta["parse"]
                  else None if default in (None, MISSING) or meta["multiple"] else str(default))
-        choices = self.choices.get(f.name, meta.get("choices"))
+        choices = meta.get("choices")
         help_ = meta["help"] + (f" [{' | '.join(choices)}]" if choices and " | " not in
                                 meta["help"] else "")
         t = required_type(hint(cls, f))
-        item = typing.get_args(t)[0] if typing.get_origin(t) is tuple else t
-        metavar = {int: "INTEGER", float: "NUMBER"}.get(item, "TEXT")
+        metavar = {int: "INTEGER", float: "NUMBER"}.get(item_type(t), "TEXT")
         if typing.get_origin(t) is tuple and not meta["parse"]:
             metavar = f"{metavar},..."
         return click.Option([f"--{name}", *meta["old"], *extra, prefix + f.name],
@@ -300,8 +299,6 @@ class Options:
                 kept = to_file(f, value)
             else:
                 continue
-            if f.name in self.choices:
-                check_value(name, value, str, {"choices": self.choices[f.name]})
             out[prefix][f.name] = value
             if f.name not in NOT_IN_FILES:
                 record[flag(f)] = list(kept) if isinstance(kept, tuple) else kept
@@ -324,9 +321,9 @@ def study_command(name: str, study, out: str, help: str, *, model: bool = True,
     2 for bad input, 130 on Ctrl-C."""
     groups = [("c_", study.config)] + ([("m_", ModelOptions)] if model else
                                        [("d_", DataOptions)] if data else []) + [("r_", RunOptions)]
+    # --precision where the study offers a choice (run_study refuses one it does not compute in)
     opts = Options(groups, defaults={"out": out},
-                   leave_out=() if len(study.precisions) > 1 else ("precision",),
-                   choices={"precision": study.precisions})
+                   leave_out=() if len(study.precisions) > 1 else ("precision",))
 
     def callback(**raw: Any) -> None:
         ctx = click.get_current_context()

@@ -162,7 +162,7 @@ def from_file(cls: type, f: dataclasses.Field, value: Any, name: str) -> Any:
     if isinstance(value, list):
         if typing.get_origin(target) is not tuple:
             raise ValueError(f"{name} must be a single value, not a list; got {value!r}")
-        value = tuple(float(v) if _item(target) is float and type(v) is int else v
+        value = tuple(float(v) if item_type(target) is float and type(v) is int else v
                       for v in value)
     elif target is float and type(value) is int:
         value = float(value)
@@ -185,9 +185,10 @@ def required_type(t: Any) -> Any:
     return t
 
 
-def _item(t: Any) -> Any:
+def item_type(t: Any) -> Any:
+    """The items' type of a tuple annotation; ``t`` itself for another."""
     args = typing.get_args(t)
-    return args[0] if typing.get_origin(t) is tuple and args else str
+    return args[0] if typing.get_origin(t) is tuple and args else t
 
 
 def _typed(t: Any, text: Any, name: str) -> Any:
@@ -196,9 +197,9 @@ def _typed(t: Any, text: Any, name: str) -> Any:
         if not items:
             raise ValueError(f"{name}: give at least one value; got {text!r}")
         try:
-            return tuple(_typed(_item(t), s, name) for s in items)
+            return tuple(_typed(item_type(t), s, name) for s in items)
         except ValueError:
-            what = _describe(_item(t)).removeprefix("an ").removeprefix("a ")
+            what = _describe(item_type(t)).removeprefix("an ").removeprefix("a ")
             raise ValueError(f"{name} must be comma-separated {what}s; got {text!r}") from None
     if t in (int, float):
         try:
