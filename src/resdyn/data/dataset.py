@@ -117,9 +117,7 @@ class Dataset:
         lo, hi = self.pixel_range
         if not lo < hi:
             raise DataError(f"pixel_range must be (lo, hi) with lo < hi; got {self.pixel_range}")
-        if len(self.y) and (int(self.y.min()) < 0 or int(self.y.max()) >= self.classes):
-            raise DataError(f"labels must lie in [0, {self.classes}); got "
-                            f"[{int(self.y.min())}, {int(self.y.max())}]")
+        check_ids(self.y, self.classes, "labels")
         if self.class_names and len(self.class_names) != self.classes:
             raise DataError(f"{len(self.class_names)} class names for {self.classes} classes")
 
@@ -241,6 +239,16 @@ def normalise(pixels: Tensor, mean: Sequence[float], std: Sequence[float]) -> Te
     m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
     return ((pixels.double() - m) / s).float()
+
+
+def check_ids(ids: Tensor, n: int, what: str) -> None:
+    """Integer ids (labels, token ids) in [0, n).
+
+    Raises:
+        DataError: one outside, naming ``what`` and the range found.
+    """
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise DataError(f"{what} must lie in [0, {n}); got [{int(ids.min())}, {int(ids.max())}]")
 
 
 def check_split(split: str) -> None:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from .._torch import eval_mode
-from .dataset import DataError, Dataset, UnknownData, check_split
+from .dataset import DataError, Dataset, UnknownData, check_ids, check_split
 
 SEED = 0
 VOCAB = 64
@@ -82,9 +82,7 @@ class TokenData:
                             f"{t.dtype}")
         if self.vocab < 1:
             raise DataError(f"TokenData.vocab must be a positive vocabulary size; got {self.vocab}")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.vocab):
-            raise DataError(f"token ids must lie in [0, {self.vocab}); got [{int(t.min())}, "
-                            f"{int(t.max())}]")
+        check_ids(t, self.vocab, "token ids")
         m = self.in_context
         if m is not None and (m.dtype != torch.bool or m.shape != (t.shape[0], t.shape[1] - 1)):
             raise DataError(f"TokenData.in_context must be None or a ({t.shape[0]}, "
