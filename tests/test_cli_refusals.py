@@ -11,7 +11,7 @@ import tomllib
 from click.testing import CliRunner
 
 from resdyn.cli import app
-from resdyn.cli_config import read_options, write_options
+from resdyn.studies.option_file import read_options, write_options
 
 runner = CliRunner()
 ENV = {"COLUMNS": "40"}  # a narrow terminal: click's usage box would wrap; one line must not
@@ -135,7 +135,7 @@ def test_options_toml_round_trips_any_string(tmp_path):
 def test_the_command_line_imports_without_tomllib():
     """Python 3.10 has no tomllib: the command line reads option files with tomli there."""
     code = ("import sys, tomllib; sys.modules['tomli'] = tomllib; sys.modules['tomllib'] = None\n"
-            "import resdyn.cli, resdyn.cli_config as c\n"
+            "import resdyn.cli, resdyn.studies.option_file as c\n"
             "assert c.tomllib is sys.modules['tomli'], c.tomllib\n"
             "import pathlib, tempfile; p = pathlib.Path(tempfile.mkdtemp()) / 'o.toml'\n"
             "c.write_options(p, {'images': 3}); assert c.read_options(p) == {'images': 3}\n")

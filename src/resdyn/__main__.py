@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m resdyn``: the ``resdyn`` console script."""
+
+from resdyn_entry import main
 
 main()

@@ -25,6 +25,15 @@ from .models.units import Unit, stage_name, stages, units
 from .operators.base import LinearOperator
 from .operators.jacobian import stage_jacobian, unit_jacobian
 
+#: What the figures of :func:`check_model`'s table mean.
+LEGEND = ("order_linear should be 1 and order_quadratic 2 (≥ 1.4 accepted: crossing ReLU kinks "
+          "makes the remainder noisier); adjoint_error is |⟨Jv, w⟩ − ⟨v, Jᵀw⟩| relative, at "
+          "round-off.")
+#: What a remainder at round-off (no order_quadratic) means.
+EXACT = ("exact*: the Taylor remainder ‖F(x+εv) − F(x) − ε·Jv‖ is at round-off for the step "
+         "sizes tried, so there is no slope to fit: F is exactly linear along v there (no ReLU "
+         "kink crossed), which only the true J achieves.")
+
 
 @dataclass(frozen=True, eq=False)
 class JacobianCheck:

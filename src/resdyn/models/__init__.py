@@ -7,10 +7,10 @@ from .discover import discover
 from .interventions import calibrate_batchnorm
 from .naming import UnknownModel
 from .parts import UnitParts
-from .probe import natural_input_shape
+from .probe import input_shape, natural_input_shape
 from .resnets import Arch, ResNet, cifar_resnet, preresnet
 from .stable import STABLE_FAMILIES, StableNet
-from .units import NoUnitsFound, Unit, stage_name, stages, units
+from .units import NoUnitsFound, Unit, stage_name, stages, units, units_frame
 from .vit import ViT
 from .zoo import ModelCard, load_model, model_card, zoo_names
 
@@ -18,5 +18,6 @@ __all__ = ["Arch", "CheckpointError", "ModelCard", "NoUnitsFound", "ResNet", "ST
            "StableNet", "Unit", "UnitParts", "ViT", "calibrate_batchnorm", "declare_unit",
            "discover",
            "UnknownModel", "cifar_resnet", "load_checkpoint", "load_model", "model_card",
-           "natural_input_shape", "preresnet", "save_checkpoint", "stage_name", "stages", "units",
+           "input_shape", "natural_input_shape", "preresnet", "save_checkpoint", "stage_name",
+           "stages", "units", "units_frame",
            "zoo_names"]

@@ -118,3 +118,30 @@ def natural_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
 
 def positive_ints(values: Sequence[object]) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def input_shape(model: nn.Module, given: str | None = None) -> tuple[int, ...]:
+    """The input shape a user gives as text ("C,H,W" or "CxHxW"), else the one ``model``
+    states.
+
+    Raises:
+        ValueError: text that is not three integers; no shape given for a model that states
+            none.
+
+    Example:
+        >>> from resdyn.models import cifar_resnet
+        >>> input_shape(cifar_resnet(20), "1,8,8"), input_shape(cifar_resnet(20))
+        ((1, 8, 8), (3, 32, 32))
+    """
+    if given is not None:
+        try:
+            shape = tuple(int(s) for s in given.replace("x", ",").split(","))
+        except ValueError:
+            raise ValueError(f"--input-shape: expected C,H,W such as 3,32,32; got {given!r}") from None
+        if len(shape) != 3:
+            raise ValueError(f"--input-shape: expected three numbers C,H,W; got {given!r}")
+        return shape
+    stated = natural_input_shape(model)
+    if stated is None:
+        raise ValueError(f"{type(model).__name__} states no input shape: give --input-shape C,H,W")
+    return stated

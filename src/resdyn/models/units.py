@@ -330,3 +330,23 @@ def stage_name(stage: Sequence[Unit]) -> str:
         ['stages.0', 'stages.1', 'stages.2']
     """
     return _parent(stage[0].path or stage[0].name) or f"stage{stage[0].stage}"
+
+
+def units_frame(unit_list: Sequence[Unit]):
+    """Units as a table, one row each: name, stage, position, kind, shapes and widths.
+
+    Example:
+        >>> from resdyn.models import cifar_resnet
+        >>> row = units_frame(units(cifar_resnet(20), (3, 32, 32))).iloc[3]
+        >>> row.to_dict()  # doctest: +NORMALIZE_WHITESPACE
+        {'name': 'stages.1.0', 'stage': 1, 'pos': 0, 'kind': 'downsampling', 'in': '16x32x32',
+         'out': '32x16x16', 'n_in': 16384, 'n_out': 8192}
+    """
+    import pandas as pd
+
+    def shape(s: Sequence[int]) -> str:
+        return "x".join(map(str, s))
+
+    return pd.DataFrame([(u.name, u.stage, u.position, u.kind, shape(u.in_shape),
+                          shape(u.out_shape), u.n_in, u.n_out) for u in unit_list],
+                        columns=["name", "stage", "pos", "kind", "in", "out", "n_in", "n_out"])

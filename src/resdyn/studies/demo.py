@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..runs import Executor, Progress, RunContext
 from ..runs.folder import check_out, claimed, locked
 from .base import Study
@@ -163,3 +165,17 @@ def _parts(out: Path, quick: bool, executor: Executor | str,
             device=device, threads=threads, precision=precision))
     write_report(out)
     return results
+
+
+def demo_table(results: list[StudyResult]) -> pd.DataFrame:
+    """One row per part of a demo run: its study, folder, tasks run and resumed, and how many
+    of its claims held, did not, and were not judged."""
+    from ..report import run_title
+
+    rows = []
+    for r in results:
+        held = [c.held for c in r.claims.values()]
+        rows.append({"study": run_title(r.out), "folder": r.out.name, "tasks run": r.tasks_run,
+                     "resumed": r.stats.resumed, "claims held": held.count(True),
+                     "not held": held.count(False), "not judged": held.count(None)})
+    return pd.DataFrame(rows)

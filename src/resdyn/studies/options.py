@@ -82,7 +82,7 @@ def option(default: Any = MISSING, lo: float | None = None, hi: float | None = N
            old: tuple[str, ...] = (), short: str | None = None,
            choices: tuple[str, ...] | None = None, none: str | None = None,
            parse: Callable[[Any], Any] | None = None, multiple: bool = False,
-           cli: bool = True) -> Any:
+           cli: bool = True, filed: bool = True) -> Any:
     """A config field and everything its option needs, declared once.
 
     Args:
@@ -97,10 +97,12 @@ def option(default: Any = MISSING, lo: float | None = None, hi: float | None = N
         parse: text (or, with ``multiple``, the texts of a repeated flag) to value, where the
             annotation does not say how.
         cli: False for a field the study fills in itself (not an option).
+        filed: False for an option that says how to run, not what (``--fresh``): never read
+            from an option file nor written to one.
     """
     meta = {"lo": lo, "hi": hi, "above": above, "help": help, "flag": flag, "old": old,
             "short": short, "choices": choices, "none": none, "parse": parse,
-            "multiple": multiple, "cli": cli}
+            "multiple": multiple, "cli": cli, "filed": filed}
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from ..data import Dataset, TokenData, embedded
 from ..report import write_report
 from ..runs import Executor, Progress, RunContext, RunStats, TaskStore, run_tasks, write_parquet
+from ..runs.console import one_error
 from ..runs.folder import check_out, claimed, locked
 from ..runs.identity import data_digest, model_digest, plain, run_identity
 from ..runs.modelref import save_model
@@ -76,6 +77,18 @@ class StudyResult:
     @property
     def tasks_run(self) -> int:
         return self.stats.ran
+
+    def warnings(self) -> list[str]:
+        """What the run says about stored task files it did not take as they were."""
+        said = []
+        if self.recomputed:
+            said.append(f"{len(self.recomputed)} stored task file(s) in {self.out}/tasks did not "
+                        "prove they are this run's results and were computed again (listed in "
+                        "summary.md)")
+        if self.strays:
+            said.append(f"{len(self.strays)} file(s) in {self.out}/tasks belong to no task of "
+                        "this run and were left out of the tables (listed in summary.md)")
+        return said
 
     @property
     def failed(self) -> int:
@@ -329,15 +342,6 @@ def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats
                             "evidence": c.evidence} for text, c in claims.items()],
                    notes=study.notes(tables, ctx) if study.notes is not None else "",
                    figures=figures, tables=tables_declared)
-
-
-def one_error(errors: pd.DataFrame) -> str | None:
-    """"Type: message" when every recorded error is the same (more than one), else None."""
-    kinds = set(zip(errors["error"], errors["message"], strict=True))
-    if len(errors) < 2 or len(kinds) != 1:
-        return None
-    error, message = kinds.pop()
-    return f"{error}: {message}"
 
 
 def _write_config(out: Path, identity: dict, executor: Executor | str, stats: RunStats,
