@@ -354,11 +354,11 @@ def demo(ctx: click.Context, quick: bool, **raw: Any) -> None:
                            threads=threads(ctx))
     write_options(out / "options.toml", {"quick": quick, **record})
     table = Table("study", "folder", "tasks run", "resumed", "claims held", "not held",
-                  "not judged", title=f"resdyn demo ({time.monotonic() - start:.0f} s)")
+                  "undecided", "not judged", title=f"resdyn demo ({time.monotonic() - start:.0f} s)")
     for r in results:
-        held = [c.held for c in r.claims.values()]
+        said = [c.verdict for c in r.claims.values()]
         table.add_row(run_title(r.out), r.out.name, str(r.tasks_run), str(r.stats.resumed),
-                      str(held.count(True)), str(held.count(False)), str(held.count(None)))
+                      *(str(said.count(v)) for v in ("yes", "no", "undecided", "not judged")))
     console.print(table, soft_wrap=False)
     console.print(f"report: {out / 'report.html'}")
     failed = sum(r.failed for r in results)
