@@ -61,12 +61,13 @@ class Interval:
             "single" (one unit of evidence by the study's design: the point).
         n: units of evidence (0 for an exact number).
         unit: what they are ("images", "sequences", "units", "networks", "depths").
+        undefined: the share of resamples on which the number is undefined (NaN).
 
     Example:
         >>> Interval(0.62, 0.55, 0.70, "bootstrap", 5, "images").text()
         '0.62 [0.55, 0.7]'
         >>> Interval(0.62, math.nan, math.nan, "bootstrap", 1, "images").text()
-        '0.62 [no interval: 1 images]'
+        '0.62 [no interval: 1 image]'
     """
 
     value: float
@@ -75,6 +76,7 @@ class Interval:
     method: str = "bootstrap"
     n: int = 0
     unit: str = "images"
+    undefined: float = 0.0
 
     @classmethod
     def exact(cls, value: float) -> Interval:
@@ -99,7 +101,10 @@ class Interval:
         if self.method == "single":
             return f"{v} (one {self.unit})"
         if not self.defined:
-            return f"{v} [no interval: {self.n} {self.unit}]"
+            if self.n < 2:
+                return f"{v} [no interval: {self.n} {self.unit.rstrip('s')}]"
+            return (f"{v} [no interval: undefined on {self.undefined:.0%} of the resamples of "
+                    f"{self.n} {self.unit}]")
         return f"{v} [{_g(self.low, digits)}, {_g(self.high, digits)}]"
 
     def source(self) -> str:
@@ -261,7 +266,7 @@ def bootstrap(samples, statistic: Callable[[np.ndarray], np.ndarray], *, unit: s
     n = x.shape[0]
     value = np.atleast_1d(np.asarray(statistic(x[None]), dtype=float)[0])
     nan = np.full(value.shape, np.nan)
-    low, high = nan, nan
+    low, high, undefined = nan, nan, np.zeros(value.shape)
     if n >= 2:
         idx = resample_indices(n, resamples, seed)
         per = max(1, _CHUNK // max(1, x.size))
@@ -269,6 +274,7 @@ def bootstrap(samples, statistic: Callable[[np.ndarray], np.ndarray], *, unit: s
                                 .reshape(len(idx[i:i + per]), -1)
                                 for i in range(0, resamples, per)])
         ok = ~np.isnan(stats)  # ±inf is a value (e.g. a ratio over 0), NaN is undefined
+        undefined = 1 - ok.mean(axis=0)
         enough = ok.mean(axis=0) >= level
         tail = (1 - level) / 2
         if ok.any():
@@ -278,8 +284,8 @@ def bootstrap(samples, statistic: Callable[[np.ndarray], np.ndarray], *, unit: s
         else:
             lo_q = hi_q = np.full(stats.shape[1], np.nan)
         low, high = np.where(enough, lo_q, np.nan), np.where(enough, hi_q, np.nan)
-    return [Interval(float(v), float(lo), float(hi), "bootstrap", n, unit)
-            for v, lo, hi in zip(value, low, high, strict=True)]
+    return [Interval(float(v), float(lo), float(hi), "bootstrap", n, unit, float(u))
+            for v, lo, hi, u in zip(value, low, high, undefined, strict=True)]
 
 
 def distance_from(iv: Interval, target: float) -> Interval:
@@ -292,7 +298,8 @@ def distance_from(iv: Interval, target: float) -> Interval:
     """
     a, b = iv.low - target, iv.high - target
     lo = 0.0 if a <= 0 <= b else min(abs(a), abs(b))
-    return Interval(abs(iv.value - target), lo, max(abs(a), abs(b)), iv.method, iv.n, iv.unit)
+    return Interval(abs(iv.value - target), lo, max(abs(a), abs(b)), iv.method, iv.n, iv.unit,
+                    iv.undefined)
 
 
 def by_unit(table, unit: str, columns: Sequence[str] | str, values: str) -> tuple[np.ndarray, list]:

@@ -82,7 +82,9 @@ def notes(tables, ctx) -> str:
              f"{cfg.blocks} blocks of width {cfg.width}, h = {cfg.h:g}, γ = {cfg.gamma:g} "
              f"(antisymmetric); {cfg.epochs} epochs, lr {cfg.lr:g}, batch {cfg.batch_size}, seed "
              f"{cfg.seed}; analysed on {cfg.images} test images per data set; FGSM ε = "
-             f"{cfg.eps:g} of the data range. The share of Re λ < 0 counts a branch "
+             f"{cfg.eps:g} of the data range. Eigenvalues of J − I, the residual branch (paper "
+             "004's vector field; the stiffness study's are of the block Jacobian J, paper "
+             "003). The share of Re λ < 0 counts a branch "
              "eigenvalue only when Re λ < 0 by more than its own error bound (p·ε·‖J‖_F / |yᴴx|, "
              "its round-off in the dense eigensolver times its condition number); one within "
              "its bound is not told from Re λ = 0.", "",

@@ -11,13 +11,15 @@ import pandas as pd
 
 from .base import Claim
 from .intervals import Test, bootstrap, by_unit, distance_from, evidence_unit
+from ..tasks.eigen import BRANCH_METRICS
 from .stiffness_stats import ALPHA
 
 
 def _per_block(table: pd.DataFrame) -> pd.DataFrame:
     sq = table[table["method"] != "skipped"]
     return (sq.groupby(["index", "block", "stage"], sort=True)
-            [["share_negative", "stiffness_signed", "stiffness_ratio", "spectral_radius"]]
+            [["share_negative", "stiffness_signed", "stiffness_ratio", "spectral_radius",
+              *[m for m in BRANCH_METRICS if m in sq]]]
             .median().reset_index())
 
 
@@ -116,6 +118,11 @@ def notes(tables, ctx) -> str:
     last = pb.iloc[-1] if len(pb) else None
     acc = t.drop_duplicates("image")["correct"].mean()
     lines = ["## Numbers", "",
+             "Eigenvalues of the block Jacobian J = ∂x_(l+1)/∂x_l (paper 003: \"the Jacobian of "
+             "individual residual blocks with respect to their inputs\"); the stable comparison "
+             "(paper 004) takes those of J − I, the residual branch's, and the table gives their "
+             "share of Re(λ − 1) < 0 and indices too (branch_share_negative, "
+             "branch_stiffness_signed, branch_stiffness_ratio).", "",
              f"{t['image'].nunique()} test images (accuracy on them {acc:.3f}); "
              f"{sq['block'].nunique()} square blocks analysed ("
              + ", ".join(f"{m}: {int((sq['method'] == m).sum())} solves"
@@ -129,7 +136,10 @@ def notes(tables, ctx) -> str:
                   f"{signed}, share of eigenvalues with Re λ < 0 "
                   f"{last['share_negative']:.2%}, classical ratio {last['stiffness_ratio']:.3g}, "
                   f"spectral radius {last['spectral_radius']:.3f} (paper 003, ResNet-50's last "
-                  "block: SI −35.32, 31.96 %).", ""]
+                  "block: SI −35.32, 31.96 %)"
+                  + (f"; of J − I: share of Re(λ − 1) < 0 {last['branch_share_negative']:.2%}, "
+                     f"signed index {last['branch_stiffness_signed']:.3g}"
+                     if "branch_share_negative" in last else "") + ".", ""]
     if "known_zero_rows" in sq and len(sq):
         zeros = sq.groupby("block", sort=False)["known_zero_rows"].median()
         lines += [("Rows known to be zero (outputs the unit's output ReLU kills; each is an exact "
@@ -138,7 +148,8 @@ def notes(tables, ctx) -> str:
                    if zeros.max() > 0 else
                    "No rows known to be zero: no block has a ReLU after its sum (e.g. a "
                    "transformer's x + f(x)), so nothing is deflated and every eigenvalue comes "
-                   "from the solve, with its error bound."), ""]
+                   "from the solve (this table keeps no error bounds; the stable comparison "
+                   "computes one per eigenvalue, values_err)."), ""]
     sig = c[c["significant"]]
     lines.append(f"Correlations: {len(c)} tests, {int(c['p'].notna().sum())} defined, "
                  f"{len(sig)} significant at {ALPHA:g} after Benjamini–Hochberg"
