@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..tasks.eigen import BRANCH_METRICS
 from .base import Claim
 from .intervals import Test, bootstrap, by_unit, distance_from, evidence_unit
-from ..tasks.eigen import BRANCH_METRICS
 from .stiffness_stats import ALPHA
 
 
