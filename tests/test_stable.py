@@ -262,10 +262,10 @@ def _check_comparison(r, cfg):
     assert f"euler {max_re['euler']:+.3g}" in claim.evidence
     assert grows.tests[0].interval.value == pytest.approx(
         max(growth["antisymmetric"], growth["hamiltonian"]) / growth["euler"], rel=1e-12)
-    for c in (claim, grows):
-        iv = c.tests[0].interval
+    for judged in (claim, grows):
+        iv = judged.tests[0].interval
         assert iv.low <= iv.value <= iv.high
-        assert c.verdict == ("yes" if iv.high < 1 else "no" if iv.low > 1 else "undecided")
+        assert judged.verdict == ("yes" if iv.high < 1 else "no" if iv.low > 1 else "undecided")
     assert [r.claims[k].verdict for k in r.claims] == [claim.verdict, grows.verdict]
     # antisymmetric: J_b = h·diag(tanh')·A with A + Aᵀ = −γI, so every Re λ_b lies in
     # [−hγ/2, −hγ/2·min tanh'] (strictly negative): all count as negative
