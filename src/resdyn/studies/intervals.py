@@ -143,6 +143,8 @@ class Test:
         True
     """
 
+    __test__ = False  # a statistical test, not one for pytest to collect
+
     what: str
     interval: Interval
     threshold: float
