@@ -43,8 +43,12 @@ def test_quick_demo_runs_every_study(demo):
             assert_figure(folder / f"{fig}.png")
         summary = json.loads((folder / "summary.json").read_text())
         assert [c["claim"] for c in summary["claims"]] == list(p.study.claims)
-        for c in summary["claims"]:  # each verdict follows from its judgement
-            assert c["verdict"] == {True: "yes", False: "no", None: "not judged"}[c["held"]]
+        for c in summary["claims"]:  # each verdict follows from its judgement: undecided
+            # where its numbers' intervals straddle, not judged where it has none
+            none = "undecided" if c["tests"] else "not judged"
+            assert c["verdict"] == {True: "yes", False: "no", None: none}[c["held"]]
+            assert all(t["what"] in c["numbers"] for t in c["tests"])
+            assert bool(c["numbers"]) == bool(c["tests"])
         assert list(summary["figures"]) == list(p.study.figures)
     assert "report:" in output and "claims held" in output
     # the ODE examples' verdicts are exact: ẏ = K₊y separates nearby starts by e^(2T) = e^4 over
@@ -80,9 +84,10 @@ def test_report_puts_the_resnet_the_lm_and_the_vit_side_by_side(demo):
         assert f"<h3>{study}</h3>" in table
         for f in fs:  # each model's own verdict and evidence, in its column
             for c in json.loads((f / "summary.json").read_text())["claims"]:
-                cell = (f"<span class=\"{c['verdict']}\">{c['verdict']}</span>"
-                        if c["verdict"] in ("yes", "no") else c["verdict"])
-                assert f"<td>{cell}: {html.escape(c['evidence'])}" in table.replace(
+                cell = f"<span class=\"{c['verdict'].replace(' ', '-')}\">{c['verdict']}</span>"
+                numbers = (f"<br><small><b>{html.escape(c['numbers'])}</b></small>"
+                           if c["numbers"] else "")
+                assert f"<td>{cell}{numbers}: {html.escape(c['evidence'])}" in table.replace(
                     "<code>", "`").replace("</code>", "`"), (study, c["claim"])
     assert table.count("digits-vit") == 3 and table.count("digits-resnet20") == 3
 

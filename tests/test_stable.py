@@ -252,13 +252,21 @@ def _check_comparison(r, cfg):
     np.testing.assert_allclose(c.loc[families, "growth_fgsm"], [growth[f] for f in families],
                                rtol=1e-12)
     e = max_re.abs()
-    claim = re_near_zero_claim(r.tables, None)
-    assert claim.held == (max(e["antisymmetric"], e["hamiltonian"]) < e["euler"])
+    claim, grows = re_near_zero_claim(r.tables, None), growth_claim(r.tables, None)
+    # each claim's number is the stable networks' worse value over the standard one's (held
+    # when its interval over images lies wholly below 1)
+    near, = claim.tests
+    assert near.interval.value == pytest.approx(
+        max(e["antisymmetric"], e["hamiltonian"]) / e["euler"], rel=1e-12)
+    assert (near.threshold, near.side, near.interval.n) == (1.0, "below", cfg.images)
     assert f"euler {max_re['euler']:+.3g}" in claim.evidence
-    assert growth_claim(r.tables, None).held == (
-        max(growth["antisymmetric"], growth["hamiltonian"]) <= growth["euler"])
-    assert [r.claims[k].held for k in r.claims] == [claim.held, growth_claim(r.tables,
-                                                                             None).held]
+    assert grows.tests[0].interval.value == pytest.approx(
+        max(growth["antisymmetric"], growth["hamiltonian"]) / growth["euler"], rel=1e-12)
+    for judged in (claim, grows):
+        iv = judged.tests[0].interval
+        assert iv.low <= iv.value <= iv.high
+        assert judged.verdict == ("yes" if iv.high < 1 else "no" if iv.low > 1 else "undecided")
+    assert [r.claims[k].verdict for k in r.claims] == [claim.verdict, grows.verdict]
     # antisymmetric: J_b = h·diag(tanh')·A with A + Aᵀ = −γI, so every Re λ_b lies in
     # [−hγ/2, −hγ/2·min tanh'] (strictly negative): all count as negative
     for v, err in (eig[eig["family"] == "antisymmetric"][["values_re", "values_err"]]

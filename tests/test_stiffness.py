@@ -18,7 +18,7 @@ from resdyn.plots.stiffness import nan_reasons
 from resdyn.runs import local_ref
 from resdyn.studies import STIFFNESS, StiffnessConfig, run_study
 from resdyn.studies.stiffness_stats import benjamini_hochberg, correlations
-from resdyn.tasks.eigen import METRICS, stiffness_task
+from resdyn.tasks.eigen import BRANCH_METRICS, METRICS, stiffness_task
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -121,6 +121,26 @@ def test_nan_reason_only_for_the_metrics_that_are_nan():
         "stiffness_ratio"]
 
 
+def test_j_minus_i_measures_of_known_blocks():
+    # J = I + W: the branch's eigenvalues are those of W, beside J's own measures
+    pos = matrix_task(np.diag([1.0, 2.0]))  # J − I = diag(1, 2)
+    assert (pos["branch_share_negative"], pos["branch_stiffness_signed"],
+            pos["branch_stiffness_ratio"]) == (0.0, 2.0, 2.0)
+    mixed = matrix_task(np.diag([-1.0, 1.0]))  # J = diag(0, 2), J − I = diag(−1, 1)
+    assert (mixed["share_negative"], mixed["branch_share_negative"]) == (0.0, 0.5)
+    assert (mixed["branch_stiffness_signed"], mixed["branch_stiffness_ratio"]) == (-1.0, 1.0)
+    # with error bounds, Re(λ − 1) = −1e-10 is beyond its bound (~1e-14): counted, as the
+    # stable comparison counts it
+    t = 1.9e-5
+    w = np.array([[-1e-10, -t, 0.0], [t, -1e-10, 0.0], [0.0, 0.0, 0.5]])
+    assert matrix_task(w, error_bounds=True)["branch_share_negative"] == pytest.approx(2 / 3)
+    # J − I = 0 on the ReLU-free identity: no negative share, both indices NaN with reasons
+    zero = matrix_task(np.zeros((2, 2)))
+    assert zero["branch_share_negative"] == 0.0 and np.isnan(zero["branch_stiffness_signed"])
+    assert "branch_stiffness_signed: " in zero["nan_reason"]
+    assert "branch_stiffness_ratio: " in zero["nan_reason"]
+
+
 def test_error_bounds_path_gives_the_same_eigenvalues_with_their_bounds():
     """error_bounds=True: the same eigenvalues and metrics as the plain dense path, each with
     p·ε·‖J‖_F / |yᴴx|: p·ε·‖J‖_F for the eigenvalues of a normal J (|yᴴx| = 1)."""
@@ -156,7 +176,7 @@ def test_arnoldi_extremes_agree_with_dense_on_a_wide_block():
     assert arnoldi["min_real"] == dense["min_real"] == 0.0
     for row in (dense, arnoldi):
         named = {part.split(": ")[0] for part in row["nan_reason"].split("; ") if part}
-        assert named == {m for m in METRICS if np.isnan(row[m])}
+        assert named == {m for m in METRICS + BRANCH_METRICS if np.isnan(row[m])}
     assert nan_reasons([arnoldi["nan_reason"]], "share_negative") == {
         f"the share needs every eigenvalue (Arnoldi path, n = {arnoldi['n']} > dense_max = 100)"}
     assert nan_reasons([dense["nan_reason"]], "stiffness_signed") == nan_reasons(
@@ -202,6 +222,12 @@ def test_study_on_a_shipped_model(tmp_path):
     assert (t.groupby("image")["values_re"].apply(lambda v: v.map(len).sum()) > 0).sum() == 2
     assert set(r.tables["correlations"]["level"]) == {"image", "label"}
     assert len(r.claims) == 2 and len(r.figures) == 3
+    sq = t[t["method"] == "dense"]
+    # J − I of a unit with an identity shortcut: its eigenvalues are λ − 1, so the share of
+    # Re(λ − 1) < 0 is at least the share of Re λ < 0 (the exact zeros of killed rows give −1)
+    assert (sq["branch_share_negative"] >= sq["share_negative"]).all()
+    assert sq["branch_share_negative"].notna().all()
+    assert "J − I" in (r.out / "summary.md").read_text()
 
 
 def test_bad_input_is_one_line_with_status_2(tmp_path):
@@ -210,7 +236,13 @@ def test_bad_input_is_one_line_with_status_2(tmp_path):
     for extra, message in ((["--blocks", "stages.1.0"], "not square"),
                            (["--blocks", "stages.9.9"], "unknown block"),
                            (["--images", "5000"], "asked for 5000 images"),
+                           (["--images", "1"], "--images must be at least 2; got 1"),
                            (["--metrics", "stiffness,share_negative"],
                             "--metrics: unknown 'stiffness'")):
         r = runner.invoke(app, base + extra)
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_help_says_one_image_is_refused():
+    r = CliRunner().invoke(app, ["stiffness", "--help"], terminal_width=200)
+    assert r.exit_code == 0 and "--images 1 is refused" in " ".join(r.output.split())

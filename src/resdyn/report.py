@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .runs.folder import IDENTITY_FILE
-from .summary import Summary
+from .summary import VERDICTS, Summary
 
 #: Rows of a table shown in the page; longer tables show this many and say where the rest is.
 ROWS_SHOWN = 40
@@ -27,7 +27,9 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em aut
 color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
 vertical-align:top;font-size:14px}th{background:#f3f3f3}th.sort{cursor:pointer}
 img{max-width:100%;border:1px solid #eee}.yes{color:#1e8449;font-weight:600}
-.no{color:#b03a2e;font-weight:600}figure{margin:2em 0}figcaption{font-size:14px;color:#444}
+.no{color:#b03a2e;font-weight:600}
+.undecided{color:#9a6700;background:#fff4d6;font-weight:600;padding:0 3px}
+.not-judged{color:#777}figure{margin:2em 0}figcaption{font-size:14px;color:#444}
 section{border-top:3px solid #ddd;margin-top:3em}details{margin:.5em 0}.num{text-align:right;
 font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}code{background:#f6f6f6}"""
 
@@ -46,9 +48,14 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 
 
+VERDICT_WORDS = ("yes", "no", "undecided", "not judged")
+
+
 def _cell(text: str) -> str:
+    """A table cell's text; a verdict word in its colour (held, not held, undecided apart)."""
     t = text.strip()
-    return f'<span class="{t}">{t}</span>' if t in ("yes", "no") else _inline(t)
+    return (f'<span class="{t.replace(" ", "-")}">{t}</span>' if t in VERDICT_WORDS
+            else _inline(t))
 
 
 def markdown_to_html(md: str, shift: int = 0) -> str:
@@ -165,17 +172,19 @@ def _contents(folders: list[Path], root: Path) -> str:
     for f in folders:
         summary = Summary.read(f)
         claims = summary.claims if summary is not None else []
-        counts = {"yes": 0, "no": 0, "not judged": 0}
+        counts = dict.fromkeys(VERDICT_WORDS, 0)
         for c in claims:
-            counts[c["verdict"]] += 1
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
         seconds = _read_json(f / "config.json").get("last_run", {}).get("seconds")
         rows.append(f"<tr><td><a href='#{_anchor(f, root)}'>{_inline(run_title(f))}</a></td>"
                     f"<td>{html.escape(f.relative_to(root).as_posix())}</td>"
                     f"<td class='num'>{counts['yes']}</td><td class='num'>{counts['no']}</td>"
+                    f"<td class='num'>{counts['undecided']}</td>"
                     f"<td class='num'>{counts['not judged']}</td>"
                     f"<td class='num'>{'' if seconds is None else f'{seconds:.0f}'}</td></tr>")
     return ("<table><tr><th>study</th><th>folder</th><th>claims held</th><th>not held</th>"
-            "<th>not judged</th><th>last run (s)</th></tr>" + "".join(rows) + "</table>")
+            "<th>undecided</th><th>not judged</th><th>last run (s)</th></tr>" + "".join(rows)
+            + "</table>")
 
 
 def side_by_side(folders: list[Path]) -> list[tuple[str, list[Path]]]:
@@ -206,14 +215,23 @@ def _side_by_side(folders: list[Path], root: Path) -> str:
                        for f, m in zip(fs, models, strict=True))
         rows = "".join(
             f"<tr><td>{_inline(c)}</td>" + "".join(
-                (f"<td>{_cell(v[c]['verdict'])}: {_inline(v[c]['evidence'])}</td>" if c in v
-                 else "<td>—</td>") for v in verdicts) + "</tr>" for c in claims)
+                (f"<td>{_cell(v[c]['verdict'])}{_numbers(v[c])}: {_inline(v[c]['evidence'])}"
+                 "</td>" if c in v else "<td>—</td>") for v in verdicts) + "</tr>"
+            for c in claims)
         out.append(f"<h3>{html.escape(study)}</h3><table><tr><th>claim</th>{head}</tr>{rows}"
                    "</table>")
     if not out:
         return ""
     return ("<h2>Side by side</h2><p>The studies run on more than one model, each claim as "
-            "measured on each (the evidence is the model's own numbers).</p>" + "".join(out))
+            "measured on each (the evidence is the model's own numbers; each number with its "
+            "95 % interval against its threshold).</p><p>" + _inline(VERDICTS) + "</p>"
+            + "".join(out))
+
+
+def _numbers(claim: dict) -> str:
+    """A claim's numbers with their intervals, on a line of their own ('' for none)."""
+    text = claim.get("numbers") or ""
+    return f"<br><small><b>{_inline(text)}</b></small>" if text else ""
 
 
 def _section(folder: Path, root: Path, shift: int) -> str:
@@ -264,9 +282,12 @@ def _summary_html(s: Summary, shift: int) -> str:
         return "\n".join(out)
     if s.claims:
         out.append(f"<{h2}>Claims</{h2}>")
-        out.append("<table><tr><th>claim</th><th>holds here</th><th>evidence</th></tr>" + "".join(
-            f"<tr><td>{_inline(c['claim'])}</td><td>{_cell(c['verdict'])}</td>"
-            f"<td>{_inline(c['evidence'])}</td></tr>" for c in s.claims) + "</table>")
+        out.append("<table><tr><th>claim</th><th>holds here</th><th>number [95 % interval] vs "
+                   "its threshold</th><th>evidence</th></tr>" + "".join(
+                       f"<tr><td>{_inline(c['claim'])}</td><td>{_cell(c['verdict'])}</td>"
+                       f"<td>{_inline(c.get('numbers') or '—')}</td>"
+                       f"<td>{_inline(c['evidence'])}</td></tr>" for c in s.claims) + "</table>")
+        out.append(f"<p><small>{_inline(VERDICTS)}</small></p>")
     if s.notes:
         out.append(markdown_to_html(s.notes, shift))
     return "\n".join(out)

@@ -13,6 +13,17 @@ from typing import Any
 
 SUMMARY_FILE = "summary.json"
 
+#: How a verdict follows from the numbers, said once under every claims table.
+VERDICTS = ("A claim holds (yes) when the whole 95 % interval of its number lies on the claim's "
+            "side of its threshold, fixed before any run; it does not (no) when the whole "
+            "interval lies on the other side, and is undecided when the interval straddles or "
+            "touches the threshold (or a number over one image has none). A claim of several "
+            "numbers holds when every one does and not when any one does not (\"any of\": holds "
+            "when any one does, not when none does). Intervals: percentile bootstrap over the "
+            "images or sequences (2000 resamples, seed 0), the fit's t interval for the depth "
+            "laws; \"exact\" numbers have no sampling, \"one image\" ones are measured once "
+            "by the study's design. \"not judged\": no data to judge the claim on.")
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -27,8 +38,13 @@ class Summary:
         failure: why the claims are not judged when tasks failed (empty when none did).
         errors: (task, "Type: message") of each failed task; empty when ``failure`` already
             names the one error every task raised.
-        claims: each claim with ``claim``, ``held`` (True/False/None), ``verdict`` and
-            ``evidence``, in the study's order.
+        claims: each claim with ``claim``, ``held`` (True/False/None), ``verdict`` ("yes",
+            "no", "undecided", "not judged"), ``evidence``, ``numbers`` (each number with its
+            95 % interval against its threshold, in words), ``tests`` (the same as data:
+            what, value, low, high, threshold, side, method, n, unit, verdict), ``rule``
+            ("all" or "any") and the deciding test's ``value``, ``low``, ``high``,
+            ``threshold`` and ``side``, in the study's order (see
+            :mod:`resdyn.studies.intervals`).
         notes: the study's own markdown (numbers behind the claims).
         figures: figure name -> caption, in the study's order.
         tables: table names, in the study's order.
@@ -68,10 +84,11 @@ class Summary:
                 lines += [f"| {task} | {_cell(error)} |" for task, error in self.errors]
             return "\n".join(lines) + "\n"
         if self.claims:
-            lines += ["## Claims", "", "| claim | holds here | evidence |", "|---|---|---|"]
-            lines += [f"| {c['claim']} | {c['verdict']} | {_cell(c['evidence'])} |"
-                      for c in self.claims]
-            lines.append("")
+            lines += ["## Claims", "", "| claim | holds here | number [95 % interval] vs its "
+                      "threshold | evidence |", "|---|---|---|---|"]
+            lines += [f"| {c['claim']} | {c['verdict']} | {_cell(c.get('numbers') or '—')} | "
+                      f"{_cell(c['evidence'])} |" for c in self.claims]
+            lines += ["", VERDICTS, ""]
         if self.notes:
             lines.append(self.notes)
         return "\n".join(lines) + "\n"

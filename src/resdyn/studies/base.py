@@ -20,6 +20,7 @@ from torch import nn
 from ..data import Dataset
 from ..runs import ModelRef, RunContext, Task
 from ..runs.context import DEFAULT
+from .intervals import Test, combine, deciding, verdict_word
 
 Tables = Mapping[str, pd.DataFrame]
 
@@ -152,22 +153,68 @@ class Figure:
 
 @dataclass(frozen=True)
 class Claim:
-    """A verdict on a paper's claim: held True / False / None (not judged), with the numbers.
+    """A verdict on a paper's claim, with the numbers.
+
+    ``held``: True (held), False (not held) or None: undecided when the claim has ``tests``
+    (its numbers' intervals straddle their thresholds), not judged when it has none (no data
+    to judge it on). ``tests``: each number of the claim with its 95 % interval against its
+    fixed threshold (:class:`~resdyn.studies.intervals.Test`), combined by ``rule`` ("all" or
+    "any", :func:`~resdyn.studies.intervals.combine`); build a judged claim with
+    :meth:`judged`, which takes ``held`` from them.
 
     Example:
-        >>> Claim(True, "plateau share 0.83 of all singular values").verdict
-        'yes'
+        >>> from resdyn.studies.intervals import Interval, Test
+        >>> share = Test("median plateau share", Interval(0.83, 0.79, 0.86, n=5), 0.5, "above")
+        >>> c = Claim.judged("plateau share 0.83 of all singular values", [share])
+        >>> c.verdict, c.numbers()
+        ('yes', 'median plateau share 0.83 [0.79, 0.86] > 0.5')
+        >>> Claim.judged("", [Test("x", Interval(0.5, 0.4, 0.6, n=3), 0.5, "above")]).verdict
+        'undecided'
         >>> Claim(None, "no down-sampling unit in this network").verdict
         'not judged'
     """
 
     held: bool | None
     evidence: str
+    tests: tuple[Test, ...] = ()
+    rule: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.tests and self.held != combine(self.tests, self.rule):
+            raise ValueError("a claim with tests takes its verdict from them: use Claim.judged")
+
+    @classmethod
+    def judged(cls, evidence: str, tests: Sequence[Test], rule: str = "all") -> Claim:
+        """The claim whose verdict its tests give by ``rule``."""
+        tests = tuple(tests)
+        return cls(combine(tests, rule), evidence, tests, rule)
 
     @property
     def verdict(self) -> str:
-        """"yes", "no" or "not judged": the words of summaries and reports."""
-        return {True: "yes", False: "no", None: "not judged"}[self.held]
+        """"yes", "no", "undecided" or "not judged": the words of summaries and reports."""
+        return verdict_word(self.held, bool(self.tests))
+
+    @property
+    def deciding(self) -> Test | None:
+        """The test that decided the verdict (None without tests)."""
+        return deciding(self.tests, self.held) if self.tests else None
+
+    def numbers(self) -> str:
+        """Each test as 'what value [low, high] > threshold', joined by '; ' (and the rule when
+        it is "any")."""
+        text = "; ".join(t.text() for t in self.tests)
+        return f"any of: {text}" if self.rule == "any" and len(self.tests) > 1 else text
+
+    def record(self) -> dict[str, Any]:
+        """The claim's verdict and numbers as plain data (summary.json), without its wording:
+        held, verdict, evidence, rule, tests, and the deciding test's value, low, high,
+        threshold and side (None without tests)."""
+        d = self.deciding
+        head = d.record() if d is not None else {}
+        return {"held": self.held, "verdict": self.verdict, "evidence": self.evidence,
+                **{k: head.get(k) for k in ("value", "low", "high", "threshold", "side")},
+                "numbers": self.numbers(), "rule": self.rule,
+                "tests": [t.record() for t in self.tests]}
 
 
 @dataclass(frozen=True)

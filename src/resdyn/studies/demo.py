@@ -169,13 +169,14 @@ def _parts(out: Path, quick: bool, executor: Executor | str,
 
 def demo_table(results: list[StudyResult]) -> pd.DataFrame:
     """One row per part of a demo run: its study, folder, tasks run and resumed, and how many
-    of its claims held, did not, and were not judged."""
+    of its claims held, did not, were undecided and were not judged."""
     from ..report import run_title
 
     rows = []
     for r in results:
-        held = [c.held for c in r.claims.values()]
+        said = [c.verdict for c in r.claims.values()]
         rows.append({"study": run_title(r.out), "folder": r.out.name, "tasks run": r.tasks_run,
-                     "resumed": r.stats.resumed, "claims held": held.count(True),
-                     "not held": held.count(False), "not judged": held.count(None)})
+                     "resumed": r.stats.resumed, "claims held": said.count("yes"),
+                     "not held": said.count("no"), "undecided": said.count("undecided"),
+                     "not judged": said.count("not judged")})
     return pd.DataFrame(rows)

@@ -1,5 +1,7 @@
 """The dynamics study's claims, each with its threshold: the network contracts (top Lyapunov
-exponent), and the residual alignment RA1-RA4 of Li & Papyan; the notes with their numbers."""
+exponent), and the residual alignment RA1-RA4 of Li & Papyan; the notes with their numbers.
+Each number's 95 % interval resamples the images (:mod:`.intervals`); RA4's is its fit's over
+the family's depths."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import pandas as pd
 
 from ..metrics import power_law
 from .base import Claim
+from .identity_sweep_claims import POWER_TOLERANCE
+from .intervals import Interval, Test, bootstrap, by_unit, distance_from, evidence_unit
 
 STRAIGHT = 0.9      # RA1: straightness at least this
 
@@ -42,11 +46,14 @@ def contraction_claim(tables, ctx=None) -> Claim:
     exact, qr = top_at_last(ly, "exact"), top_at_last(ly, "qr")
     last = int(ly["depth"].max())
     lam = float(exact.iloc[0])
-    return Claim(bool(lam < 0),
-                 f"λ₁ at the last unit (depth {last}, median over images): {lam:+.4f} exactly, "
+    top = _last(ly, "exact")
+    x, _ = by_unit(top[top["i"] == top["i"].min()], "image", "i", "exponent")
+    iv, = bootstrap(x, lambda s: np.median(s[..., 0], axis=1), unit=evidence_unit(ctx))
+    return Claim.judged(f"λ₁ at the last unit (depth {last}, median over images): {lam:+.4f} exactly, "
                  f"{float(qr.iloc[0]):+.4f} by QR; top {len(exact)} exactly: "
                  + ", ".join(f"{v:+.4f}" for v in exact)
-                 + " (holds if λ₁ < 0: every direction shrinks on average per unit)")
+                 + " (holds if λ₁ < 0: every direction shrinks on average per unit)",
+                 [Test("λ₁ at the last unit", iv, 0.0, "below")])
 
 
 def ra1_claim(tables, ctx=None) -> Claim:
@@ -54,11 +61,17 @@ def ra1_claim(tables, ctx=None) -> Claim:
     if st.empty:
         return Claim(None, "no stage has three points of one shape")
     per = st.groupby("section", sort=False)[["straightness", "step_cv"]].median()
-    held = bool(((per["straightness"] >= STRAIGHT) & (per["step_cv"] <= EVEN)).all())
-    return Claim(held, "per stage (median over images) straightness / step-length CV: "
+    tests = []
+    for col, threshold, side in (("straightness", STRAIGHT, "above"), ("step_cv", EVEN, "below")):
+        x, sections = by_unit(st, "image", "section", col)
+        ivs = bootstrap(x, lambda s: np.nanmedian(s, axis=1), unit=evidence_unit(ctx))
+        tests += [Test(f"{sec}: {col}", iv, threshold, side)
+                  for sec, iv in zip(sections, ivs, strict=True)]
+    return Claim.judged("per stage (median over images) straightness / step-length CV: "
                  + ", ".join(f"{s}: {r.straightness:.3f} / {r.step_cv:.3f}"
                              for s, r in per.iterrows())
-                 + f" (holds if every stage has straightness ≥ {STRAIGHT} and CV ≤ {EVEN})")
+                 + f" (holds if every stage has straightness ≥ {STRAIGHT} and CV ≤ {EVEN})",
+                 tests)
 
 
 def ra2_claim(tables, ctx=None) -> Claim:
@@ -69,13 +82,27 @@ def ra2_claim(tables, ctx=None) -> Claim:
     if not np.isfinite(align) or same.empty:
         return Claim(None, "needs square units and two units of one width")
     ratio = float((same["left"] / same["random"]).median())
-    return Claim(bool(align >= ALIGNED and ratio >= ABOVE_RANDOM),
+    a, _ = by_unit(res, "image", "unit", "align1")
+    b, _ = by_unit(same.assign(q=same["left"] / same["random"]), "image", ["a_index", "b_index"],
+                   "q")
+    width = a.shape[1]
+
+    def medians(s: np.ndarray) -> np.ndarray:
+        r = len(s)
+        return np.stack([np.nanmedian(s[..., :width].reshape(r, -1), axis=1),
+                         np.nanmedian(s[..., width:].reshape(r, -1), axis=1)], axis=1)
+
+    iv_align, iv_ratio = bootstrap(np.concatenate([a, b], axis=1), medians,
+                                   unit=evidence_unit(ctx))
+    return Claim.judged(
                  f"median |⟨u₁, v₁⟩| over units and images {align:.3f} (random vectors: "
                  f"~{float(np.sqrt(2 / np.pi / res['n_in'].median())):.3f}); median overlap "
                  f"of top-{ctx.config.k if ctx else 'k'} left subspaces of different units of "
                  f"a stage {same['left'].median():.4f} = {ratio:.1f}× random "
                  f"({same['random'].median():.4f}) (holds if ≥ {ALIGNED} and ≥ "
-                 f"{ABOVE_RANDOM:g}× random)")
+                 f"{ABOVE_RANDOM:g}× random)",
+                 [Test("median |⟨u₁, v₁⟩|", iv_align, ALIGNED, "above"),
+                  Test("median overlap / random", iv_ratio, ABOVE_RANDOM, "above")])
 
 
 def ra3_claim(tables, ctx=None) -> Claim:
@@ -84,12 +111,17 @@ def ra3_claim(tables, ctx=None) -> Claim:
         return Claim(None, "no unit is narrow enough for its full spectrum (dense_max)")
     classes = int(ctx.meta["classes"]) if ctx else 10
     per = res.groupby("unit", sort=False)["rank"].median()
-    return Claim(bool(per.max() <= classes),
+    x, _ = by_unit(res, "image", "unit", "rank")
+    iv, = bootstrap(x, lambda s: np.nanmax(np.nanmedian(s, axis=1), axis=1),
+                    unit=evidence_unit(ctx))
+    return Claim.judged(
                  f"numerical rank of J_R (σ above its resolution, median over images): from "
                  f"{per.min():.0f} to {per.max():.0f} over units (of n = "
                  f"{int(res['n_in'].min())}–{int(res['n_in'].max())}), against {classes} classes "
                  "(holds if every unit's rank ≤ classes; Li & Papyan state it for "
-                 "fully-connected ResNets)")
+                 "fully-connected ResNets)",
+                 # integer ranks: ≤ classes is below classes + ½
+                 [Test("largest rank of J_R", iv, classes + 0.5, "below")])
 
 
 def ra4_claim(tables, ctx=None) -> Claim:
@@ -97,12 +129,14 @@ def ra4_claim(tables, ctx=None) -> Claim:
     if len(law) < 3:
         return Claim(None, f"needs a family of at least 3 depths; has {len(law)} (--family)")
     fit = depth_fit(law)
-    return Claim(bool(fit.p_low <= 1.0 <= fit.p_high),
+    p = Interval(fit.p, fit.p_low, fit.p_high, "regression", fit.n, "depths")
+    return Claim.judged(
                  "median σ₁(J_R) per depth L: " + ", ".join(
                      f"L={int(r.units)}: {r.sigma1_median:.4f}" for r in law.itertuples())
                  + f"; fit σ₁ ≈ {fit.c:.3g}·L^(−p), p = {fit.p:.3f} (95 % interval "
                  f"{fit.p_low:.3f} to {fit.p_high:.3f}, R² {fit.r2:.3f}) (holds if the interval "
-                 "contains 1)")
+                 f"lies within {POWER_TOLERANCE:g} of 1, not if it lies wholly farther)",
+                 [Test("|p − 1|", distance_from(p, 1.0), POWER_TOLERANCE, "below")])
 
 
 CLAIMS = {

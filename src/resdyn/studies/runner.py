@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
@@ -34,6 +35,10 @@ from ..summary import Summary
 from .base import MOVED, Claim, Context, Plan, Study, upgrade_safe
 from .options import check_config
 from .registry import owned_names
+
+#: The columns of :meth:`StudyResult.claims_frame`.
+CLAIM_COLUMNS = ["claim", "verdict", "value", "low", "high", "threshold", "side", "rule",
+                 "evidence"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,10 @@ class StudyResult:
         ['yes', 'yes']
         >>> r.summary.name, r.report.name, r.report.parent == r.out
         ('summary.md', 'report.html', True)
-        >>> r.claims_frame().columns.tolist(), r.claims_frame()["verdict"].tolist()
-        (['claim', 'verdict', 'evidence'], ['yes', 'yes'])
+        >>> r.claims_frame().columns.tolist()
+        ['claim', 'verdict', 'value', 'low', 'high', 'threshold', 'side', 'rule', 'evidence']
+        >>> r.claims_frame()["verdict"].tolist()
+        ['yes', 'yes']
 
     In a notebook the result shows itself as its claims table and its figures (``_repr_html_``).
     ``temporary``: ``out`` is the fresh temporary folder of a run given ``out=None`` (see
@@ -95,10 +102,30 @@ class StudyResult:
         return self.stats.failed
 
     def claims_frame(self) -> pd.DataFrame:
-        """The claims as a table: claim, verdict ("yes", "no", "not judged"), evidence."""
-        return pd.DataFrame([{"claim": text, "verdict": c.verdict, "evidence": c.evidence}
-                             for text, c in self.claims.items()],
-                            columns=["claim", "verdict", "evidence"])
+        """The claims as a table: claim, verdict ("yes", "no", "undecided", "not judged"), the
+        number that decided it with its 95 % interval (value, low, high), its threshold and the
+        claim's side of it ("above" or "below"), the rule that combines a claim's numbers,
+        and the evidence. A claim of several numbers shows the one that decided it (see
+        :meth:`tests_frame` for all); one without numbers (not judged) has NaN there."""
+        rows = []
+        for text, c in self.claims.items():
+            d = c.deciding
+            rows.append({"claim": text, "verdict": c.verdict,
+                         "value": d.interval.value if d else np.nan,
+                         "low": d.interval.low if d else np.nan,
+                         "high": d.interval.high if d else np.nan,
+                         "threshold": d.threshold if d else np.nan,
+                         "side": d.side if d else None, "rule": c.rule, "evidence": c.evidence})
+        return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+    def tests_frame(self) -> pd.DataFrame:
+        """Every number of every claim, one row each: claim, what, value, low, high, threshold,
+        side, method (of the interval), n and unit (its units of evidence), verdict (of that
+        number alone)."""
+        rows = [{"claim": text, **t.record()} for text, c in self.claims.items()
+                for t in c.tests]
+        return pd.DataFrame(rows, columns=["claim", "what", "value", "low", "high", "threshold",
+                                           "side", "method", "n", "unit", "verdict"])
 
     def _repr_html_(self) -> str:
         """A notebook's view: the folder, the tasks, the claims and the figures (inline PNGs)."""
@@ -338,8 +365,7 @@ def _summary(study: Study, ctx: Context, tables, claims: dict[str, Claim], stats
         return Summary(heading(study, ctx), run, strays, failure, rows, figures=figures,
                        tables=tables_declared)
     return Summary(heading(study, ctx), run, strays,
-                   claims=[{"claim": text, "held": c.held, "verdict": c.verdict,
-                            "evidence": c.evidence} for text, c in claims.items()],
+                   claims=[{"claim": text, **c.record()} for text, c in claims.items()],
                    notes=study.notes(tables, ctx) if study.notes is not None else "",
                    figures=figures, tables=tables_declared)
 

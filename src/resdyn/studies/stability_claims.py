@@ -1,8 +1,11 @@
 """Paper 000's claims as functions of the stability study's tables, and the numbers behind them.
 
-Each claim function takes (tables, ctx) and returns a :class:`~resdyn.studies.base.Claim`:
-held True / False, or None (not judged) where the claim needs whole spectra and only the top k
-values were computed (``--top-k``).
+Each claim function takes (tables, ctx) and returns a :class:`~resdyn.studies.base.Claim`
+judged by its numbers' 95 % intervals (:mod:`.intervals`): resampled over the images (the
+plateau, down-sampling, adversarial and linearization claims), over the network's units (the
+image-independence claim, whose number is a median over units), or the point of a quantity
+measured on the first image by design (skip scaling, interpolation); not judged where the
+claim needs whole spectra and only the top k values were computed (``--top-k``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Claim, Context
+from .intervals import Interval, Test, bootstrap, by_unit, evidence_unit
 
 
 def _pad(values, n: int) -> np.ndarray:
@@ -83,13 +87,13 @@ def _top_k(table: pd.DataFrame, spectra: pd.DataFrame, name_column: str = "name"
     return partial(table, sizes, name_column)
 
 
-def _judged(held: bool, evidence: str, top_k: bool) -> Claim:
+def _judged(evidence: str, tests: list[Test], top_k: bool) -> Claim:
     """A claim that needs whole spectra is not judged when only the top k were computed."""
     if top_k:
         return Claim(None, "only the top k values were computed (--top-k), so shares and "
                            "plateaus describe those alone; run without --top-k, or with --method "
                            "slq. " + evidence)
-    return Claim(bool(held), evidence)
+    return Claim.judged(evidence, tests)
 
 
 def _regular_plateau(spectra: pd.DataFrame) -> tuple[pd.DataFrame, float]:
@@ -98,24 +102,48 @@ def _regular_plateau(spectra: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     return reg, float(reg["plateau_share"].median())
 
 
+def _image_shares(spectra: pd.DataFrame, kinds: tuple[str, ...]) -> tuple[np.ndarray, list]:
+    """(images, units) plateau shares of the units of ``kinds``, and the units' names."""
+    rows = spectra[spectra["kind"].isin(kinds)]
+    total = rows[["n_above", "n_plateau", "n_below", "n_zero"]].sum(axis=1).clip(lower=1)
+    return by_unit(rows.assign(plateau_share=rows["n_plateau"] / total), "image", "name",
+                   "plateau_share")
+
+
+def _median_of_means(s: np.ndarray) -> np.ndarray:
+    """(r, images, units) -> (r,): the median over units of each unit's mean over images."""
+    with np.errstate(all="ignore"):
+        return np.nanmedian(np.nanmean(s, axis=1), axis=1)
+
+
 def plateau_claim(tables, ctx=None) -> Claim:
     sp = tables["spectra"]
     reg, median = _regular_plateau(sp)
-    return _judged(median > 0.5,
-                   f"median plateau share over regular units {median:.3f} (> 0.5 needed); per "
+    x, _ = _image_shares(sp, ("regular",))
+    iv, = bootstrap(x, _median_of_means, unit=evidence_unit(ctx))
+    return _judged(f"median plateau share over regular units {median:.3f} (> 0.5 needed); per "
                    "stage " + ", ".join(f"{_stage(sp, s)}: {g['plateau_share'].mean():.3f}"
                                        for s, g in reg.groupby("stage")),
+                   [Test("median plateau share of regular units", iv, 0.5, "above")],
                    _top_k(sp, sp))
 
 
 def image_independence_claim(tables, ctx=None) -> Claim:
     sp = tables["spectra"]
     var = image_variation(sp[sp["kind"] != "stage"])
+    if var.empty:
+        return Claim(None, "needs two images to compare")
     img, unit = float(var["relative"].median()), unit_to_unit_distance(sp)
-    return Claim(bool(img < 0.25 * unit) if np.isfinite(unit) else bool(img < 0.05),
-                 f"median relative image-to-image distance {img:.4f} vs unit-to-unit distance "
-                 f"{unit:.4f} within a stage (holds if below a quarter of it); max over units "
-                 f"of max |Δσ| {var['max_abs'].max():.4f}")
+    # the median is over the network's units: they are what is resampled; the yardstick (a
+    # quarter of the unit-to-unit distance) is the fixed threshold
+    iv, = bootstrap(var["relative"].to_numpy(float), lambda s: np.median(s, axis=1),
+                    unit="units")
+    threshold = 0.25 * unit if np.isfinite(unit) else 0.05
+    return Claim.judged(
+        f"median relative image-to-image distance {img:.4f} vs unit-to-unit distance "
+        f"{unit:.4f} within a stage (holds if below a quarter of it); max over units "
+        f"of max |Δσ| {var['max_abs'].max():.4f}",
+        [Test("median relative image-to-image distance", iv, threshold, "below")])
 
 
 def downsampling_claim(tables, ctx=None) -> Claim:
@@ -125,11 +153,22 @@ def downsampling_claim(tables, ctx=None) -> Claim:
     if not len(down):
         return Claim(None, "the model has no down-sampling units")
     _, median = _regular_plateau(sp)
-    return _judged(float(down["plateau_share"].max()) < 0.5 * median,
-                   "plateau share of down-sampling units "
+    x, names = _image_shares(sp, ("regular", "downsampling"))
+    kind = sp.drop_duplicates("name").set_index("name")["kind"]
+    is_down = np.array([kind[n] == "downsampling" for n in names])
+
+    def ratio(s: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            m = np.nanmean(s, axis=1)
+            return m[:, is_down].max(axis=1) / np.nanmedian(m[:, ~is_down], axis=1)
+
+    iv, = bootstrap(x, ratio, unit=evidence_unit(ctx))
+    return _judged("plateau share of down-sampling units "
                    + ", ".join(f"{n}: {p:.3f}" for n, p in zip(down["name"], down["plateau_share"],
                                                                strict=True))
-                   + f" vs regular median {median:.3f} (holds if all below half)", _top_k(sp, sp))
+                   + f" vs regular median {median:.3f} (holds if all below half)",
+                   [Test("largest down-sampling plateau share / regular median", iv, 0.5,
+                         "below")], _top_k(sp, sp))
 
 
 def skip_claim(tables, ctx=None) -> Claim:
@@ -138,11 +177,13 @@ def skip_claim(tables, ctx=None) -> Claim:
     if not len(moved):
         return Claim(None, "no skip scale α > 0 was computed")
     errs = (moved["plateau_position"] - moved["alpha"]).abs()
-    return _judged(bool((errs <= 0.02).all()),
-                   "plateau position per α: " + ", ".join(
+    worst = Interval.single(float(errs.max()), _one(ctx))
+    return _judged("plateau position per α: " + ", ".join(
                        f"α={a:g}: {p:.3f}" for a, p in zip(moved["alpha"], moved["plateau_position"],
                                                             strict=True))
-                   + " (holds if within 0.02 of α)", _top_k(skip, tables["spectra"], "unit"))
+                   + " (holds if within 0.02 of α)",
+                   [Test("largest |plateau position − α|", worst, 0.02, "below")],
+                   _top_k(skip, tables["spectra"], "unit"))
 
 
 def interpolation_claim(tables, ctx=None) -> Claim:
@@ -150,28 +191,53 @@ def interpolation_claim(tables, ctx=None) -> Claim:
     by_t = interp.set_index("t")["plateau_share"].sort_index()
     if len(by_t) < 2:
         return Claim(None, "needs at least two interpolation parameters t")
-    return _judged(bool(by_t.iloc[0] < 0.5 * by_t.iloc[-1]),
-                   "plateau share per t: " + ", ".join(f"t={t:g}: {s:.3f}" for t, s in by_t.items())
+    with np.errstate(all="ignore"):
+        ratio = float(np.float64(by_t.iloc[0]) / by_t.iloc[-1])
+    return _judged("plateau share per t: " + ", ".join(f"t={t:g}: {s:.3f}" for t, s in by_t.items())
                    + f"; largest at t={by_t.idxmax():g} (paper: t=0.5)",
+                   [Test(f"plateau share at t={by_t.index[0]:g} / at t={by_t.index[-1]:g}",
+                         Interval.single(ratio, _one(ctx)), 0.5, "below")],
                    _top_k(interp, tables["spectra"], "unit"))
+
+
+def _one(ctx) -> str:
+    return evidence_unit(ctx)[:-1]  # "image" or "sequence"
 
 
 def adversarial_claim(tables, ctx=None) -> Claim:
     prop = tables["propagation"]
     adv, rnd = (prop[prop["perturbation"] == k] for k in ("fgsm", "random-fgsm"))
     ratio = adv.groupby("index")["out_norm"].mean() / rnd.groupby("index")["out_norm"].mean()
-    return Claim(bool(ratio.iloc[-1] > 1.0),
-                 f"FGSM/random ratio of propagated magnitude at the last unit {ratio.iloc[-1]:.2f}, "
-                 f"at the first {ratio.iloc[0]:.2f}")
+    last = ratio.index[-1]
+    per_image = pd.concat([p[p["index"] == last].groupby("image")["out_norm"].mean()
+                           for p in (adv, rnd)], axis=1)
+
+    def of_means(s: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return s[..., 0].mean(axis=1) / s[..., 1].mean(axis=1)
+
+    iv, = bootstrap(per_image.to_numpy(float), of_means, unit=evidence_unit(ctx))
+    return Claim.judged(
+        f"FGSM/random ratio of propagated magnitude at the last unit {ratio.iloc[-1]:.2f}, "
+        f"at the first {ratio.iloc[0]:.2f}",
+        [Test("FGSM/random ratio at the last unit", iv, 1.0, "above")])
 
 
 def linearization_claim(tables, ctx=None) -> Claim:
     prop = tables["propagation"]
     adv = prop[prop["perturbation"] == "fgsm"]
     rel = (adv["predicted_growth"] / adv["growth"] - 1).abs()
-    return Claim(bool(rel.median() < 0.1),
-                 f"median |predicted/actual − 1| over units and images {rel.median():.3f} (FGSM; "
-                 f"holds if < 0.1), 90th percentile {rel.quantile(0.9):.3f}")
+    x, _ = by_unit(adv.assign(rel=rel), "image", "index", "rel")
+
+    def median(s: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.nanmedian(s.reshape(len(s), -1), axis=1)
+
+    iv, = bootstrap(x, median, unit=evidence_unit(ctx))
+    return Claim.judged(
+        f"median |predicted/actual − 1| over units and images {rel.median():.3f} (FGSM; "
+        f"holds if < 0.1), 90th percentile {rel.quantile(0.9):.3f}",
+        [Test("median |predicted/actual growth − 1|", iv, 0.1, "below")])
 
 
 CLAIMS = {

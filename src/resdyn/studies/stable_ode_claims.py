@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Claim
+from .intervals import Interval, Test
 
 PRESERVED = 0.01  # |log distance growth| / T below this: distance preserved
 
@@ -15,15 +16,20 @@ def sign_claim(tables, ctx) -> Claim:
     eig = tables["eigenvalues"].drop_duplicates("K").set_index("K")["max_re"]
     g = tables["growth"]
     g = g[(g["system"] == "linear") & (g["integrator"] == "reference")].set_index("K")
-    parts, held = [], True
+    parts, tests = [], []
     for k, rate in g["rate"].items():
         expect = int(np.sign(eig[k])) if abs(eig[k]) > 1e-12 else 0
-        seen = 0 if abs(rate) < PRESERVED else int(np.sign(rate))
-        held &= expect == seen
+        if expect > 0:
+            tests.append(Test(f"{k}: rate", Interval.exact(rate), PRESERVED, "above"))
+        elif expect < 0:
+            tests.append(Test(f"{k}: rate", Interval.exact(rate), -PRESERVED, "below"))
+        else:
+            tests.append(Test(f"{k}: |rate|", Interval.exact(abs(rate)), PRESERVED, "below"))
         parts.append(f"{k}: max Re λ = {eig[k]:+.2f}, distance × {g.loc[k, 'growth']:.3g}")
-    return Claim(held, "; ".join(parts) + " (ẏ = K y, reference integrator; holds if each "
-                 f"distance grows, shrinks or stays within {PRESERVED:g}·T in log as max Re λ is "
-                 "positive, negative or zero)")
+    return Claim.judged("; ".join(parts) + " (ẏ = K y, reference integrator; holds if each "
+                        f"distance grows, shrinks or stays within {PRESERVED:g}·T in log as max "
+                        "Re λ is positive, negative or zero; the rate is log(growth)/T, exact: "
+                        "no sampling)", tests)
 
 
 def euler_claim(tables, ctx) -> Claim:
@@ -35,15 +41,16 @@ def euler_claim(tables, ctx) -> Claim:
                  np.allclose(np.abs(e["im"]), np.abs(e["im"]).max())]
     if not rotations:
         return Claim(None, "no K with purely imaginary eigenvalues of one modulus")
-    parts, held = [], True
+    parts, tests = [], []
     for k in rotations:
         rho = float(np.abs(eig[eig["K"] == k]["im"]).max())
         expect = (1 + cfg.h ** 2 * rho ** 2) ** (cfg.steps / 2)
         got = float(g[(g["K"] == k) & (g["system"] == "linear") &
                       (g["integrator"] == "euler")]["growth"].iloc[0])
-        held &= abs(got / expect - 1) < 1e-9
+        tests.append(Test(f"{k}: |Euler growth / (1 + h²|λ|²)^(N/2) − 1|",
+                          Interval.exact(abs(got / expect - 1)), 1e-9, "below"))
         parts.append(f"{k}: Euler distance × {got:.6f}, (1 + h²|λ|²)^(N/2) = {expect:.6f}")
-    return Claim(held, "; ".join(parts) + f" (h = {cfg.h:g}, N = {cfg.steps} steps)")
+    return Claim.judged("; ".join(parts) + f" (h = {cfg.h:g}, N = {cfg.steps} steps)", tests)
 
 
 def notes(tables, ctx) -> str:

@@ -1,6 +1,12 @@
 """Stiffness study of paper 003: eigenvalues of every square block's Jacobian with respect to its
 input, stiffness indices, and their correlation with per-image loss and correctness.
 
+Convention: the eigenvalues are those of the block Jacobian J = ∂x_(l+1)/∂x_l (paper 003, "the
+Jacobian of individual residual blocks with respect to their inputs"); the stable comparison
+(paper 004) judges those of J − I, the residual branch (the ODE's vector field). The table
+gives both: the metrics of J, and of J − I (λ − 1) as ``branch_share_negative``,
+``branch_stiffness_signed`` and ``branch_stiffness_ratio``.
+
 One task per image: it captures the image's activations once and, for each square block,
 computes all eigenvalues (dense LAPACK geev of the block with the rows its output ReLU kills
 deflated) when the block is at most ``dense_max`` wide, else the extreme real parts by Arnoldi
@@ -47,7 +53,8 @@ class StiffnessConfig:
     """
 
     images: int = option(200, 2, MAX_IMAGES, short="-n", help=IMAGES_HELP + " (at least 2: "
-                         "correlations across images)")
+                         "the correlations with loss and correctness are across images, so "
+                         "--images 1 is refused)")
     seed: int = option(0, 0, MAX_SEED, help="image choice and the Arnoldi start vectors")
     blocks: tuple[str, ...] | None = option(None, none="all", help="all (every square block), "
                                             "or comma-separated block names")
@@ -96,8 +103,10 @@ def _plan(ctx: Context) -> Plan:
 
 STIFFNESS = Study(
     name="stiffness", title="Stiffness study", config=StiffnessConfig, plan=_plan,
-    resolve=resolve, revision=2,
-    changes="every square block's row records known_zero_rows (the rows its output ReLU kills)",
+    resolve=resolve, revision=3,
+    changes="every square block's row records the share and indices of J − I "
+            "(branch_share_negative, branch_stiffness_signed, branch_stiffness_ratio); since "
+            "revision 2, known_zero_rows (the rows its output ReLU kills)",
     tables={
         "stiffness": Table(order=lambda t, ctx: t.sort_values(["index", "image"],
                                                                ignore_index=True)),

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..capture import capture
-from ..metrics import EIG_ROUND_OFF_FACTOR, eigen_summary, eigenvalues_with_bounds
+from ..metrics import EIG_ROUND_OFF_FACTOR, eigen_summary, eigenvalues_with_bounds, share_below
 from ..models.units import Unit
 from ..operators import causal_eigenvalues, diagonal_blocks, unit_jacobian, upper_blocks_zero
 from ..operators.base import LinearOperator
@@ -27,6 +27,8 @@ from ..runs import ModelRef, current
 from ..spectra import eigenvalues
 
 METRICS = ("share_negative", "stiffness_signed", "stiffness_ratio", "spectral_radius")
+#: The same measures of J − I (the residual branch: paper 004's vector field), per block.
+BRANCH_METRICS = ("branch_share_negative", "branch_stiffness_signed", "branch_stiffness_ratio")
 NEEDS_ALL = {"share_negative": "the share needs every eigenvalue",
              "stiffness_ratio": "min |Re λ| needs every eigenvalue",
              "spectral_radius": "the extremes path computes real parts, not the largest |λ|"}
@@ -39,8 +41,11 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
     """Eigenvalue metrics of every block of one image (down-sampling blocks noted, skipped).
 
     Rows: image, label, loss, correct, block, stage, position, index (forward order), kind, n,
-    method, converged, note, max_real, min_real and the metrics, nan_reason, seconds, and the
-    eigenvalues (values_re, values_im) when ``keep_values``.
+    method, converged, note, max_real, min_real and the metrics of J (:data:`METRICS`), those
+    of J − I (:data:`BRANCH_METRICS`: the eigenvalues λ − 1 of the residual branch; the share
+    of Re(λ − 1) < 0 counts, with ``error_bounds``, only values below −their bound, else the
+    sign of the computed real part), nan_reason, seconds, and the eigenvalues (values_re,
+    values_im) when ``keep_values``.
 
     With ``error_bounds`` the dense path solves with left and right eigenvectors
     (:func:`~resdyn.metrics.eigenvalues_with_bounds`, a few times the time of eigenvalues
@@ -73,7 +78,7 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
                          f"not square ({'x'.join(map(str, u.in_shape))} -> "
                          f"{'x'.join(map(str, u.out_shape))}): no eigenvalues",
                          **_nan_metrics({m: "the block is not square, it has no eigenvalues"
-                                         for m in METRICS}), "seconds": 0.0,
+                                         for m in METRICS + BRANCH_METRICS}), "seconds": 0.0,
                          "values_re": [], "values_im": [],
                          **({"values_err": []} if error_bounds else {})})
             continue
@@ -95,11 +100,15 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
                 lam = np.asarray(res.values)
                 extra = {"method": res.method, "converged": bool(res.converged),
                          "note": res.message, "seconds": res.seconds}
-            m = eigen_summary(lam)
+            m, b = eigen_summary(lam), eigen_summary(lam - 1)
             metrics = {"max_real": float(lam.real.max()), "min_real": float(lam.real.min()),
                        "share_negative": m.share_negative, "stiffness_signed": m.stiffness_signed,
                        "stiffness_ratio": m.stiffness_ratio, "spectral_radius": m.spectral_radius,
-                       "nan_reason": m.nan_reason}
+                       "branch_share_negative": (share_below(lam, err, shift=1.0)
+                                                 if error_bounds else b.share_negative),
+                       "branch_stiffness_signed": b.stiffness_signed,
+                       "branch_stiffness_ratio": b.stiffness_ratio,
+                       "nan_reason": _join(m.nan_reason, _branch(b.nan_reason))}
             kept = lam if keep_values else np.zeros(0, complex)
             err = err if keep_values else np.zeros(0)
         else:
@@ -108,13 +117,20 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
             bottom = eigenvalues(op, k=k, which="SR", seed=seed)
             hi, lo = float(top.values.real.max()), float(bottom.values.real.min())
             # the extremes fix min and max Re λ, so the signed index (and why it is NaN) too
-            ends = eigen_summary(np.concatenate([top.values, bottom.values]))
+            extremes = np.concatenate([top.values, bottom.values])
+            ends, branch_ends = eigen_summary(extremes), eigen_summary(extremes - 1)
             where = f"Arnoldi path, n = {u.n_in} > dense_max = {dense_max}"
-            why = {**{name: f"{need} ({where})" for name, need in NEEDS_ALL.items()},
-                   **{name: w for name, w in _split_reasons(ends.nan_reason).items()
-                      if name == "stiffness_signed"}}
+            signed = {name: w for name, w in _split_reasons(ends.nan_reason).items()
+                      if name == "stiffness_signed"}
+            branch_signed = {f"branch_{name}": w for name, w
+                             in _split_reasons(branch_ends.nan_reason).items()
+                             if name == "stiffness_signed"}
+            why = {**{name: f"{need} ({where})" for name, need in NEEDS_ALL.items()}, **signed,
+                   **{f"branch_{name}": f"{need} ({where})" for name, need in NEEDS_ALL.items()
+                      if f"branch_{name}" in BRANCH_METRICS}, **branch_signed}
             metrics = {**_nan_metrics(why), "max_real": hi, "min_real": lo,
-                       "stiffness_signed": ends.stiffness_signed}
+                       "stiffness_signed": ends.stiffness_signed,
+                       "branch_stiffness_signed": branch_ends.stiffness_signed}
             extra = {"method": top.method, "converged": bool(top.converged and bottom.converged),
                      "note": f"largest real parts: {top.message}; smallest: {bottom.message}",
                      "seconds": top.seconds + bottom.seconds}
@@ -129,9 +145,17 @@ def stiffness_task(model: ModelRef, input_shape: tuple[int, ...], x: torch.Tenso
 def _nan_metrics(why: dict[str, str]) -> dict:
     """Every metric NaN; ``nan_reason`` says why for each metric named in ``why``."""
     nan = float("nan")
-    return {"max_real": nan, "min_real": nan, "share_negative": nan, "stiffness_signed": nan,
-            "stiffness_ratio": nan, "spectral_radius": nan,
+    return {"max_real": nan, "min_real": nan, **dict.fromkeys(METRICS + BRANCH_METRICS, nan),
             "nan_reason": "; ".join(f"{m}: {w}" for m, w in why.items())}
+
+
+def _branch(reasons: str) -> str:
+    """The ``nan_reason`` of J − I's measures, named as their columns (``branch_...``)."""
+    return "; ".join(f"branch_{m}: {w}" for m, w in _split_reasons(reasons).items())
+
+
+def _join(*reasons: str) -> str:
+    return "; ".join(r for r in reasons if r)
 
 
 def _split_reasons(text: str) -> dict[str, str]:
