@@ -108,7 +108,7 @@ def project(j1: Tensor | LinearOperator, left: np.ndarray, right: np.ndarray) ->
     Example:
         >>> import numpy as np, torch
         >>> e = np.eye(3)
-        >>> project(torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)), e, e)[1, 1]
+        >>> float(project(torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)), e, e)[1, 1])
         2.0
     """
     r = torch.as_tensor(np.ascontiguousarray(right), dtype=torch.float64)

@@ -25,6 +25,7 @@ from ..dynamics.coupling import (
     token_jacobian,
 )
 from ..operators.base import LinearOperator
+from ..operators.linearize import linearized
 from ..runs import ModelRef, current
 from ..spectra.triplets import SingularTriplets, singular_triplets
 
@@ -51,8 +52,9 @@ def _jacobians(b: Block, x: Tensor, *, dense_max: int, kmax: int, seed: int,
         rows = read_rows(f, b, x, b.read, dtype=run.dtype)
         js: list[Tensor | LinearOperator] = [rows[t] for t in range(b.tokens)]
         return js, [singular_triplets(j, kmax) for j in rows], "dense"
-    ops: list[Tensor | LinearOperator] = [token_jacobian(f, b, x, t, b.read, dtype=run.dtype)
-                                          for t in range(b.tokens)]
+    # linearized once: the solve, the projections and the random frames replay one pass
+    ops: list[Tensor | LinearOperator] = [
+        linearized(token_jacobian(f, b, x, t, b.read, dtype=run.dtype)) for t in range(b.tokens)]
     trips = [singular_triplets(op, kmax, method="block", seed=seed) for op in ops]
     return ops, trips, "block"
 
