@@ -13,6 +13,10 @@ RA2, the top singular vectors of the residual branches' Jacobians J_R aligned wi
 numerical rank of J_R against the number of classes; RA4, σ₁(J_R) against depth over a family
 of networks trained alike (by default the shipped digits ResNet-20/56/110), a power-law fit.
 
+Block coupling (Aubry, Meng, Sugolov & Papyan, ICLR 2025): m_K between the per-token Jacobians
+of the blocks' residual contributions, across depth and tokens, against a random level
+(:mod:`resdyn.dynamics.coupling`; its tables, figure and claim in :mod:`.dynamics_coupling`).
+
 Its claims, and the notes with their numbers, are in :mod:`.dynamics_claims`.
 """
 
