@@ -11,9 +11,9 @@ from .common import common_prefix, plt, save
 
 
 def _grid(ax, fig, m: np.ndarray, vmax: float, label: str) -> None:
-    im = ax.imshow(m, vmin=0, vmax=vmax, cmap="magma_r")
+    im = ax.imshow(m, vmin=0, vmax=vmax, cmap="magma_r", aspect="auto")
     fig.colorbar(im, ax=ax, fraction=0.046, label=label)
-    if m.size <= 144:
+    if m.shape[0] <= 12 and m.shape[1] <= 12:
         for (i, j), v in np.ndenumerate(m):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
@@ -38,7 +38,7 @@ def coupling(pairs: pd.DataFrame, blocks: pd.DataFrame, path: Path, model: str) 
     panels = 2 if len(tokens) else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.6), squeeze=False)
     names = list(dict.fromkeys(blocks.sort_values("l")["block"]))
-    level = float(ujv["random"].median()) if len(ujv) else 1.0
+    level = float(depth["random"].median()) if len(depth) else float(ujv["random"].median())
     vmax = max(level, float(ujv["m"].max()) if len(ujv) else 0.0, 1e-12)
     m = np.full((len(names), len(names)), np.nan)
     for (l1, l2), v in depth.groupby(["l1", "l2"])["m"].median().items():
@@ -57,9 +57,13 @@ def coupling(pairs: pd.DataFrame, blocks: pd.DataFrame, path: Path, model: str) 
         ax = axes[0, 1]
         _grid(ax, fig, t.to_numpy(), vmax, f"m_{k}(J_tr, J_rr)")
         ax.set_yticks(range(len(t)), [short[int(i)] for i in t.index], fontsize=7)
+        step = max(1, -(-len(t.columns) // 16))  # at most 16 labels
+        ax.set_xticks(range(0, len(t.columns), step),
+                      [str(int(c)) for c in t.columns[::step]], fontsize=7)
         ax.set_xlabel(f"input token t (r = {int(tokens['token_out_1'].iloc[0])}, read by the head)")
         ax.set_ylabel("block l")
-        ax.set_title(f"across tokens, m_{k}(J^l_tr, J^l_rr)", fontsize=9)
+        ax.set_title(f"across tokens, m_{k}(J^l_tr, J^l_rr); random level "
+                     f"{float(tokens['random'].median()):.3g}", fontsize=9)
     fig.suptitle(f"{model}: block coupling (Aubry et al. 2025), 0 = coupled")
     fig.tight_layout()
     return save(fig, path)
