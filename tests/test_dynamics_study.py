@@ -106,6 +106,20 @@ def test_zero_rows_are_counted_never_nan(run):
             == zeros.groupby(["path", "image", "depth"])["n_zero"].first()).all()
 
 
+def test_coupling_table_and_claim_on_the_resnet(run):
+    result, _, _ = run
+    c = result.tables["coupling"]
+    assert set(c["model"]) == {"digits-resnet20"} and c["image"].nunique() == 1
+    assert set(c["across"]) == {"depth"} and set(c["K"]) == {10, 30, 50}  # one "token": the map
+    blocks = result.tables["coupling_blocks"]
+    assert "stages.1.0" not in set(blocks["block"])  # a down-sampling unit: no partner
+    d = c[(c["l1"] != c["l2"]) & (c["orientation"] == "ujv") & (c["K"] == 10)]
+    claim = next(v for k, v in result.claims.items() if k.startswith("blocks are coupled"))
+    m, level = d["m"].median(), d["random"].median()
+    assert f"{m:.3f} against the random level {level:.3f}" in claim.evidence
+    assert claim.held == bool(m <= 0.5 * level)
+
+
 def test_dynamics_on_the_vit_and_from_the_command_line(tmp_path):
     out = tmp_path / "vit"
     r = CliRunner().invoke(app, ["dynamics", "--model", "digits-vit", "--images", "1", "--k",
@@ -113,6 +127,9 @@ def test_dynamics_on_the_vit_and_from_the_command_line(tmp_path):
     assert r.exit_code == 0, r.output
     ly = pd.read_parquet(out / "lyapunov.parquet")
     assert ly["depth"].max() == 8 and set(ly["path"]) == {"exact", "qr"}
+    c = pd.read_parquet(out / "coupling.parquet")  # the class token (0) read, 17 tokens
+    assert set(c["across"]) == {"depth", "tokens"} and set(c["token_out_1"]) == {0}
+    assert len(pd.read_parquet(out / "line_shape.parquet")) == 17
     summary = json.loads((out / "summary.json").read_text())
     ra4 = next(c for c in summary["claims"] if c["claim"].startswith("RA4"))
     assert ra4["verdict"] == "not judged"

@@ -60,9 +60,10 @@ def _model(family):
     return model
 
 
-#: tables a study leaves empty here: RA4's depth family is not given (family=()), and a
-#: network whose stages change shape inside has no trajectory of one shape
-EMPTY = {"depth", "depth_law", "trajectory"}
+#: tables a study leaves empty here: RA4's depth family is not given (family=()), a network
+#: whose stages change shape inside has no trajectory of one shape, and one of no token
+#: sequences ((T, d) inputs) has no token trajectories (the line-shape score)
+EMPTY = {"depth", "depth_law", "trajectory", "line_shape"}
 
 STUDIES = {
     "spectra": (SPECTRA, SpectraConfig(images=1, k=3)),

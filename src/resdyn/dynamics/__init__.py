@@ -1,7 +1,7 @@
 """Residual networks as dynamical systems across depth: finite-time Lyapunov exponents of the
 composed units (:mod:`.lyapunov`), the residual-alignment measurements of Li & Papyan
-(:mod:`.alignment`), and the integration of an ODE by forward Euler, a ResNet's forward pass,
-and by a reference integrator (:mod:`.ode`).
+(:mod:`.alignment`), block coupling of Aubry et al. (:mod:`.coupling`), and the integration of
+an ODE by forward Euler, a ResNet's forward pass, and by a reference integrator (:mod:`.ode`).
 """
 
 from .alignment import (
@@ -15,6 +15,16 @@ from .alignment import (
     straightness,
     subspace_overlap,
 )
+from .coupling import (
+    KS,
+    Block,
+    blocks,
+    coupling,
+    line_shape,
+    random_level,
+    read_rows,
+    token_jacobian,
+)
 from .lyapunov import (
     ZERO_RTOL,
     Exponents,
@@ -24,7 +34,9 @@ from .lyapunov import (
     zero_threshold,
 )
 
-__all__ = ["ZERO_RTOL", "Exponents", "Triplets", "exact_exponents", "numerical_rank",
+__all__ = ["KS", "ZERO_RTOL", "Block", "Exponents", "Triplets", "blocks", "coupling",
+           "exact_exponents", "line_shape", "numerical_rank", "random_level", "read_rows",
+           "token_jacobian",
            "overlap_matrix", "qr_exponents", "random_overlap", "rank_resolution",
            "residual_triplets", "self_alignment", "straightness", "subspace_overlap",
            "unit_inputs", "zero_threshold"]

@@ -17,8 +17,10 @@ from .api import (
     singular_values,
 )
 from .results import Density, Eigenvalues, SingularValues
+from .triplets import SingularTriplets, singular_triplets
 
 __all__ = ["EIGEN_METHODS", "EIGEN_METHOD_NAMES", "PRECISIONS", "SINGULAR_METHODS", "SINGULAR_METHOD_NAMES",
-           "Density", "Eigenvalues", "SingularValues", "check_singular_request",
+           "Density", "Eigenvalues", "SingularTriplets", "SingularValues",
+           "check_singular_request", "singular_triplets",
            "choose_eigen", "choose_singular",
            "eigenvalues", "precision_dtype", "singular_values"]

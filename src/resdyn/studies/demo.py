@@ -47,8 +47,8 @@ def parts(quick: bool = False) -> list[Part]:
     """The demo's studies: papers 000 (stability), 002 (identity and its depth sweep), 003
     (stiffness) and 004 (ODE examples, stable architectures compared); 000, 002 and 003 on the
     shipped digits ResNet, the shipped digits ViT (``-vit`` folders) and the shipped GPT-2 on
-    the embedded token language (``-lm`` folders); then the dynamics
-    study (Lyapunov exponents, residual alignment). In folder order, as the report lists them."""
+    the embedded token language (``-lm`` folders); then the dynamics study (Lyapunov exponents,
+    residual alignment, block coupling). In folder order, as the report lists them."""
     if quick:
         return [
             Part("000-stability", STABILITY, "digits-resnet20", "digits",

@@ -13,6 +13,10 @@ RA2, the top singular vectors of the residual branches' Jacobians J_R aligned wi
 numerical rank of J_R against the number of classes; RA4, σ₁(J_R) against depth over a family
 of networks trained alike (by default the shipped digits ResNet-20/56/110), a power-law fit.
 
+Block coupling (Aubry, Meng, Sugolov & Papyan, ICLR 2025): m_K between the per-token Jacobians
+of the blocks' residual contributions, across depth and tokens, against a random level
+(:mod:`resdyn.dynamics.coupling`; its tables, figure and claim in :mod:`.dynamics_coupling`).
+
 Its claims, and the notes with their numbers, are in :mod:`.dynamics_claims`.
 """
 
@@ -31,8 +35,9 @@ from ..models.zoo import SHIPPED
 from ..plots import dynamics as figs
 from ..runs import ModelRef, Task
 from ..runs.identity import model_digest
+from ..tasks.coupling import coupling_task
 from ..tasks.dynamics import alignment_task, depth_task, lyapunov_task
-from . import dynamics_claims
+from . import dynamics_claims, dynamics_coupling
 from .base import Context, Figure, Plan, Study, Table
 from .options import IMAGES_HELP, MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, option, options_class
 
@@ -49,8 +54,10 @@ class DynamicsConfig:
     ``family_digests`` is filled by :func:`resolve` (the family's weights are part of the run).
 
     Example:
-        >>> DynamicsConfig(images=2, family=())
-        DynamicsConfig(images=2, seed=0, k=5, dense_max=4096, family=(), family_images=2, family_digests=())
+        >>> DynamicsConfig(images=2, family=())  # doctest: +ELLIPSIS
+        DynamicsConfig(images=2, seed=0, k=5, dense_max=4096, family=(), family_images=2, ...)
+        >>> DynamicsConfig().coupling_images
+        1
         >>> DynamicsConfig(k=0)
         Traceback (most recent call last):
             ...
@@ -70,6 +77,10 @@ class DynamicsConfig:
         "comma-separated; auto: the digits ResNets on digits, none otherwise; none")
     family_images: int = option(2, 1, MAX_IMAGES, help="images per network of the family")
     family_digests: tuple[str, ...] = option((), cli=False)
+    coupling_images: int = option(1, 0, MAX_IMAGES, help="images (sequences) whose block "
+                                  "coupling (Aubry et al. 2025) is measured, the first N of "
+                                  "those chosen; triplets dense up to --dense-max wide, "
+                                  "matrix-free above; 0: none")
 
 
 def _family(text: str) -> tuple[str, ...] | None:
@@ -121,6 +132,11 @@ def _plan(ctx: Context) -> Plan:
                     image=i, label=int(ctx.dataset.y[i]), k=cfg.k, dense_max=cfg.dense_max)
         tasks.append(Task("lyapunov", f"img{i}", lyapunov_task, args))
         tasks.append(Task("alignment", f"img{i}", alignment_task, dict(args)))
+    for i in images[:cfg.coupling_images]:
+        tasks.append(Task("coupling", f"img{i}", coupling_task,
+                          dict(model=ctx.ref, input_shape=ctx.dataset.input_shape,
+                               x=ctx.dataset.x[i].clone(), image=i, label=int(ctx.dataset.y[i]),
+                               dense_max=cfg.dense_max)))
     chosen = images[:cfg.family_images]
     for spec in cfg.family or ():
         name = Path(spec).stem if spec.endswith(".safetensors") else spec
@@ -177,6 +193,7 @@ DYNAMICS = Study(
         "depth": Table(),
         "depth_law": Table(derive=lambda t, ctx: depth_law(t["depth"])),
         "qr_error": Table(derive=lambda t, ctx: qr_error(t["lyapunov"])),
+        **dynamics_coupling.TABLES,
     },
     figures={
         "exponents": Figure(lambda t, ctx, p: figs.exponents(t["lyapunov"], t["qr_error"], p,
@@ -192,7 +209,10 @@ DYNAMICS = Study(
             t["depth_law"], dynamics_claims.depth_fit(t["depth_law"]), p, ctx.model_name),
                             "σ₁(J_R) against depth L over the family (median, 10–90 %), with "
                             "the power-law fit"),
+        **dynamics_coupling.FIGURES,
     },
-    claims=dynamics_claims.CLAIMS, notes=dynamics_claims.notes, precisions=("float64",),
+    claims={**dynamics_claims.CLAIMS, **dynamics_coupling.CLAIMS},
+    notes=lambda t, ctx: dynamics_claims.notes(t, ctx) + dynamics_coupling.notes(t, ctx),
+    precisions=("float64",),
     precision_note="log σ of deep products needs float64 (float32 products reach its round-off "
                    "after a few units)")
