@@ -26,7 +26,8 @@ CLAIMS = list(DYNAMICS.claims)
 def run(tmp_path_factory):
     model, data = load_model("digits-resnet20"), load_data("digits")
     cfg = DynamicsConfig(images=2, k=3, family=("digits-resnet20", "digits-resnet56",
-                                                 "digits-resnet110"), family_images=1)
+                                                 "digits-resnet110"), family_images=1,
+                         coupling_images=2)
     out = tmp_path_factory.mktemp("dyn")
     return run_study(DYNAMICS, model, data, cfg, out, model_name="digits-resnet20"), model, data
 
@@ -109,7 +110,7 @@ def test_zero_rows_are_counted_never_nan(run):
 def test_coupling_table_and_claim_on_the_resnet(run):
     result, _, _ = run
     c = result.tables["coupling"]
-    assert set(c["model"]) == {"digits-resnet20"} and c["image"].nunique() == 1
+    assert set(c["model"]) == {"digits-resnet20"} and c["image"].nunique() == 2
     assert set(c["across"]) == {"depth"} and set(c["K"]) == {10, 30, 50}  # one "token": the map
     blocks = result.tables["coupling_blocks"]
     assert "stages.1.0" not in set(blocks["block"])  # a down-sampling unit: no partner
@@ -117,7 +118,12 @@ def test_coupling_table_and_claim_on_the_resnet(run):
     claim = next(v for k, v in result.claims.items() if k.startswith("blocks are coupled"))
     m, level = d["m"].median(), d["random"].median()
     assert f"{m:.3f} against the random level {level:.3f}" in claim.evidence
-    assert claim.held == bool(m <= 0.5 * level)
+    per_image = d.groupby("image")[["m", "random"]].median()
+    ratios = per_image["m"] / per_image["random"]
+    test, = claim.tests  # the ratio per image, its median, bootstrapped over the 2 images
+    assert test.interval.value == pytest.approx(ratios.median(), rel=1e-12)
+    assert (test.interval.low, test.interval.high) == (ratios.min(), ratios.max())
+    assert claim.held is (True if ratios.max() < 0.5 else False if ratios.min() > 0.5 else None)
 
 
 def test_dynamics_on_the_vit_and_from_the_command_line(tmp_path):

@@ -4,10 +4,12 @@ figure, claim and notes, registered by :mod:`.dynamics`; the task is
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..plots import coupling as figs
 from .base import Claim, Context, Figure, Table, Tables
+from .intervals import Test, bootstrap, evidence_unit
 
 #: The claim holds when the median m_K across depth is at most this share of the median random
 #: level (fixed before any run).
@@ -57,13 +59,18 @@ def coupled_claim(tables: Tables, ctx: Context | None = None) -> Claim:
     k, m, level = int(d["K"].iloc[0]), float(d["m"].median()), float(d["random"].median())
     by_k = (pairs[(pairs["across"] == "depth") & (pairs["l1"] != pairs["l2"])
                   & (pairs["orientation"] == "ujv")].groupby("K")[["m", "random"]].median())
-    return Claim(bool(m <= FAR_BELOW * level),
+    per_image = d.groupby("image")[["m", "random"]].median()
+    ratios = (per_image["m"] / per_image["random"]).to_numpy()
+    iv, = bootstrap(ratios, lambda s: np.median(s, axis=1), unit=evidence_unit(ctx))
+    return Claim.judged(
                  f"median m_{k} across depth (every ordered pair of different blocks of one "
                  f"width, read token, U-J-V, {d['image'].nunique()} image(s), {len(d)} pairs) "
                  f"{m:.3f} against the random level {level:.3f} (ratio {m / level:.2f}); per K: "
                  + ", ".join(f"K={int(kk)}: {r.m:.3f} / {r.random:.3f}"
                              for kk, r in by_k.iterrows())
-                 + f" (holds if ≤ {FAR_BELOW:g} × the random level)")
+                 + f" (holds if ≤ {FAR_BELOW:g} × the random level)",
+                 [Test(f"median over images of m_{k} / random level across depth", iv, FAR_BELOW,
+                       "below")])
 
 
 def notes(tables: Tables, ctx: Context) -> str:
