@@ -16,7 +16,6 @@ from .alignment import (
     subspace_overlap,
 )
 from .lyapunov import (
-    ZERO_RTOL,
     Exponents,
     exact_exponents,
     qr_exponents,
@@ -24,7 +23,7 @@ from .lyapunov import (
     zero_threshold,
 )
 
-__all__ = ["ZERO_RTOL", "Exponents", "Triplets", "exact_exponents", "numerical_rank",
+__all__ = ["Exponents", "Triplets", "exact_exponents", "numerical_rank",
            "overlap_matrix", "qr_exponents", "random_overlap", "rank_resolution",
            "residual_triplets", "self_alignment", "straightness", "subspace_overlap",
            "unit_inputs", "zero_threshold"]

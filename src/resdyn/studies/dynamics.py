@@ -11,7 +11,8 @@ line (per stage: straightness ‖x_L − x_0‖ / path length and the spread of 
 RA2, the top singular vectors of the residual branches' Jacobians J_R aligned within a unit
 (|⟨u_i, v_i⟩|) and across depth (overlaps of top-k subspaces against random ones); RA3, the
 numerical rank of J_R against the number of classes; RA4, σ₁(J_R) against depth over a family
-of networks trained alike (by default the shipped digits ResNet-20/56/110), a power-law fit.
+of networks trained alike (by default the shipped digits ResNet-20/32/44/56/110), a power-law
+fit.
 
 Its claims, and the notes with their numbers, are in :mod:`.dynamics_claims`.
 """
@@ -36,8 +37,10 @@ from . import dynamics_claims
 from .base import Context, Figure, Plan, Study, Table
 from .options import IMAGES_HELP, MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, option, options_class
 
-#: The depth family of RA4 on digits: the shipped ResNets, trained alike at three depths.
-DIGITS_FAMILY = ("digits-resnet20", "digits-resnet56", "digits-resnet110")
+#: The depth family of RA4 on digits: the shipped ResNets, trained alike at five depths
+#: (9, 15, 21, 27 and 54 residual units).
+DIGITS_FAMILY = ("digits-resnet20", "digits-resnet32", "digits-resnet44", "digits-resnet56",
+                 "digits-resnet110")
 
 # Thresholds of the claims, fixed before any run (never tuned to make a claim hold).
 
