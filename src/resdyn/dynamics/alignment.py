@@ -94,7 +94,7 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
         >>> t = residual_triplets(u, torch.randn(16, 8, 8), k=2)
         >>> t.left.shape, t.right.shape, bool(t.sigma[0] >= t.sigma[1]), t.method
         ((1024, 2), (1024, 2), True, 'dense')
-        >>> 0 < t.rank <= 1024, t.resolution < 1e-12 * t.sigma[0]  # rank from the same SVD
+        >>> 0 < t.rank <= 1024, bool(t.resolution < 1e-12 * t.sigma[0])  # rank from the same SVD
         (True, True)
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -64,6 +64,7 @@ from ..operators.base import LinearOperator, compose
 from ..operators.jacobian import unit_jacobian
 from ..spectra.api import singular_values
 
+
 @dataclass(frozen=True)
 class Exponents:
     """Finite-time Lyapunov exponents of J_{1→l} at one depth l.
