@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -23,11 +24,15 @@ from resdyn.dynamics import (
     straightness,
     subspace_overlap,
     unit_inputs,
+    zero_threshold,
 )
+from resdyn.metrics import power_law
 from resdyn.models import UnitParts
 from resdyn.models.adapters import DECLARED
 from resdyn.models.surgery import copy_unit
-from resdyn.operators.jacobian import relu_off
+from resdyn.operators.jacobian import relu_off, residual_jacobian
+from resdyn.spectra import singular_values
+from resdyn.studies.dynamics_claims import ra4_claim
 
 F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -279,6 +284,71 @@ def test_relu_killed_rows_give_minus_infinity_never_nan(digits):
         assert e.n_zero >= killed and np.isneginf(e.values).sum() == e.n_zero
         assert np.all(np.isneginf(e.values[-e.n_zero:])) and np.isfinite(e.values[0])
         assert np.all(np.diff(e.values[np.isfinite(e.values)]) <= 0)
+
+
+def test_a_long_non_normal_product_keeps_its_known_tiny_values_and_its_exact_zero(declared):
+    """J_t = Q_t·D·Q_{t−1}ᵀ (Q_t orthogonal): J_l ⋯ J_1 = Q_l·D^l·Q_0ᵀ, so σ_i(l) = d_i^l and
+    λ_i(l) = log d_i at every depth, exactly. At l = 60, σ_4/σ_1 = (0.79/1.25)^60 = 1.1e-12:
+    a value the old rule (σ ≤ 1e-12·max(1, σ_1)·√n) read as zero; d_5 = 0 is a true zero."""
+    depth, d = 60, torch.tensor([1.25, 1.1, 0.9, 0.79, 0.0], dtype=F64)
+    n = len(d)
+    g = torch.Generator().manual_seed(0)
+    q = [torch.linalg.qr(torch.randn(n, n, dtype=F64, generator=g))[0] for _ in range(depth + 1)]
+    net = nn.Sequential(*[LinearUnit(q[t + 1] @ torch.diag(d) @ q[t].T - torch.eye(n, dtype=F64))
+                          for t in range(depth)]).double().eval()
+    ex = exact_exponents(units(net, (n,)), torch.randn(n, dtype=F64, generator=g), n)
+    expected = np.log(d[:4].numpy())
+    sigma1, sigma4 = 1.25 ** depth, 0.79 ** depth
+    assert sigma4 < 1e-12 * sigma1 * math.sqrt(n)  # the old rule's zero
+    for e in ex:
+        np.testing.assert_allclose(e.values[:4], expected, rtol=0, atol=1e-5)
+        assert e.n_zero == 1 and np.isneginf(e.values[4]), e.depth
+        assert e.resolution == pytest.approx(zero_threshold(1.25 ** e.depth, (n, n), e.depth))
+    assert ex[-1].resolution < sigma4 / 10  # resolved with a margin: (5 + 60)·ε·σ_1 = 1.4e-14·σ_1
+    assert zero_threshold(1e-9, (n, n), depth) == pytest.approx((5 + 60) * 2.0 ** -52 * 1e-9)
+
+
+def test_the_rank_from_the_svd_equals_the_gram_paths_on_the_shipped_units(digits):
+    """RA3's rank is read off the triplets' own SVD (resolution max(n)·ε·σ_1, numpy's
+    matrix_rank tolerance); the Gram path (resolution √(n·ε)·σ_1) agrees wherever no value lies
+    between the two resolutions: on digits-resnet20's units of every width (1024, the
+    down-sampling 1024 → 512, 512, 256) at a test image, with no value there."""
+    model, _, _ = digits
+    image = load_data("digits").x[3:4]
+    us = [u for u in units(model) if u.parts is not None]
+    acts = capture(model, image, us)
+    for u in (us[1], us[3], us[5], us[8]):
+        x = acts.inputs[u.name][0]
+        t = residual_triplets(u, x, 2)
+        dense = residual_jacobian(u, x).dense().numpy()
+        sigma = np.linalg.svd(dense, compute_uv=False)
+        tol = sigma[0] * max(dense.shape) * np.finfo(float).eps  # numpy's matrix_rank default
+        assert t.resolution == pytest.approx(tol)
+        assert t.rank == numerical_rank(sigma, tol) > 0
+        gram = singular_values(residual_jacobian(u, x), method="dense")
+        between = int(((sigma > t.resolution) & (sigma <= gram.resolution)).sum())
+        assert between == 0, u.name
+        assert t.rank == int((np.asarray(gram.values) > gram.resolution).sum()), u.name
+    wide = residual_triplets(us[8], acts.inputs[us[8].name][0], 2, dense_max=0)
+    assert wide.method == "svds" and wide.rank is None and wide.resolution is None
+
+
+def test_ra4_on_five_depths_recovers_a_planted_inverse_law_inside_its_interval():
+    """σ₁ = c·L^(−1) (with 5 % seeded noise) at the five digits depths: p = 1 inside the
+    fit's 95 % interval, and RA4 holds with those numbers in its evidence."""
+    depths = np.array([9, 15, 21, 27, 54])
+    exact = power_law(depths, 8.0 / depths)
+    assert exact.p == pytest.approx(1.0, abs=1e-12) and exact.c == pytest.approx(8.0)
+    noisy = 8.0 / depths * np.exp(np.random.default_rng(0).normal(0, 0.05, depths.size))
+    fit = power_law(depths, noisy)
+    assert fit.p_low < 1.0 < fit.p_high and fit.p_high - fit.p_low < 0.5 and fit.n == 5
+    law = pd.DataFrame({"model": [f"r{L}" for L in depths], "units": depths,
+                        "sigma1_median": noisy})
+    claim = ra4_claim({"depth_law": law})
+    assert claim.held is True
+    assert f"p = {fit.p:.3f} (95 % interval {fit.p_low:.3f} to {fit.p_high:.3f}" in claim.evidence
+    half = law.assign(sigma1_median=4.0 / np.sqrt(depths))  # p = 1/2: the interval misses 1
+    assert ra4_claim({"depth_law": half}).held is False
 
 
 def test_bad_input_is_refused_with_the_fix(digits):

@@ -17,6 +17,7 @@ from resdyn import capture, load_data, load_model, units
 from resdyn.cli import app
 from resdyn.operators import residual_jacobian, stage_jacobian
 from resdyn.studies import DYNAMICS, DynamicsConfig, run_study
+from resdyn.studies.dynamics import DIGITS_FAMILY
 from resdyn.studies.identity_sweep_claims import POWER_TOLERANCE
 
 CLAIMS = list(DYNAMICS.claims)
@@ -25,8 +26,7 @@ CLAIMS = list(DYNAMICS.claims)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     model, data = load_model("digits-resnet20"), load_data("digits")
-    cfg = DynamicsConfig(images=2, k=3, family=("digits-resnet20", "digits-resnet56",
-                                                 "digits-resnet110"), family_images=1,
+    cfg = DynamicsConfig(images=2, k=3, family_images=1,  # the default family: five depths
                          coupling_images=2)
     out = tmp_path_factory.mktemp("dyn")
     return run_study(DYNAMICS, model, data, cfg, out, model_name="digits-resnet20"), model, data
@@ -58,10 +58,11 @@ def test_residual_table_holds_the_top_singular_values_of_each_residual_jacobian(
     assert int(row["rank"]) == int((sigma > row["resolution"]).sum())
 
 
-def test_depth_law_has_the_three_shipped_depths_and_every_claim_is_judged_or_says_why(run):
+def test_depth_law_has_the_five_shipped_depths_and_every_claim_is_judged_or_says_why(run):
     result, _, _ = run
     law = result.tables["depth_law"]
-    assert law["units"].tolist() == [9, 27, 54]
+    assert law["units"].tolist() == [9, 15, 21, 27, 54]
+    assert law["model"].tolist() == list(DIGITS_FAMILY)
     summary = json.loads((result.out / "summary.json").read_text())
     assert [c["claim"] for c in summary["claims"]] == CLAIMS
     for c in summary["claims"]:

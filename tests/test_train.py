@@ -147,7 +147,7 @@ def test_train_and_save_records_the_reloaded_accuracy(tmp_path):
         assert f.get_tensor("fc.weight").dtype == torch.float16
 
 
-@pytest.mark.parametrize("depth", [20, 56, 110])
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 def test_shipped_checkpoints_reproduce_their_accuracy(digits_test, depth):
     model = load_model(f"digits-resnet{depth}")
     info = model_card(model).info

@@ -63,7 +63,7 @@ def test_zoo_lists_every_family():
 
 
 @pytest.mark.parametrize("spec", ["resnet56", "cifar-resnet57", "torchvision:resnet9000",
-                                  "pytorchcv:not_a_model", "digits-resnet32"])
+                                  "pytorchcv:not_a_model", "digits-resnet38"])
 def test_unknown_model_lists_valid(spec):
     with pytest.raises(UnknownModel) as e:
         load_model(spec)

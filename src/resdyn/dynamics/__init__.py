@@ -26,7 +26,6 @@ from .coupling import (
     token_jacobian,
 )
 from .lyapunov import (
-    ZERO_RTOL,
     Exponents,
     exact_exponents,
     qr_exponents,
@@ -34,7 +33,7 @@ from .lyapunov import (
     zero_threshold,
 )
 
-__all__ = ["KS", "ZERO_RTOL", "Block", "Exponents", "Triplets", "blocks", "coupling",
+__all__ = ["KS", "Block", "Exponents", "Triplets", "blocks", "coupling",
            "exact_exponents", "line_shape", "numerical_rank", "random_level", "read_rows",
            "token_jacobian",
            "overlap_matrix", "qr_exponents", "random_overlap", "rank_resolution",

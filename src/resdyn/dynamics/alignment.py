@@ -5,7 +5,8 @@ RA1: the representations x_0, ..., x_L of one input lie on a line, equispaced
 J_R = dR/dx align with each other and across depth: u_i ≈ v_i within a unit
 (:func:`self_alignment`) and the top-k subspaces of different units overlap far more than random
 ones (:func:`subspace_overlap` against :func:`random_overlap`, :func:`overlap_matrix`). RA3: the
-rank of J_R is at most the number of classes (:func:`numerical_rank`). RA4: the top σ of J_R
+rank of J_R is at most the number of classes (:func:`numerical_rank`, from the full SVD that
+gives the triplets: :attr:`Triplets.rank`). RA4: the top σ of J_R
 falls as 1/depth (fit with :func:`resdyn.metrics.power_law` on :attr:`Triplets.sigma`).
 """
 
@@ -37,6 +38,10 @@ class Triplets:
         right: (n_in, k) orthonormal columns v_i.
         seconds: wall time (operator, products and solve).
         method: "dense" (full SVD) or "svds" (scipy ARPACK on the matrix-free operator).
+        rank: the numerical rank of J_R, the count of its σ above ``resolution``, read off
+            the full SVD's own values ("dense"); None after "svds" (only k values known).
+        resolution: the SVD's resolution :func:`rank_resolution` (max(shape)·ε·σ₁): the σ
+            below which a computed value cannot be told from zero; None after "svds".
 
     Example:
         >>> import numpy as np
@@ -52,6 +57,8 @@ class Triplets:
     right: np.ndarray
     seconds: float
     method: str = "dense"
+    rank: int | None = None
+    resolution: float | None = None
 
 
 def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = torch.float64,
@@ -60,7 +67,10 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
 
     Dense (``torch.linalg.svd`` of J_R materialised) when max(shape) ≤ ``dense_max`` or when
     k ≥ min(shape) (ARPACK needs k < min(shape)); otherwise ``scipy.sparse.linalg.svds`` on the
-    matrix-free operator with a seeded start vector. Sorted by σ descending either way.
+    matrix-free operator with a seeded start vector. Sorted by σ descending either way. The
+    dense path also gives J_R's numerical rank from the same SVD's values: the count of σ above
+    :func:`rank_resolution` (max(shape)·ε·σ₁, LAPACK's tolerance; ε of ``dtype``), so RA3's rank
+    needs no second build of J_R.
 
     Args:
         unit: a unit with a known shortcut/residual split.
@@ -71,7 +81,8 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
         seed: start vector of svds.
 
     Returns:
-        :class:`Triplets` with sigma (k,), left (n_out, k), right (n_in, k).
+        :class:`Triplets` with sigma (k,), left (n_out, k), right (n_in, k); rank and
+        resolution on the dense path.
 
     Raises:
         ValueError: k < 1, or the unit has no known split (from ``residual_jacobian``).
@@ -81,18 +92,26 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
         >>> from resdyn import load_model, units
         >>> u = units(load_model("digits-resnet20"))[0]
         >>> t = residual_triplets(u, torch.randn(16, 8, 8), k=2)
-        >>> t.left.shape, t.right.shape, bool(t.sigma[0] >= t.sigma[1])
-        ((1024, 2), (1024, 2), True)
+        >>> t.left.shape, t.right.shape, bool(t.sigma[0] >= t.sigma[1]), t.method
+        ((1024, 2), (1024, 2), True, 'dense')
+        >>> 0 < t.rank <= 1024, bool(t.resolution < 1e-12 * t.sigma[0])  # rank from the same SVD
+        (True, True)
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int (how many triplets); got {k!r}")
     t0 = time.perf_counter()
     op = residual_jacobian(unit, x, dtype=dtype)
     kk = min(k, *op.shape)
+    rank: int | None = None
+    resolution: float | None = None
     if max(op.shape) <= dense_max or kk >= min(op.shape):
         u, s, vh = torch.linalg.svd(op.dense().to(torch.float64), full_matrices=False)
         left, sigma, right = u[:, :kk].cpu().numpy(), s[:kk].cpu().numpy(), vh[:kk].T.cpu().numpy()
         method = "dense"
+        values = s.cpu().numpy()
+        resolution = rank_resolution(op.shape, float(values[0]) if len(values) else 0.0,
+                                     op.dtype)
+        rank = numerical_rank(values, resolution)
     else:
         v0 = torch.randn(min(op.shape), generator=generator(seed), dtype=torch.float64).numpy()
         left, sigma, right_t = svds(op.aslinearoperator(), k=kk, v0=v0)
@@ -100,7 +119,8 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
         left, sigma, right = left[:, order], sigma[order], right_t[order].T
         method = "svds"
     return Triplets(unit.name, np.ascontiguousarray(sigma), np.ascontiguousarray(left),
-                    np.ascontiguousarray(right), time.perf_counter() - t0, method)
+                    np.ascontiguousarray(right), time.perf_counter() - t0, method, rank,
+                    resolution)
 
 
 def self_alignment(t: Triplets) -> np.ndarray:

@@ -30,15 +30,25 @@ i-volume ratio vol_i(J V)/vol_i(V). No norm is rescaled when the width changes, 
 down-sampling unit's own scale (its 1x1 convolution and BatchNorm) is part of the exponent.
 QR carries at most min(k, n_1, n_2, ..., n_l) directions.
 
-**Zero rule.** A σ_i with σ_i ≤ 1e-12·max(1, σ_1)·√max(shape) is numerically zero and gives
-λ_i = −inf (a ReLU-killed row of J_l makes exact zeros that round-off turns into ~1e-16·σ_1);
-in the QR method the same rule applies to |R_ii| relative to the largest column norm of Z, and a
-direction found zero stays −inf at every later depth. ``n_zero`` counts the −inf values.
+**Zero rule: each depth's own resolution.** A σ_i of J_{1→l} at or below the resolution of that
+depth's computed product,
+
+    ρ_l = (ε₆₄·max(m, n) + l·ε)·σ_1(J_{1→l}),   (m, n) the product's shape, ε of the working dtype,
+
+is not told from zero and gives λ_i = −inf (a ReLU-killed row of J_l makes exact zeros that
+round-off turns into ~1e-16·σ_1). The first term is the SVD's own resolution (LAPACK's rank
+tolerance, as for the dense spectra, :mod:`resdyn.spectra.dense`); the second the round-off of
+the l products that formed it, each about ε of its result, carried to depth l as the product
+itself is. Relative to σ_1 of the product, never to 1: a product that contracts every direction
+still has its values. A tiny σ_i above ρ_l is a value, however small against σ_1 (a long
+non-normal product separates its σ by many orders: (d_i/d_1)^l for factors Q_t·D·Q_{t−1}ᵀ).
+In the QR method a unit's |R_ii| are those of one product Z = J_l·Q_{l−1}: ρ = (ε₆₄·max(Z.shape)
++ ε)·max_j ‖Z_j‖ (its largest column norm), and a direction found zero stays −inf at every
+later depth. ``n_zero`` counts the −inf values; :attr:`Exponents.resolution` records ρ_l.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,9 +63,6 @@ from ..models.units import Unit
 from ..operators.base import LinearOperator, compose
 from ..operators.jacobian import unit_jacobian
 from ..spectra.api import singular_values
-
-#: Relative size under which a singular value (or |R_ii|) counts as zero; see the module doc.
-ZERO_RTOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Exponents:
         method: "dense", "arpack", "svd" (ARPACK's fallback when k' leaves no room for a
             Krylov solve) or "qr".
         seconds: wall time spent on this depth (its products and its solve).
+        resolution: ρ_l, the σ (QR: |R_ii|) at or below which a value is not told from zero
+            at this depth (:func:`zero_threshold`); the values under it are the −inf ones.
 
     Example:
         >>> import torch
@@ -91,16 +100,33 @@ class Exponents:
     n_zero: int
     method: str
     seconds: float
+    resolution: float = float("nan")
 
 
-def zero_threshold(sigma_max: float, shape: Sequence[int]) -> float:
-    """The zero rule: values ≤ 1e-12·max(1, σ_max)·√max(shape) count as zero.
+def zero_threshold(sigma_max: float, shape: Sequence[int], products: int = 1,
+                   dtype: torch.dtype = torch.float64) -> float:
+    """The resolution of a computed product's singular values: (ε₆₄·max(shape) +
+    products·ε)·σ_max, ε of ``dtype`` (the products' precision); values at or below it count
+    as zero.
+
+    ε₆₄·max(shape)·σ_max is what the float64 SVD of the product resolves (LAPACK's rank
+    tolerance); each of the ``products`` factors that formed it added a round-off of about ε of
+    its result, carried to the end as the product itself is (see the module doc).
+
+    Args:
+        sigma_max: σ_1 of the product (its largest computed value; 0 gives 0).
+        shape: (m, n) of the product.
+        products: how many products formed it (the depth l; 1 for a single QR step).
+        dtype: the precision the products ran in.
 
     Example:
-        >>> zero_threshold(2.0, (100, 4))
-        2e-11
+        >>> zero_threshold(2.0, (100, 4)) == 2.0 * 101 * 2.0 ** -52
+        True
+        >>> zero_threshold(1e-9, (4, 4), products=60) < 1e-20  # relative to the product, not to 1
+        True
     """
-    return ZERO_RTOL * max(1.0, float(sigma_max)) * math.sqrt(max(shape))
+    eps64, eps = float(torch.finfo(torch.float64).eps), float(torch.finfo(dtype).eps)
+    return (eps64 * max(shape) + products * eps) * float(sigma_max)
 
 
 def _check(unit_list: Sequence[Unit], k: int) -> None:
@@ -166,10 +192,11 @@ def _log_or_inf(values: Tensor, threshold: float) -> np.ndarray:
         return np.where(v > threshold, np.log(np.maximum(v, np.finfo(float).tiny)), -np.inf)
 
 
-def _result(depth: int, u: Unit, logs: np.ndarray, method: str, t0: float) -> Exponents:
+def _result(depth: int, u: Unit, logs: np.ndarray, method: str, t0: float,
+            resolution: float) -> Exponents:
     values = logs / depth
     return Exponents(depth, u.name, u.n_out, values, int(np.isneginf(values).sum()), method,
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, resolution)
 
 
 def exact_exponents(unit_list: Sequence[Unit], x: Tensor, k: int, *,
@@ -222,8 +249,8 @@ def _exact_dense(unit_list: Sequence[Unit], xs: list[Tensor], k: int, dtype: tor
         m = unit_jacobian(u, xl, dtype=dtype).matmat(m)
         sigma = torch.linalg.svdvals(m.to(torch.float64))
         kk = min(k, u.n_out, n1)
-        logs = _log_or_inf(sigma[:kk], zero_threshold(float(sigma[0]), m.shape))
-        out.append(_result(depth, u, logs, "dense", t0))
+        rho = zero_threshold(float(sigma[0]), m.shape, depth, dtype)
+        out.append(_result(depth, u, _log_or_inf(sigma[:kk], rho), "dense", t0, rho))
     return out
 
 
@@ -246,9 +273,10 @@ def _exact_krylov(unit_list: Sequence[Unit], xs: list[Tensor], k: int, dtype: to
             sigma = torch.cat([sigma, torch.full((kk - len(sigma),), float("nan"),
                                                  dtype=torch.float64)])
         top = float(sigma[0]) if len(sigma) else 0.0
-        logs = _log_or_inf(sigma, zero_threshold(top, product.shape))
+        rho = zero_threshold(top, product.shape, depth, dtype)
+        logs = _log_or_inf(sigma, rho)
         logs[np.isnan(sigma.numpy())] = np.nan
-        out.append(_result(depth, u, logs, method, t0))
+        out.append(_result(depth, u, logs, method, t0, rho))
     return out
 
 
@@ -259,7 +287,8 @@ def qr_exponents(unit_list: Sequence[Unit], x: Tensor, k: int, *,
     Q_0 (n_1, k) is the orthonormal factor of a seeded Gaussian matrix; per unit
     Z = J_l·Q_{l−1} (n_l, k) by one batched ``matmat`` and Q_l, R_l = qr(Z) (reduced). After a
     unit narrower than the directions carried, only its first min(k, n_l) directions are kept.
-    An |R_ii| ≤ 1e-12·max(1, max_j ‖Z_j‖)·√max(Z.shape) makes λ_i −inf from then on.
+    An |R_ii| ≤ (ε₆₄·max(Z.shape) + ε)·max_j ‖Z_j‖ (the resolution of that one product and its
+    QR, :func:`zero_threshold`) makes λ_i −inf from then on.
 
     Args:
         unit_list: L consecutive units in forward order.
@@ -298,7 +327,8 @@ def qr_exponents(unit_list: Sequence[Unit], x: Tensor, k: int, *,
         q, total = q[:, :kk], total[:kk]
         norms = torch.linalg.vector_norm(z, dim=0)
         top = float(norms.max()) if norms.numel() else 0.0
-        total = total + _log_or_inf(torch.diagonal(r)[:kk], zero_threshold(top, z.shape))
+        rho = zero_threshold(top, z.shape, 1, dtype)
+        total = total + _log_or_inf(torch.diagonal(r)[:kk], rho)
         # reported descending; ``total`` keeps each direction's own sum (its −inf included)
-        out.append(_result(depth, u, np.sort(total)[::-1].copy(), "qr", t0))
+        out.append(_result(depth, u, np.sort(total)[::-1].copy(), "qr", t0, rho))
     return out

@@ -21,7 +21,7 @@ from .stable import StableNet
 from .vit import ViT
 
 SHIPPED = Path(__file__).parent / "shipped"
-DIGITS_DEPTHS = (20, 56, 110)
+DIGITS_DEPTHS = (20, 32, 44, 56, 110)
 #: Checkpoints shipped in ``models/shipped`` (``NAME.safetensors``), loaded by name.
 SHIPPED_NAMES = (*(f"digits-resnet{d}" for d in DIGITS_DEPTHS), "digits-vit", "induction-gpt2")
 #: Shipped checkpoints named after their data set, by the prefix of the name.

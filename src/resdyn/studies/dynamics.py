@@ -11,7 +11,8 @@ line (per stage: straightness ‖x_L − x_0‖ / path length and the spread of 
 RA2, the top singular vectors of the residual branches' Jacobians J_R aligned within a unit
 (|⟨u_i, v_i⟩|) and across depth (overlaps of top-k subspaces against random ones); RA3, the
 numerical rank of J_R against the number of classes; RA4, σ₁(J_R) against depth over a family
-of networks trained alike (by default the shipped digits ResNet-20/56/110), a power-law fit.
+of networks trained alike (by default the shipped digits ResNet-20/32/44/56/110), a power-law
+fit.
 
 Block coupling (Aubry, Meng, Sugolov & Papyan, ICLR 2025): m_K between the per-token Jacobians
 of the blocks' residual contributions, across depth and tokens, against a random level
@@ -41,8 +42,10 @@ from . import dynamics_claims, dynamics_coupling
 from .base import Context, Figure, Plan, Study, Table
 from .options import IMAGES_HELP, MAX_DENSE, MAX_IMAGES, MAX_K, MAX_SEED, option, options_class
 
-#: The depth family of RA4 on digits: the shipped ResNets, trained alike at three depths.
-DIGITS_FAMILY = ("digits-resnet20", "digits-resnet56", "digits-resnet110")
+#: The depth family of RA4 on digits: the shipped ResNets, trained alike at five depths
+#: (9, 15, 21, 27 and 54 residual units).
+DIGITS_FAMILY = ("digits-resnet20", "digits-resnet32", "digits-resnet44", "digits-resnet56",
+                 "digits-resnet110")
 
 # Thresholds of the claims, fixed before any run (never tuned to make a claim hold).
 
@@ -57,7 +60,7 @@ class DynamicsConfig:
         >>> DynamicsConfig(images=2, family=())  # doctest: +ELLIPSIS
         DynamicsConfig(images=2, seed=0, k=5, dense_max=4096, family=(), family_images=2, ...)
         >>> DynamicsConfig().coupling_images
-        1
+        2
         >>> DynamicsConfig(k=0)
         Traceback (most recent call last):
             ...
@@ -77,10 +80,10 @@ class DynamicsConfig:
         "comma-separated; auto: the digits ResNets on digits, none otherwise; none")
     family_images: int = option(2, 1, MAX_IMAGES, help="images per network of the family")
     family_digests: tuple[str, ...] = option((), cli=False)
-    coupling_images: int = option(1, 0, MAX_IMAGES, help="images (sequences) whose block "
+    coupling_images: int = option(2, 0, MAX_IMAGES, help="images (sequences) whose block "
                                   "coupling (Aubry et al. 2025) is measured, the first N of "
-                                  "those chosen; triplets dense up to --dense-max wide, "
-                                  "matrix-free above; 0: none")
+                                  "those chosen (2: the fewest an interval needs); triplets "
+                                  "dense up to --dense-max wide, matrix-free above; 0: none")
 
 
 def _family(text: str) -> tuple[str, ...] | None:

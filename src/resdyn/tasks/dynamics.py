@@ -59,8 +59,9 @@ def lyapunov_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, i
     Returns:
         one row per (path, depth, i): image, label, path ("exact" or "qr"), method ("dense",
         "arpack" or "qr"), depth l, unit, stage, width, i (1-based), exponent λ_i(l) (−inf for a
-        numerically zero σ_i or R_ii), n_zero (how many of the k are −inf at that depth),
-        seconds (of that depth).
+        σ_i or R_ii at or below that depth's resolution), n_zero (how many of the k are −inf at
+        that depth), resolution (that depth's ρ_l: see :mod:`resdyn.dynamics.lyapunov`), seconds
+        (of that depth).
     """
     run = current()
     net, unit_list = model.load(), model.units(input_shape)
@@ -78,7 +79,8 @@ def lyapunov_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, i
                 rows.append({"image": image, "label": label, "path": path, "method": e.method,
                              "depth": e.depth, "unit": e.unit, "stage": stage_of[e.unit],
                              "width": e.width, "i": i, "exponent": float(value),
-                             "n_zero": e.n_zero, "seconds": e.seconds})
+                             "n_zero": e.n_zero, "resolution": e.resolution,
+                             "seconds": e.seconds})
     return pd.DataFrame(rows)
 
 
@@ -90,7 +92,9 @@ def alignment_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, 
         rows of three records (column ``record``):
         - "unit": unit, stage, position, kind, n_in, n_out, sigma (top k σ of J_R), sigma1,
           align (|⟨u_i, v_i⟩|, empty for a non-square unit), align1, rank (numerical rank of J_R:
-          σ above its resolution; NaN where the unit is wider than ``dense_max``), resolution;
+          its σ above the SVD's resolution, read off the full SVD that gave the triplets; NaN
+          where the unit is wider than ``dense_max`` and only the top k are known), resolution
+          (max(n_in, n_out)·ε·σ₁, LAPACK's tolerance);
         - "pair": a, b (unit names), a_index, b_index, left, right (overlaps of the top-k left
           and right singular subspaces), random (k / n, the overlap of random subspaces), for
           every two different units of the same width;
@@ -108,11 +112,10 @@ def alignment_task(model: ModelRef, input_shape: tuple[int, ...], x: Tensor, *, 
         t = residual_triplets(u, x_u, k, dtype=run.dtype, dense_max=dense_max, seed=image)
         triplets.append(t)
         align = self_alignment(t) if u.in_shape == u.out_shape else np.zeros(0)
-        rank, resolution = float("nan"), float("nan")
-        if max(u.n_in, u.n_out) <= dense_max:
-            full = singular_values(residual_jacobian(u, x_u, dtype=run.dtype), method="dense")
-            resolution = float(full.resolution if full.resolution is not None else "nan")
-            rank = float(int((np.asarray(full.values) > resolution).sum()))
+        # RA3's rank from the triplets' own full SVD (its resolution max(n)·ε·σ₁), not a second
+        # build of J_R; NaN where the triplets came from svds (a unit wider than dense_max)
+        rank = float("nan") if t.rank is None else float(t.rank)
+        resolution = float("nan") if t.resolution is None else float(t.resolution)
         rows.append({**base, "record": "unit", "unit": u.name, "stage": u.stage,
                      "position": u.position, "kind": u.kind, "n_in": u.n_in, "n_out": u.n_out,
                      "sigma": [float(s) for s in t.sigma], "sigma1": float(t.sigma[0]),
