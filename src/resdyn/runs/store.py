@@ -86,15 +86,17 @@ class TaskStore:
         """Whether the task's stored file proves it is this task of this run (see the module)."""
         return self._flaw(analysis, key) is None
 
-    def _flaw(self, analysis: str, key: str) -> str | None:
-        """Why the task's stored file cannot be used ("missing" when there is none), or None."""
+    def _flaw(self, analysis: str, key: str, table: pa.Table | None = None) -> str | None:
+        """Why the task's stored file cannot be used ("missing" when there is none), or None.
+        ``table``: the file's contents when already read (its schema holds the record)."""
         path = self._path(analysis, key)
-        if not path.is_file():
+        if table is None and not path.is_file():
             return "missing"
-        if path.stat().st_size == 0:
+        if table is None and path.stat().st_size == 0:
             return "empty (a write cut short)"
         try:
-            record = json.loads((pq.read_schema(path).metadata or {})[PROVENANCE])
+            schema = table.schema if table is not None else pq.read_schema(path)
+            record = json.loads((schema.metadata or {})[PROVENANCE])
         except KeyError:
             return "records no run (written by an older resdyn version, or not by resdyn)"
         except (OSError, ValueError, pa.ArrowException) as e:
@@ -163,10 +165,20 @@ class TaskStore:
         if keys is None:
             keys = [p.name.removesuffix(".parquet")
                     for p in (self.root / analysis).glob("*.parquet")]
-        files = sorted(self._path(analysis, k) for k in set(keys) if self.done(analysis, k))
-        frames = [pd.read_parquet(f) for f in files]
-        frames = [f for f in frames if len(f)]
+        frames = []
+        for key in sorted(set(keys), key=lambda k: self._path(analysis, k)):
+            table = self._read(analysis, key)  # each file read once: its record, then its rows
+            if table is not None and table.num_rows and self._flaw(analysis, key, table) is None:
+                frames.append(table.to_pandas())
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def _read(self, analysis: str, key: str) -> pa.Table | None:
+        """A task's stored file, or None where there is no readable one."""
+        path = self._path(analysis, key)
+        try:
+            return pq.read_table(path) if path.stat().st_size else None
+        except (OSError, pa.ArrowException):
+            return None
 
     def errors(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
         """The recorded errors of tasks that have not since succeeded, one row per task.

@@ -87,7 +87,7 @@ def parts(quick: bool = False) -> list[Part]:
         Part("002-identity-sweep", SWEEP, None, "digits",
              SweepConfig(depths=(2, 4, 8, 16), epochs=8, images=50)),
         Part("002-identity-vit", IDENTITY, "digits-vit", "digits", IdentityConfig(images=100)),
-        Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=40)),
+        Part("003-stiffness", STIFFNESS, "digits-resnet56", "digits", StiffnessConfig(images=30)),
         Part("003-stiffness-lm", STIFFNESS, "induction-gpt2", "induction",
              StiffnessConfig(images=6)),
         Part("003-stiffness-vit", STIFFNESS, "digits-vit", "digits", StiffnessConfig(images=12)),
