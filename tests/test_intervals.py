@@ -117,3 +117,27 @@ def test_by_unit_rows_per_image_columns_in_order():
     x, keys = by_unit(t, "image", "unit", "v")
     assert keys == ["b", "a"]
     np.testing.assert_array_equal(x, [[3.0, 5.0], [1.0, 2.0]])  # images sorted; a repeat: mean
+
+
+@pytest.mark.parametrize("n, tests", [(5, 1), (12, 4), (40, 3)])
+def test_correlation_interval_is_fishers_z_with_bonferroni(n, tests):
+    """scipy's pearsonr gives Fisher's z interval; ours at level 1 − 0.05/tests is the same."""
+    from scipy.stats import pearsonr
+
+    from resdyn.studies.intervals import correlation_interval
+
+    x = np.random.default_rng(n).normal(size=(n, 2))
+    x[:, 1] += 0.5 * x[:, 0]
+    res = pearsonr(x[:, 0], x[:, 1])
+    want = res.confidence_interval(1 - 0.05 / tests)
+    iv = correlation_interval(res.statistic, n, tests=tests)
+    assert (iv.low, iv.high) == pytest.approx((want.low, want.high), rel=1e-12, abs=1e-15)
+    assert iv.method == "fisher" and iv.n == n
+
+
+def test_correlation_interval_needs_four_pairs():
+    from resdyn.studies.intervals import correlation_interval
+
+    iv = correlation_interval(0.9, 3)
+    assert not iv.defined and iv.text() == "0.9 [no interval: 3 images, Fisher's z needs 4]"
+    assert correlation_interval(0.9, 4).defined

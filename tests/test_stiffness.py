@@ -246,3 +246,32 @@ def test_bad_input_is_one_line_with_status_2(tmp_path):
 def test_help_says_one_image_is_refused():
     r = CliRunner().invoke(app, ["stiffness", "--help"], terminal_width=200)
     assert r.exit_code == 0 and "--images 1 is refused" in " ".join(r.output.split())
+
+
+def _planted(n: int):
+    if n == 5:  # r = 0.886, about the shipped LM's at 5 sequences (0.89, adjusted p 0.55)
+        return np.arange(1.0, 6.0), np.array([1, 2.5, 2, 5, 4.5])
+    metric = np.random.default_rng(1).normal(size=n)
+    return metric, 0.9 * metric + 0.45 * np.random.default_rng(2).normal(size=n)
+
+
+@pytest.mark.parametrize("n, verdict", [(60, "yes"), (5, "undecided")])
+def test_correlation_claim_judges_fishers_z_interval(n, verdict):
+    """A planted correlation: clear on 60 images; on 5, r = 0.89 cannot be told from chance
+    (the percentile bootstrap called it held), so the claim is undecided."""
+    from resdyn.studies.stiffness_claims import SMALL_R, correlation_claim
+
+    metric, loss = _planted(n)
+    table = pd.DataFrame({"block": "b", "index": 4, "method": "dense", "image": np.arange(n),
+                          "label": np.arange(n) % 6, "loss": loss, "correct": loss < 3,
+                          "share_negative": metric})
+    c = correlations(table, ["share_negative"])
+    claim = correlation_claim({"stiffness": table, "correlations": c})
+    assert claim.verdict == verdict, claim.numbers()
+    finite = c[(c["level"] == "image") & np.isfinite(c["r"])]
+    test = next(t for t in claim.tests if t.what == "|r| of share_negative vs loss")
+    result = stats.pearsonr(metric, loss)
+    want = result.confidence_interval(1 - 0.05 / len(finite))
+    assert test.interval.value == pytest.approx(abs(result.statistic), rel=1e-12)
+    assert test.threshold == SMALL_R and test.interval.high == pytest.approx(
+        max(abs(want.low), abs(want.high)), rel=1e-9)

@@ -57,7 +57,8 @@ class Interval:
         low, high: the interval's ends (NaN where there is none: one unit of evidence, or
             too many resamples where the statistic is undefined).
         method: "bootstrap" (percentile, over ``n`` units of evidence), "regression" (the
-            t interval of a fit over ``n`` points), "exact" (no sampling: the point) or
+            t interval of a fit over ``n`` points), "fisher" (Fisher's z interval of a
+            correlation over ``n`` pairs), "exact" (no sampling: the point) or
             "single" (one unit of evidence by the study's design: the point).
         n: units of evidence (0 for an exact number).
         unit: what they are ("images", "sequences", "units", "networks", "depths").
@@ -101,6 +102,8 @@ class Interval:
         if self.method == "single":
             return f"{v} (one {self.unit})"
         if not self.defined:
+            if self.method == "fisher":
+                return f"{v} [no interval: {self.n} {self.unit}, Fisher's z needs 4]"
             if self.n < 2:
                 return f"{v} [no interval: {self.n} {self.unit.rstrip('s')}]"
             return (f"{v} [no interval: undefined on {self.undefined:.0%} of the resamples of "
@@ -113,6 +116,9 @@ class Interval:
             return f"{LEVEL:.0%} percentile bootstrap over {self.n} {self.unit}"
         if self.method == "regression":
             return f"{LEVEL:.0%} t interval of the fit over {self.n} {self.unit}"
+        if self.method == "fisher":
+            return (f"{LEVEL:.0%} Fisher z interval of a correlation over {self.n} {self.unit} "
+                    "(Bonferroni over the correlations tested)")
         if self.method == "single":
             return f"one {self.unit}, by the study's design: the point"
         return "exact"
@@ -288,6 +294,29 @@ def bootstrap(samples, statistic: Callable[[np.ndarray], np.ndarray], *, unit: s
         low, high = np.where(enough, lo_q, np.nan), np.where(enough, hi_q, np.nan)
     return [Interval(float(v), float(lo), float(hi), "bootstrap", n, unit, float(u))
             for v, lo, hi, u in zip(value, low, high, undefined, strict=True)]
+
+
+def correlation_interval(r: float, n: int, *, tests: int = 1, unit: str = "images",
+                         level: float = LEVEL) -> Interval:
+    """Fisher's z interval of a Pearson correlation ``r`` over ``n`` pairs: tanh(atanh r ±
+    q/√(n − 3)), q the normal quantile of the level, Bonferroni-corrected for ``tests``
+    correlations judged together (a claim that any of them holds).
+
+    The percentile bootstrap of r is far too narrow on a handful of pairs (five sequences gave
+    |r| = 0.89 "[0.23, 1]" where the adjusted p was 0.55); Fisher's z is the interval of r under
+    bivariate normality, and needs n ≥ 4 (NaN ends below).
+
+    Example:
+        >>> correlation_interval(0.5, 28).text(4)
+        '0.5 [0.156, 0.7358]'
+    """
+    from scipy.stats import norm
+
+    if n < 4 or not np.isfinite(r):
+        return Interval(float(r), math.nan, math.nan, "fisher", n, unit)
+    z, half = math.atanh(min(max(r, -1 + 1e-15), 1 - 1e-15)), 1.0 / math.sqrt(n - 3)
+    q = float(norm.ppf(1 - (1 - level) / (2 * tests)))
+    return Interval(float(r), math.tanh(z - q * half), math.tanh(z + q * half), "fisher", n, unit)
 
 
 def distance_from(iv: Interval, target: float) -> Interval:

@@ -11,7 +11,14 @@ import pandas as pd
 
 from ..tasks.eigen import BRANCH_METRICS
 from .base import Claim
-from .intervals import Test, bootstrap, by_unit, distance_from, evidence_unit
+from .intervals import (
+    Test,
+    bootstrap,
+    by_unit,
+    correlation_interval,
+    distance_from,
+    evidence_unit,
+)
 from .stiffness_stats import ALPHA
 
 
@@ -90,10 +97,12 @@ def correlation_claim(tables, ctx=None) -> Claim:
     t = tables["stiffness"]
     rows = t[t["index"] == last["index"].iloc[0]]
     tests = []
-    for r in last[np.isfinite(last["r"])].itertuples():
+    finite = last[np.isfinite(last["r"])]
+    for r in finite.itertuples():
         pairs = rows[[r.metric, r.target]].to_numpy(float)
         pairs = pairs[np.isfinite(pairs).all(axis=1)]
-        iv, = bootstrap(pairs, _pearson_r, unit=evidence_unit(ctx))
+        iv = correlation_interval(float(_pearson_r(pairs[None])[0]), len(pairs),
+                                  tests=len(finite), unit=evidence_unit(ctx))
         tests.append(Test(f"|r| of {r.metric} vs {r.target}", distance_from(iv, 0.0), SMALL_R,
                           "above"))
     return Claim.judged(
@@ -101,7 +110,8 @@ def correlation_claim(tables, ctx=None) -> Claim:
             f"{r.metric} vs {r.target} r = {r.r:+.2f} (adjusted p = {r.p_adjusted:.2g})"
             for r in last.itertuples() if np.isfinite(r.r))
         + f" (holds if the 95 % interval of any r lies beyond ±{SMALL_R:g}, not if every one "
-        f"lies within ±{SMALL_R:g}; Benjamini–Hochberg adjusted p at {ALPHA:g} for reference)",
+        f"lies within ±{SMALL_R:g}; Fisher z intervals, Bonferroni over the {len(finite)} "
+        f"correlations; Benjamini–Hochberg adjusted p at {ALPHA:g} for reference)",
         tests, rule="any")
 
 
