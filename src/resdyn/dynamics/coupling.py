@@ -273,7 +273,8 @@ def token_jacobian(f: Callable[[Tensor], Tensor], block: Block, x: Tensor, t_in:
         f: ``block.residual(dtype)``.
         block: the block.
         x: (*in_shape) or (1, *in_shape), the block's input.
-        t_in, t_out: token indices (0 for a feature map).
+        t_in: the token the tangent sits at (0 for a feature map).
+        t_out: the token read (0 for a feature map).
 
     Raises:
         ValueError: a token outside 0..T−1.

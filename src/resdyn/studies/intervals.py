@@ -257,7 +257,9 @@ def bootstrap(samples, statistic: Callable[[np.ndarray], np.ndarray], *, unit: s
             each, vectorised. It is applied to ``samples`` itself for the values and to the
             resampled stacks for the intervals, so the values are the claim's own numbers.
         unit: what a row is ("images", "sequences", "units"), for the interval's words.
-        resamples, seed, level: the bootstrap's size, seed and coverage.
+        resamples: the bootstrap's size.
+        seed: of its resamples.
+        level: its coverage.
 
     Returns:
         one :class:`Interval` per statistic (m of them; one when it returns (r,)). A resample
