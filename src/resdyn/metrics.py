@@ -306,3 +306,18 @@ def power_law(depths, values, level: float = 0.95) -> PowerLaw:
     return PowerLaw(float(np.exp(res.intercept)), p, float(p - half), float(p + half),
                     float(res.rvalue ** 2),
                     int(x.size), level)
+
+
+def crossing_depth(depths, values, eps: float) -> float:
+    """The L at which ``values`` (mean scaled perturbation per depth) first falls below ε,
+    interpolated on log-log axes between the two trained depths around it; NaN if it never
+    does, the first depth if it already starts below."""
+    L, v = np.asarray(depths, dtype=float), np.asarray(values, dtype=float)
+    below = np.flatnonzero(v < eps)
+    if below.size == 0:
+        return float("nan")
+    i = int(below[0])
+    if i == 0:
+        return float(L[0])
+    x0, x1, y0, y1 = np.log(L[i - 1]), np.log(L[i]), np.log(v[i - 1]), np.log(v[i])
+    return float(np.exp(x0 + (np.log(eps) - y0) * (x1 - x0) / (y1 - y0)))

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from ..metrics import power_law, stopping_rule
+from ..metrics import crossing_depth, power_law, stopping_rule
 from ..plots import identity as figs
 from ..runs import ModelRef, Task
 from ..tasks.perturbation import perturbation_tasks
@@ -104,21 +103,6 @@ def fits(dist: pd.DataFrame) -> pd.DataFrame:
                      "p_high": f.p_high, "r2": f.r2, "depths": f.n})
     # one depth fits nothing: an empty table with its columns, for the claims and figures
     return pd.DataFrame(rows, columns=["section", "c", "p", "p_low", "p_high", "r2", "depths"])
-
-
-def crossing_depth(depths, values, eps: float) -> float:
-    """The L at which ``values`` (mean scaled perturbation per depth) first falls below ε,
-    interpolated on log-log axes between the two trained depths around it; NaN if it never
-    does, the first depth if it already starts below."""
-    L, v = np.asarray(depths, dtype=float), np.asarray(values, dtype=float)
-    below = np.flatnonzero(v < eps)
-    if below.size == 0:
-        return float("nan")
-    i = int(below[0])
-    if i == 0:
-        return float(L[0])
-    x0, x1, y0, y1 = np.log(L[i - 1]), np.log(L[i]), np.log(v[i - 1]), np.log(v[i])
-    return float(np.exp(x0 + (np.log(eps) - y0) * (x1 - x0) / (y1 - y0)))
 
 
 def crossings(dist: pd.DataFrame, eps) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import stopping_rule
+from ..metrics import crossing_depth, stopping_rule
 from .base import Claim
 from .intervals import Interval, Test, bootstrap, by_unit, distance_from, evidence_unit
 
@@ -93,7 +93,6 @@ def stopping_rule_claim(tables, ctx) -> Claim:
         return Claim(None, f"the mean scaled perturbation never fell below ε = {eps:g} in {never} "
                            "within the trained depths; predicted L there: " + ", ".join(
                                f"{r.section}: {r.predicted_L}" for r in c.itertuples()))
-    from .identity_sweep import crossing_depth  # that module imports this one
 
     per = _per_image(tables)
     tests = []
