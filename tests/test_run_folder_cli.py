@@ -175,11 +175,11 @@ def test_a_study_of_a_newer_revision_refuses_an_older_folder_saying_what_changed
             "--epochs", "1", "--images", "2", "--out", str(out)]
     assert runner.invoke(app, args).exit_code == 0
     identity = json.loads((out / "run.json").read_text())
-    assert identity["revision"] == COMPARE.revision == 3
-    identity["revision"] = 2  # as resdyn wrote it before the study's revision 3
+    assert identity["revision"] == COMPARE.revision == 4
+    identity["revision"] = 3  # as resdyn wrote it before the study's revision 4
     (out / "run.json").write_text(json.dumps(identity))
     r = runner.invoke(app, args)
     assert r.exit_code == 2, r.output
     assert says(r.output, "written by an older resdyn version of this study; since then: the "
-                          "eigen table records the rows each block's output ReLU kills")
+                          "eigen table's rows record J − I's share and indices")
     assert says(r.output, "Use --fresh")

@@ -187,6 +187,10 @@ def qr_error(ly: pd.DataFrame) -> pd.DataFrame:
 
 DYNAMICS = Study(
     name="dynamics", title="Dynamics study", config=DynamicsConfig, plan=_plan, resolve=resolve,
+    revision=2,
+    changes="the lyapunov table's resolution column (a σ is zero below its own depth's "
+            "resolution), RA3's rank read off the triplets' own SVD, and the block coupling "
+            "(tables coupling, coupling_blocks, line_shape; --coupling-images)",
     tables={
         "lyapunov": Table(order=lambda t, ctx: t.sort_values(["path", "image", "depth", "i"],
                                                              ignore_index=True)),

@@ -203,12 +203,14 @@ def comparison(tables, ctx) -> pd.DataFrame:
 
 COMPARE = Study(
     name="stable-compare", title="Stable architectures compared", config=CompareConfig,
-    plan=_plan, revision=3, precisions=("float64",),
+    plan=_plan, revision=4, precisions=("float64",),
     precision_note="the share of Re(λ−1) < 0 counts eigenvalues against float64 error bounds, "
                    "which float32 products would exceed",
-    changes="the eigen table records the rows each block's output ReLU kills "
-            "(known_zero_rows); since revision 2, each eigenvalue's error bound (values_err), "
-            "and the share of Re(λ−1) < 0 counts a value as zero only within its own bound",
+    changes="the eigen table's rows record J − I's share and indices (branch_share_negative, "
+            "branch_stiffness_signed, branch_stiffness_ratio); since revision 3, the rows each "
+            "block's output ReLU kills (known_zero_rows); since revision 2, each eigenvalue's "
+            "error bound (values_err), and the share of Re(λ−1) < 0 counts a value as zero only "
+            "within its own bound",
     tables={
         "training": Table(),
         "eigen": Table(),
