@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import svds
 from torch import Tensor
 
-from .._torch import Seed, generator
+from .._torch import Seed
 from ..models.units import Unit
 from ..operators.jacobian import residual_jacobian
+from ..spectra.triplets import singular_triplets
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,8 +66,9 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
     """Top-k singular triplets of J_R = ``residual_jacobian(unit, x)``.
 
     Dense (``torch.linalg.svd`` of J_R materialised) when max(shape) ≤ ``dense_max`` or when
-    k ≥ min(shape) (ARPACK needs k < min(shape)); otherwise ``scipy.sparse.linalg.svds`` on the
-    matrix-free operator with a seeded start vector. Sorted by σ descending either way. The
+    k ≥ min(shape) (ARPACK needs k < min(shape)); otherwise ARPACK (``scipy.sparse.linalg.svds``
+    by :func:`resdyn.spectra.triplets.singular_triplets`) on the matrix-free operator with a
+    seeded start vector. Sorted by σ descending either way. The
     dense path also gives J_R's numerical rank from the same SVD's values: the count of σ above
     :func:`rank_resolution` (max(shape)·ε·σ₁, LAPACK's tolerance; ε of ``dtype``), so RA3's rank
     needs no second build of J_R.
@@ -113,11 +114,8 @@ def residual_triplets(unit: Unit, x: Tensor, k: int, *, dtype: torch.dtype = tor
                                      op.dtype)
         rank = numerical_rank(values, resolution)
     else:
-        v0 = torch.randn(min(op.shape), generator=generator(seed), dtype=torch.float64).numpy()
-        left, sigma, right_t = svds(op.aslinearoperator(), k=kk, v0=v0)
-        order = np.argsort(sigma)[::-1]
-        left, sigma, right = left[:, order], sigma[order], right_t[order].T
-        method = "svds"
+        t = singular_triplets(op, kk, method="arpack", seed=seed)
+        left, sigma, right, method = t.left, t.sigma, t.right, "svds"
     return Triplets(unit.name, np.ascontiguousarray(sigma), np.ascontiguousarray(left),
                     np.ascontiguousarray(right), time.perf_counter() - t0, method, rank,
                     resolution)

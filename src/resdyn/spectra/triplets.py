@@ -78,7 +78,7 @@ class SingularTriplets:
 
 def singular_triplets(op: LinearOperator | torch.Tensor, k: int, *, method: str = "auto",
                       dense_max: int = 4096, tol: float | None = None, maxiter: int = 1000,
-                      seed: int = 0) -> SingularTriplets:
+                      seed: int | torch.Generator = 0) -> SingularTriplets:
     """The top-k singular triplets of J.
 
     Args:
@@ -92,7 +92,8 @@ def singular_triplets(op: LinearOperator | torch.Tensor, k: int, *, method: str 
         tol: block: residuals ‖Jᵀu_i − σ_i v_i‖ ≤ tol·σ_1 (None: 1e-10 in float64); arpack:
             its relative tolerance (None: machine precision).
         maxiter: block: thick restarts allowed.
-        seed: start block (vector) of the iterative methods.
+        seed: start block (vector) of the iterative methods (an int, or a torch.Generator to
+            draw it from).
 
     Returns:
         :class:`SingularTriplets`, sorted by σ descending.
@@ -151,7 +152,8 @@ def _dense(j: torch.Tensor, k: int, t0: float, products: int) -> SingularTriplet
                             products, time.perf_counter() - t0)
 
 
-def _block(op: LinearOperator, k: int, tol: float | None, maxiter: int, seed: int, t0: float,
+def _block(op: LinearOperator, k: int, tol: float | None, maxiter: int,
+           seed: int | torch.Generator, t0: float,
            ) -> SingularTriplets:
     counted = Counted(linearized(op))  # one forward pass for all products
     flip = counted.shape[0] < counted.shape[1]
@@ -172,7 +174,8 @@ def _block(op: LinearOperator, k: int, tol: float | None, maxiter: int, seed: in
                             np.asarray(resid), counted.count, time.perf_counter() - t0)
 
 
-def _arpack(op: LinearOperator, k: int, tol: float | None, seed: int, t0: float,
+def _arpack(op: LinearOperator, k: int, tol: float | None, seed: int | torch.Generator,
+            t0: float,
             ) -> SingularTriplets:
     counted = Counted(linearized(op))
     v0 = seeded_generator(seed).standard_normal(min(op.shape))
