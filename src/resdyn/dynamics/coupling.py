@@ -41,6 +41,7 @@ from ..models.units import Unit
 from ..operators.base import LinearOperator
 from ..operators.jacobian import JacobianOperator, function_jacobian
 from ..spectra.triplets import SingularTriplets
+from .alignment import straightness
 
 #: K of the paper and its code: the top 10, 30 and 50 singular triplets (capped by d).
 KS = (10, 30, 50)
@@ -319,10 +320,8 @@ def line_shape(points: Sequence[Tensor]) -> float:
         >>> line_shape([torch.zeros(2), torch.tensor([1., 0.]), torch.tensor([1., 1.])])
         1.414213562373095
     """
-    xs = torch.stack([p.detach().to("cpu", torch.float64).reshape(-1) for p in points])
-    steps = float(torch.linalg.vector_norm(xs[1:] - xs[:-1], dim=1).sum())
-    chord = float(torch.linalg.vector_norm(xs[-1] - xs[0]))
-    return steps / chord if chord > 0 else float("nan")
+    s = straightness(points)["straightness"]
+    return 1.0 / s if s > 0 else float("nan")
 
 
 def pair_rows(j1: Tensor | LinearOperator, t1: SingularTriplets, t2: SingularTriplets,
