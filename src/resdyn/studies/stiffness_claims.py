@@ -77,14 +77,6 @@ def rising_claim(tables, ctx=None) -> Claim:
                         tests)
 
 
-def _pearson_r(v: np.ndarray) -> np.ndarray:
-    """(r, n, 2) pairs -> (r,) Pearson r of each stack (NaN for a constant one)."""
-    a = v[..., 0] - v[..., 0].mean(axis=1, keepdims=True)
-    b = v[..., 1] - v[..., 1].mean(axis=1, keepdims=True)
-    with np.errstate(all="ignore"):
-        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-
-
 def correlation_claim(tables, ctx=None) -> Claim:
     c = tables["correlations"]
     if c.empty:
@@ -100,9 +92,8 @@ def correlation_claim(tables, ctx=None) -> Claim:
     finite = last[np.isfinite(last["r"])]
     for r in finite.itertuples():
         pairs = rows[[r.metric, r.target]].to_numpy(float)
-        pairs = pairs[np.isfinite(pairs).all(axis=1)]
-        iv = correlation_interval(float(_pearson_r(pairs[None])[0]), len(pairs),
-                                  tests=len(finite), unit=evidence_unit(ctx))
+        n = int(np.isfinite(pairs).all(axis=1).sum())  # the pairs r was computed on
+        iv = correlation_interval(float(r.r), n, tests=len(finite), unit=evidence_unit(ctx))
         tests.append(Test(f"|r| of {r.metric} vs {r.target}", distance_from(iv, 0.0), SMALL_R,
                           "above"))
     return Claim.judged(
