@@ -140,7 +140,6 @@ def study_command(name: str, study, help: str, *, model: bool = True,
 def run_command(ctx: click.Context, study, config, run: RunOptions, record: dict,
                 loading: ModelOptions | DataOptions | None) -> None:
     """Load, run one study with progress, print where and its summary; exit 1 if tasks failed."""
-    from .data import load_images
     from .runs.folder import check_out
     from .studies import run_study
 
@@ -149,10 +148,9 @@ def run_command(ctx: click.Context, study, config, run: RunOptions, record: dict
         check_out(out)
         ex = run.executor_spec()
         if isinstance(loading, ModelOptions):
-            m, ds = loading.load()
+            (m, ds), name = loading.load(), loading.model
         else:  # a study that trains its own networks, or of no data at all
-            m, ds = None, load_images(loading.data, split="test") if loading else None
-        name = loading.model if isinstance(loading, ModelOptions) else None
+            m, ds, name = None, loading.load() if loading else None, None
         with console_progress(study.name) as show, interrupted(lambda: show.kept(out)):
             result = run_study(study, m, ds, config, out, model_name=name, executor=ex,
                                progress=show, fresh=run.fresh, device=run.device,

@@ -56,6 +56,12 @@ class DataOptions:
     data: str = option("digits", short="-d", help="digits | cifar10 | mnist | PATH.npz | "
                        "image folder")
 
+    def load(self):
+        """The test split of the images."""
+        from ..data import load_images
+
+        return load_images(self.data, split="test")
+
 
 @dataclass(frozen=True)
 @options_class

@@ -148,17 +148,14 @@ def _parts(out: Path, quick: bool, executor: Executor | str,
            progress: Callable[[Part], Progress | None] | None, device: str, precision: str,
            threads: int | None) -> list[StudyResult]:
     """run_demo's work in the claimed folder."""
-    from ..data import check_compatible, load_for, load_images
-    from ..models import load_model
     from ..report import write_report
+    from .command_options import DataOptions, ModelOptions
 
     results = []
     for part in parts(quick):
-        model = load_model(part.model) if part.model else None
-        data = (None if not part.data else load_for(model, part.data) if model is not None
-                else load_images(part.data, split="test"))
-        if model is not None and data is not None:
-            check_compatible(model, data)
+        model, data = (ModelOptions(model=part.model, data=part.data).load()
+                       if part.model and part.data else
+                       (None, DataOptions(data=part.data).load() if part.data else None))
         results.append(run_study(
             part.study, model, data, part.config, out / part.folder, model_name=part.model,
             executor=executor, progress=progress(part) if progress else None,
