@@ -41,13 +41,13 @@ def records(t: pd.DataFrame, record: str, ctx: Context) -> pd.DataFrame:
                              if c in part], ignore_index=True)
 
 
-def depth_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Rows of two different blocks across depth, "ujv", the smallest K."""
+def depth_pairs(pairs: pd.DataFrame, every_k: bool = False) -> pd.DataFrame:
+    """Rows of two different blocks across depth, "ujv", the smallest K (``every_k``: all)."""
     if pairs.empty:
         return pairs
     d = pairs[(pairs["across"] == "depth") & (pairs["l1"] != pairs["l2"])
               & (pairs["orientation"] == "ujv")]
-    return d[d["K"] == d["K"].min()] if len(d) else d
+    return d if every_k or d.empty else d[d["K"] == d["K"].min()]
 
 
 def coupled_claim(tables: Tables, ctx: Context | None = None) -> Claim:
@@ -57,8 +57,7 @@ def coupled_claim(tables: Tables, ctx: Context | None = None) -> Claim:
         return Claim(None, "no two blocks with Jacobians of one shape were measured (needs "
                      "--coupling-images ≥ 1 and two blocks of one width)")
     k, m, level = int(d["K"].iloc[0]), float(d["m"].median()), float(d["random"].median())
-    by_k = (pairs[(pairs["across"] == "depth") & (pairs["l1"] != pairs["l2"])
-                  & (pairs["orientation"] == "ujv")].groupby("K")[["m", "random"]].median())
+    by_k = depth_pairs(pairs, every_k=True).groupby("K")[["m", "random"]].median()
     per_image = d.groupby("image")[["m", "random"]].median()
     ratios = (per_image["m"] / per_image["random"]).to_numpy()
     iv, = bootstrap(ratios, lambda s: np.median(s, axis=1), unit=evidence_unit(ctx))
